@@ -1,0 +1,140 @@
+"""Every Redis key and stream name Signoff uses, built in one place.
+
+Agents in any language need only the first three names (request stream, reply list,
+decisions stream); everything else is internal. The prefix defaults to ``signoff`` and is
+configurable (``SIGNOFF_KEY_PREFIX``) so several deployments can share one Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "signoff"
+INTAKE_GROUP = "signoff-intake"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one prefix.
+
+    Args:
+        prefix: the namespace every key starts with.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+
+    # --- the public wire contract -------------------------------------------------------
+    @property
+    def requests(self) -> str:
+        """Stream agents XADD requests to (field ``body``)."""
+        return f"{self.prefix}:requests"
+
+    def reply(self, request_id: str) -> str:
+        """List the decision JSON is LPUSHed to."""
+        return f"{self.prefix}:reply:{request_id}"
+
+    @property
+    def decisions(self) -> str:
+        """Stream every decision is appended to, for subscribers."""
+        return f"{self.prefix}:decisions"
+
+    @property
+    def dead(self) -> str:
+        """Stream of messages that could not be answered (no usable id)."""
+        return f"{self.prefix}:dead"
+
+    # --- internal state -----------------------------------------------------------------
+    def request(self, request_id: str) -> str:
+        """Hash holding one request's record and state."""
+        return f"{self.prefix}:req:{request_id}"
+
+    def votes(self, request_id: str) -> str:
+        """Hash person -> vote JSON for one request."""
+        return f"{self.prefix}:votes:{request_id}"
+
+    def cards(self, request_id: str) -> str:
+        """Hash channel-target -> posted-card JSON (where each card lives, for updates)."""
+        return f"{self.prefix}:cards:{request_id}"
+
+    def clicks(self, request_id: str) -> str:
+        """Set of click nonces already accepted for a request (replay refusal)."""
+        return f"{self.prefix}:clicks:{request_id}"
+
+    @property
+    def pending(self) -> str:
+        """Sorted set of pending request ids, scored by creation time."""
+        return f"{self.prefix}:pending"
+
+    def pending_for_group(self, group: str) -> str:
+        """Sorted set of pending request ids that ``group`` may decide, by creation time."""
+        return f"{self.prefix}:pending:group:{group}"
+
+    def by_person(self, person: str) -> str:
+        """Sorted set of request ids made on behalf of ``person``."""
+        return f"{self.prefix}:mine:{person}"
+
+    @property
+    def all_requests(self) -> str:
+        """Sorted set of every request id by creation time (for listings and audit)."""
+        return f"{self.prefix}:all"
+
+    @property
+    def api_tokens(self) -> str:
+        """Hash sha256(token) -> token record JSON (approver and agent API credentials)."""
+        return f"{self.prefix}:tokens"
+
+    @property
+    def audit(self) -> str:
+        """Append-only audit stream."""
+        return f"{self.prefix}:audit"
+
+    @property
+    def audit_head(self) -> str:
+        """Hash with the audit chain's head (last hash, sequence)."""
+        return f"{self.prefix}:audit:head"
+
+    @property
+    def audit_checkpoints(self) -> str:
+        """Stream of signed audit checkpoints."""
+        return f"{self.prefix}:audit:checkpoints"
+
+    def grant_used(self, jti: str) -> str:
+        """Marker that a grant has been consumed (single use)."""
+        return f"{self.prefix}:grant:used:{jti}"
+
+    def grant(self, jti: str) -> str:
+        """Hash describing an issued grant (for revocation and listing)."""
+        return f"{self.prefix}:grant:{jti}"
+
+    @property
+    def signing_keys(self) -> str:
+        """Hash kid -> encrypted Ed25519 private key, plus the active kid."""
+        return f"{self.prefix}:keys:signing"
+
+    @property
+    def teams_conversations(self) -> str:
+        """Hash name -> saved Teams conversation reference JSON."""
+        return f"{self.prefix}:teams:conversations"
+
+    def session(self, sid: str) -> str:
+        """Web inbox session."""
+        return f"{self.prefix}:session:{sid}"
+
+    def rate(self, scope: str, ident: str, window: int) -> str:
+        """Counter for rate limiting ``ident`` in ``scope`` for the window starting ``window``."""
+        return f"{self.prefix}:rate:{scope}:{ident}:{window}"
+
+    def dedupe(self, fingerprint: str) -> str:
+        """Pointer from a pending request fingerprint to the request it was merged onto."""
+        return f"{self.prefix}:dedupe:{fingerprint}"
+
+    @property
+    def events(self) -> str:
+        """Pub/sub channel announcing request changes (web inbox live updates)."""
+        return f"{self.prefix}:events"
+
+    # --- rq queue names -----------------------------------------------------------------
+    @property
+    def queue(self) -> str:
+        """The rq queue all Signoff jobs run on."""
+        return f"{self.prefix}"

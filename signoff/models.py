@@ -1,0 +1,163 @@
+"""The data Signoff moves around: the agent's request, votes, and the decision reply.
+
+These are the wire shapes of the agent contract (``schemas/request.v1.json`` is generated
+from :class:`AgentRequest`; ``tests/test_schema.py`` keeps the two identical) plus the
+channel-neutral records the store keeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+MAX_DEPTH = 32
+
+
+class Status(str, Enum):
+    """Request states. ``received`` and ``pending`` are open; the rest are final."""
+
+    RECEIVED = "received"
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+    @property
+    def final(self) -> bool:
+        """Whether no transition leaves this state."""
+        return self not in (Status.RECEIVED, Status.PENDING)
+
+
+FINAL_STATUSES = frozenset(s for s in Status if s.final)
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of a JSON value, iteratively (a hostile payload must not blow the stack)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, d + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, d + 1) for v in item)
+    return deepest
+
+
+class AgentRequest(BaseModel):
+    """One approval request as an agent sends it (``signoff:requests`` field ``body``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Signoff approval request v1")
+
+    id: str = Field(
+        pattern=ID_PATTERN,
+        description="Client-chosen id; the idempotency key. The same id sent twice is one request.",
+    )
+    action: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+        description="What the agent wants to do, dotted: db.export, iam.grant, infra.apply.",
+    )
+    resource: str = Field(
+        min_length=1, max_length=500, description="What it acts on: a table, role, stack, URL."
+    )
+    params: Any = Field(
+        default_factory=dict, description="The exact payload of the action (any JSON)."
+    )
+    requester: str = Field(
+        min_length=1, max_length=200, description="The agent identity making the request."
+    )
+    on_behalf_of: str | None = Field(
+        default=None, max_length=320, description="The human the agent acts for (email)."
+    )
+    reason: str | None = Field(default=None, max_length=4000, description="Why, in words.")
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Environment, ticket, model, conversation link, ... (environment is matched by policy).",
+    )
+    reply_to: str | None = Field(
+        default=None,
+        max_length=300,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:{}@-]*$",
+        description="Redis list to LPUSH the decision to instead of signoff:reply:{id}.",
+    )
+
+    @field_validator("params", "context")
+    @classmethod
+    def _not_too_deep(cls, value: Any) -> Any:
+        if _depth(value) > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        return value
+
+    @property
+    def environment(self) -> str | None:
+        """``context.environment`` when it is a string."""
+        env = self.context.get("environment")
+        return env if isinstance(env, str) else None
+
+    def payload_sha256(self) -> str:
+        """SHA-256 of the canonical payload; what grants, cards and audit carry."""
+        return payload_sha256(self.action, self.resource, self.params)
+
+
+def canonical_json(value: Any) -> bytes:
+    """Canonical JSON bytes (sorted keys, no spaces, UTF-8) used for every hash."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def payload_sha256(action: str, resource: str, params: Any) -> str:
+    """Hash of exactly what will run: action, resource and params, canonically encoded."""
+    doc = {"action": action, "resource": resource, "params": params}
+    return hashlib.sha256(canonical_json(doc)).hexdigest()
+
+
+class FieldError(BaseModel):
+    """One thing wrong with a request, for the ``rejected`` reply."""
+
+    field: str
+    message: str
+
+
+class Vote(BaseModel):
+    """One human's vote as stored (distinct per person)."""
+
+    person: str
+    choice: str  # "approve" | "deny"
+    at: float = Field(default_factory=time.time)
+    comment: str | None = None
+    channel: str = "api"
+    groups: list[str] = Field(default_factory=list)
+
+
+class Decision(BaseModel):
+    """The reply an agent receives on ``signoff:reply:{id}`` and ``signoff:decisions``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    status: Status
+    action: str | None = None
+    resource: str | None = None
+    approvers: list[dict[str, Any]] = Field(default_factory=list)
+    reason: str | None = None
+    grant: str | None = None
+    error: list[FieldError] | None = None
+    payload_sha256: str | None = None
+    decided_at: float = Field(default_factory=time.time)
+    policy: str | None = None
+
+    def to_json(self) -> str:
+        """Compact JSON for the wire."""
+        return self.model_dump_json(exclude_none=True)
