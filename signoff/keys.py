@@ -74,6 +74,26 @@ class Keys:
         return f"{self.prefix}:mine:{person}"
 
     @property
+    def deadlines(self) -> str:
+        """Sorted set of open request ids scored by deadline (safety net for the scheduler)."""
+        return f"{self.prefix}:deadlines"
+
+    @property
+    def received(self) -> str:
+        """Sorted set of ids in ``received`` (not yet prepared), scored by arrival."""
+        return f"{self.prefix}:received"
+
+    @property
+    def notifying(self) -> str:
+        """Sorted set of ``{id}|{target}`` card posts claimed but not finished, by claim time."""
+        return f"{self.prefix}:notifying"
+
+    @property
+    def outbox(self) -> str:
+        """Sorted set of decided request ids whose reply is not yet delivered (finalize outbox)."""
+        return f"{self.prefix}:outbox"
+
+    @property
     def all_requests(self) -> str:
         """Sorted set of every request id by creation time (for listings and audit)."""
         return f"{self.prefix}:all"
@@ -87,6 +107,10 @@ class Keys:
     def audit(self) -> str:
         """Append-only audit stream."""
         return f"{self.prefix}:audit"
+
+    def audit_for(self, request_id: str) -> str:
+        """List of audit stream ids about one request (index for the request page)."""
+        return f"{self.prefix}:audit:req:{request_id}"
 
     @property
     def audit_head(self) -> str:
@@ -110,6 +134,11 @@ class Keys:
     def signing_keys(self) -> str:
         """Hash kid -> encrypted Ed25519 private key, plus the active kid."""
         return f"{self.prefix}:keys:signing"
+
+    @property
+    def public_keys(self) -> str:
+        """Hash kid -> public JWK JSON (plaintext: agents verify grants with Redis alone)."""
+        return f"{self.prefix}:keys:public"
 
     @property
     def teams_conversations(self) -> str:

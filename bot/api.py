@@ -1,0 +1,213 @@
+"""The HTTP API: agents create requests; approvers (bearer tokens mapped to people) decide.
+
+Routes (described in ``schemas/openapi.json``, served at ``/openapi.json``):
+
+- ``POST /api/v1/requests``: an agent token; the body is a request v1. It is appended to the
+  request stream, so the API and Redis agents share one intake path. 202.
+- ``GET /api/v1/requests/{id}``: the masked view (any token).
+- ``GET /api/v1/requests?status=pending``: what the token's person may decide, newest first.
+- ``POST /api/v1/requests/{id}/decision``: ``{"decision": "approve"|"deny", "comment": …}``;
+  a person token only (agent credentials never decide).
+- ``POST /api/v1/requests/{id}/cancel``: the requesting agent or the person it acts for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from bot.appkeys import METRICS, RT
+from bot.cards.view import CardView, build_view
+from signoff import lifecycle
+from signoff.models import ID_PATTERN, Status
+from signoff.runtime import Runtime
+from signoff.tokens import TokenInfo, TokenKind
+
+RID = "{rid:" + ID_PATTERN.strip("^$") + "}"
+
+
+def problem(status: int, title: str, detail: str = "", **extra: Any) -> web.Response:
+    """An RFC 7807 problem response (one shape for every API error)."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return web.json_response(body, status=status, content_type="application/problem+json")
+
+
+async def _auth(request: web.Request) -> TokenInfo | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    rt = request.app[RT]
+    return await asyncio.to_thread(rt.tokens.lookup, token.strip())
+
+
+def view_json(view: CardView) -> dict[str, Any]:
+    """The masked, channel-neutral view as API JSON."""
+    return {
+        "id": view.request_id, "status": view.status.value, "version": view.version,
+        "action": view.action, "resource": view.resource, "requester": view.requester,
+        "on_behalf_of": view.on_behalf_of, "environment": view.environment,
+        "reason": view.reason, "context": view.context, "params": view.params,
+        "policy": {"rule": view.policy_rule, "summary": view.policy_summary,
+                   "progress": view.progress, "quorum": view.quorum,
+                   "groups": view.group_needs},
+        "masking": {"summary": view.masking_summary, "count": view.masked_count},
+        "payload_sha256": view.payload_sha256, "created_at": view.created_at,
+        "deadline": view.deadline, "decided_at": view.decided_at,
+        "decision": view.final_line() if not view.open else None,
+        "votes": [{"person": v.person, "choice": v.choice, "at": v.at, "channel": v.channel,
+                   "comment": v.comment} for v in view.votes],
+        "notify_failures": list(view.notify_failures),
+    }
+
+
+async def create_request(request: web.Request) -> web.Response:
+    rt = request.app[RT]
+    who = await _auth(request)
+    if who is None:
+        return problem(401, "Unauthorized", "send an agent token as 'Authorization: Bearer …'")
+    if who.kind is not TokenKind.AGENT:
+        return problem(403, "Forbidden", "only agent tokens create requests")
+    body = await request.read()
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return problem(400, "Bad Request", f"body is not JSON: {exc}")
+    if not isinstance(data, dict):
+        return problem(400, "Bad Request", "body must be a JSON object")
+    if data.get("requester", who.subject) != who.subject:
+        return problem(403, "Forbidden", f"this token speaks for {who.subject!r} only")
+    data["requester"] = who.subject
+    req, _rid, errors, reason = lifecycle.parse_body(json.dumps(data), rt.settings.max_request_bytes)
+    if req is None:
+        return problem(422, "Invalid request", reason or "the request has errors",
+                       errors=[e.model_dump() for e in errors])
+    await asyncio.to_thread(rt.redis.xadd, rt.keys.requests, {"body": json.dumps(data)})
+    return web.json_response({"id": req.id, "status": "received",
+                              "status_url": f"/api/v1/requests/{req.id}",
+                              "reply_key": req.reply_to or rt.keys.reply(req.id)}, status=202)
+
+
+def _visible(rt: Runtime, who: TokenInfo, view: CardView) -> bool:
+    if who.kind is TokenKind.AGENT:
+        return view.requester == who.subject
+    return True  # every known person may see a masked request
+
+
+async def get_request(request: web.Request) -> web.Response:
+    rt = request.app[RT]
+    who = await _auth(request)
+    if who is None:
+        return problem(401, "Unauthorized", "missing or unknown bearer token")
+    rid = request.match_info["rid"]
+    record = await asyncio.to_thread(rt.store.get, rid)
+    if record is None:
+        return problem(404, "Not Found", f"no request {rid}")
+    view = build_view(record)
+    if not _visible(rt, who, view):
+        return problem(404, "Not Found", f"no request {rid}")
+    return web.json_response(view_json(view))
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    rt = request.app[RT]
+    who = await _auth(request)
+    if who is None:
+        return problem(401, "Unauthorized", "missing or unknown bearer token")
+    status = request.query.get("status", "pending")
+    if status != "pending":
+        return problem(400, "Bad Request", "only status=pending is listed; GET one id for others")
+    try:
+        limit = min(max(int(request.query.get("limit", "20")), 1), 100)
+        offset = max(int(request.query.get("offset", "0")), 0)
+    except ValueError:
+        return problem(400, "Bad Request", "limit and offset are integers")
+
+    def _load() -> list[dict[str, Any]]:
+        if who.kind is TokenKind.PERSON:
+            person = rt.policy.directory.person(who.subject)
+            groups = sorted(person.groups) if person else []
+            ids = rt.store.pending_ids(groups=groups, offset=offset, limit=limit)
+        else:
+            ids = rt.store.pending_ids(offset=offset, limit=limit)
+        out = []
+        for rid in ids:
+            record = rt.store.get(rid)
+            if record is None:
+                continue
+            view = build_view(record)
+            if _visible(rt, who, view):
+                out.append(view_json(view))
+        return out
+
+    items = await asyncio.to_thread(_load)
+    return web.json_response({"items": items, "offset": offset, "limit": limit})
+
+
+async def decide(request: web.Request) -> web.Response:
+    rt = request.app[RT]
+    who = await _auth(request)
+    if who is None:
+        return problem(401, "Unauthorized", "missing or unknown bearer token")
+    if who.kind is not TokenKind.PERSON:
+        return problem(403, "Forbidden", "agent credentials can never decide")
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return problem(400, "Bad Request", "body is not JSON")
+    if not isinstance(data, dict) or data.get("decision") not in ("approve", "deny"):
+        return problem(400, "Bad Request", "body needs decision: approve | deny")
+    comment = data.get("comment")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
+        return problem(400, "Bad Request", "comment must be a string of at most 2000 characters")
+    rid = request.match_info["rid"]
+
+    def _vote() -> lifecycle.VoteReply:
+        person = rt.policy.directory.person(who.subject)
+        return lifecycle.submit_vote(rt, rid, person, data["decision"], comment, channel="api",
+                                     actor_label=who.subject)
+
+    reply = await asyncio.to_thread(_vote)
+    request.app[METRICS].votes.labels("api", reply.code).inc()
+    if reply.ok:
+        assert reply.record is not None
+        return web.json_response({"result": reply.code, "message": reply.message,
+                                  "request": view_json(build_view(reply.record))})
+    status = {"not_found": 404, "closed": 409, "already_voted": 409, "replay": 409,
+              "comment_required": 422, "bad_choice": 400}.get(reply.code, 403)
+    return problem(status, "Decision refused", reply.message, code=reply.code)
+
+
+async def cancel(request: web.Request) -> web.Response:
+    rt = request.app[RT]
+    who = await _auth(request)
+    if who is None:
+        return problem(401, "Unauthorized", "missing or unknown bearer token")
+    rid = request.match_info["rid"]
+    result = await asyncio.to_thread(lifecycle.cancel, rt, rid, who.subject)
+    if result == "not_found":
+        return problem(404, "Not Found", f"no request {rid}")
+    if result == "forbidden":
+        return problem(403, "Forbidden", "only the requesting agent or its human may cancel")
+    if result != "changed":
+        return problem(409, "Conflict", "the request is already closed")
+    return web.json_response({"result": "cancelled", "id": rid, "status": Status.CANCELLED.value})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    text = resources.files("bot").joinpath("openapi.json").read_text()
+    return web.Response(text=text, content_type="application/json")
+
+
+def setup(app: web.Application, rt: Runtime) -> None:
+    """Mount the API routes."""
+    app.router.add_post("/api/v1/requests", create_request)
+    app.router.add_get("/api/v1/requests", list_requests)
+    app.router.add_get(f"/api/v1/requests/{RID}", get_request)
+    app.router.add_post(f"/api/v1/requests/{RID}/decision", decide)
+    app.router.add_post(f"/api/v1/requests/{RID}/cancel", cancel)
+    app.router.add_get("/openapi.json", openapi)

@@ -1,0 +1,172 @@
+"""The channel-neutral view model every card is rendered from.
+
+Built from a stored record only: it holds masked data (never the original payload), so any
+renderer fed from it cannot leak what masking removed. Pure: no I/O, time passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from signoff.models import Status
+from signoff.store import Record
+
+STATUS_TEXT = {
+    Status.RECEIVED: "Preparing",
+    Status.PENDING: "Waiting for approval",
+    Status.APPROVED: "Approved",
+    Status.DENIED: "Denied",
+    Status.TIMED_OUT: "Expired — denied automatically",
+    Status.CANCELLED: "Cancelled by the requester",
+    Status.REJECTED: "Rejected: invalid request",
+}
+
+
+@dataclass(frozen=True)
+class VoteLine:
+    """One vote as cards show it."""
+
+    person: str
+    choice: str
+    at: float
+    comment: str | None
+    channel: str
+
+
+@dataclass(frozen=True)
+class CardView:
+    """Everything a card shows about one request, already masked."""
+
+    request_id: str
+    version: int
+    status: Status
+    action: str
+    resource: str
+    requester: str
+    on_behalf_of: str | None
+    environment: str | None
+    reason: str
+    context: dict[str, Any]
+    params: Any
+    policy_rule: str
+    policy_summary: str
+    quorum: int
+    group_needs: dict[str, int]
+    approvals: int
+    progress: str
+    masking_summary: str
+    masked_count: int
+    payload_sha256: str
+    created_at: float
+    deadline: float
+    decided_at: float | None
+    decision_reason: str | None
+    votes: tuple[VoteLine, ...] = field(default_factory=tuple)
+    require_deny_comment: bool = False
+    notify_failures: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def open(self) -> bool:
+        return self.status is Status.PENDING
+
+    @property
+    def status_text(self) -> str:
+        return STATUS_TEXT[self.status]
+
+    @property
+    def approvers(self) -> list[str]:
+        return [v.person for v in self.votes if v.choice == "approve"]
+
+    @property
+    def deniers(self) -> list[str]:
+        return [v.person for v in self.votes if v.choice == "deny"]
+
+    def seconds_left(self, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        return max(int(self.deadline - now), 0)
+
+    def final_line(self) -> str:
+        """"Approved by alice, bob · 14:02 UTC" / "Expired — denied automatically"."""
+        when = ""
+        if self.decided_at:
+            when = " · " + datetime.fromtimestamp(self.decided_at, tz=UTC).strftime(
+                "%H:%M UTC")
+        if self.status is Status.APPROVED:
+            who = ", ".join(self.approvers) or "policy"
+            return f"Approved by {who}{when}"
+        if self.status is Status.DENIED:
+            who = ", ".join(self.deniers) or "policy"
+            reason = f": {self.decision_reason}" if self.decision_reason and not self.deniers else ""
+            comment = next((v.comment for v in self.votes if v.choice == "deny" and v.comment), None)
+            if comment:
+                reason = f": {comment}"
+            return f"Denied by {who}{when}{reason}"
+        return f"{self.status_text}{when}"
+
+    def params_json(self, indent: int = 2) -> str:
+        return json.dumps(self.params, indent=indent, ensure_ascii=False, sort_keys=True)
+
+
+def progress_text(quorum: int, groups: dict[str, int], approvals: int) -> str:
+    """"2 of dba — 1 so far" / "1 from dba and 1 from secops — 0 so far"."""
+    if groups:
+        if len(groups) == 1:
+            (g, n), = groups.items()
+            need = f"{max(n, quorum)} of {g}"
+        else:
+            need = " and ".join(f"{n} from {g}" for g, n in sorted(groups.items()))
+    else:
+        need = f"{quorum} approval{'s' if quorum != 1 else ''}"
+    return f"{need} — {approvals} so far"
+
+
+def build_view(record: Record, *, partial: bool = False) -> CardView:
+    """The view of a stored record (``partial``: the view for groups allowed partial values)."""
+    masked = record.json("masked_partial" if partial and record.get("masked_partial")
+                         else "masked", {}) or {}
+    counts = record.json("masking_counts", {}) or {}
+    groups = record.json("req_groups", {}) or {}
+    quorum = int(record.get("req_quorum") or 1)
+    evaluation = record.json("evaluation", {}) or {}
+    requirement = evaluation.get("requirement", {}) if isinstance(evaluation, dict) else {}
+    votes = tuple(
+        VoteLine(v.person, v.choice, v.at, v.comment, v.channel)
+        for v in sorted(record.votes.values(), key=lambda v: v.at)
+    )
+    approvals = sum(1 for v in votes if v.choice == "approve")
+    context = masked.get("context") if isinstance(masked.get("context"), dict) else {}
+    env = record.get("environment") or None
+    failures = tuple(record.json("notify_failures", []) or [])
+    return CardView(
+        request_id=record.id,
+        version=record.version,
+        status=record.status,
+        action=record.action,
+        resource=str(masked.get("resource", "(masked)")),
+        requester=record.requester,
+        on_behalf_of=record.on_behalf_of,
+        environment=env,
+        reason=str(masked.get("reason") or ""),
+        context=context or {},
+        params=masked.get("params", {}),
+        policy_rule=record.get("rule_id") or "",
+        policy_summary=record.get("summary") or "",
+        quorum=quorum,
+        group_needs={str(k): int(v) for k, v in groups.items()},
+        approvals=approvals,
+        progress=progress_text(quorum, groups, approvals),
+        masking_summary=record.get("masking_summary") or "nothing masked",
+        masked_count=int(sum(int(v) for v in counts.values())) if isinstance(counts, dict) else 0,
+        payload_sha256=record.get("payload_sha256") or "",
+        created_at=record.created_at,
+        deadline=record.deadline,
+        decided_at=record.number("decided_at") or None,
+        decision_reason=record.get("decision_reason") or None,
+        votes=votes,
+        require_deny_comment=bool(requirement.get("require_deny_comment", False)),
+        notify_failures=failures,
+    )

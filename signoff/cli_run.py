@@ -1,0 +1,178 @@
+"""``signoff web | worker | intake | run``: the processes of the Procfile.
+
+With ``REDIS_URL`` unset, each starts (or reuses) the embedded Redis under the data folder
+and generates local secrets once; ``run`` starts the three processes as children sharing one
+Redis, restarts a child that dies, and stops everything cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from signoff.redis_conn import EmbeddedRedis
+from signoff.runtime import Runtime
+from signoff.settings import Settings, load_settings
+
+log = logging.getLogger("signoff")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@contextmanager
+def resolved_settings(settings: Settings | None = None) -> Iterator[Settings]:
+    """Settings with a Redis URL and secrets; starts the embedded Redis when needed."""
+    settings = (settings or load_settings()).with_generated_secrets()
+    embedded: EmbeddedRedis | None = None
+    if settings.embedded_redis:
+        embedded = EmbeddedRedis(settings.data_dir)
+        url = embedded.start()
+        settings = settings.model_copy(update={"redis_url": url})
+    try:
+        yield settings
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """Environment for child processes: the same Redis and the same secrets."""
+    env = dict(os.environ)
+    assert settings.redis_url
+    env["REDIS_URL"] = settings.redis_url
+    env["SIGNOFF_DATA_DIR"] = str(settings.data_dir)
+    env["SIGNOFF_POLICY"] = str(settings.policy_path)
+    for field, name in (("hmac_secret", "SIGNOFF_HMAC_SECRET"), ("data_keys", "SIGNOFF_DATA_KEYS"),
+                        ("masking_key", "SIGNOFF_MASKING_KEY")):
+        value = getattr(settings, field)
+        if value is not None:
+            env[name] = value.get_secret_value()
+    return env
+
+
+@click.command()
+@click.option("--host", default=None, help="Listen address (default $HOST or 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default $PORT or 8000).")
+def web(host: str | None, port: int | None) -> None:
+    """Serve Slack, Teams, the HTTP API, the inbox, /healthz and /metrics."""
+    from aiohttp import web as aioweb
+
+    from bot.app import create_app
+
+    with resolved_settings() as settings:
+        setup_logging(settings.log_level)
+        rt = Runtime(settings)
+        app = create_app(rt)
+        aioweb.run_app(app, host=host or settings.host, port=port or settings.port,
+                       print=lambda _msg: log.info("web listening on http://%s:%s",
+                                                   host or settings.host, port or settings.port),
+                       access_log=None)
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+def worker(burst: bool) -> None:
+    """Run an rq worker (with the scheduler) for prepare, notify, finalize, expire, remind."""
+    from workers.worker import run_worker
+
+    with resolved_settings() as settings:
+        setup_logging(settings.log_level)
+        run_worker(Runtime(settings), burst=burst)
+
+
+@click.command()
+def intake() -> None:
+    """Consume the agent request stream (consumer group) and enqueue prepare jobs."""
+    from workers.intake import IntakeConsumer
+
+    with resolved_settings() as settings:
+        setup_logging(settings.log_level)
+        stop = threading.Event()
+
+        def _stop(*_: object) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        consumer = IntakeConsumer(Runtime(settings))
+        log.info("intake consuming %s as %s", consumer.stream, consumer.name)
+        consumer.run(stop)
+
+
+PROCESSES = ("web", "worker", "intake")
+
+
+class Supervisor:
+    """Runs the Procfile's processes as children and restarts one that dies."""
+
+    def __init__(self, settings: Settings, processes: tuple[str, ...] = PROCESSES,
+                 quiet: bool = False) -> None:
+        self.env = child_environment(settings)
+        self.processes = processes
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+        self.quiet = quiet
+        self.log_dir = settings.data_dir / "logs"
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "signoff.cli", name]
+        if self.quiet:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")
+            return subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, env=self.env)
+
+    def start(self) -> None:
+        for name in self.processes:
+            self.children[name] = self._spawn(name)
+
+    def watch_once(self) -> None:
+        """Restart any child that exited while we are not stopping."""
+        for name, proc in list(self.children.items()):
+            if proc.poll() is not None and not self.stopping:
+                log.warning("%s exited with %s; restarting", name, proc.returncode)
+                time.sleep(1)
+                self.children[name] = self._spawn(name)
+
+    def stop(self, timeout: float = 15) -> None:
+        self.stopping = True
+        for proc in self.children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.children.values():
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@click.command()
+def run() -> None:
+    """Start web, worker and intake together (local use)."""
+    with resolved_settings() as settings:
+        setup_logging(settings.log_level)
+        sup = Supervisor(settings)
+        sup.start()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1):
+                sup.watch_once()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sup.stop()

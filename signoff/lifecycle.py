@@ -1,0 +1,497 @@
+"""The approval lifecycle: intake, prepare, vote, close, finalize.
+
+Every channel (HTTP API, Slack, Teams, web inbox) and every job goes through these functions,
+so the rules (validation, separation of duties, atomic votes, exactly-once replies, audit)
+live in one place. They are synchronous and take a :class:`~signoff.runtime.Runtime`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from signoff import crypto
+from signoff.audit import Event
+from signoff.models import (
+    ID_PATTERN,
+    AgentRequest,
+    Decision,
+    FieldError,
+    Status,
+    Vote,
+    canonical_json,
+)
+from signoff.store import Record, VoteOutcome, VoteResult
+
+if TYPE_CHECKING:
+    from policy import Person
+    from signoff.runtime import Runtime
+
+import re
+
+log = logging.getLogger(__name__)
+
+_ID_RE = re.compile(ID_PATTERN)
+
+JOB_PREPARE = "workers.jobs.prepare"
+JOB_NOTIFY = "workers.jobs.notify"
+JOB_FINALIZE = "workers.jobs.finalize"
+JOB_EXPIRE = "workers.jobs.expire"
+JOB_UPDATE = "workers.jobs.update_cards"
+
+
+# --------------------------------------------------------------------------------------------
+# intake
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IngestResult:
+    """What happened to one message from the request stream."""
+
+    outcome: str  # accepted | duplicate | rejected | dead
+    request_id: str | None = None
+    errors: list[FieldError] = field(default_factory=list)
+    reason: str = ""
+
+
+def _field_errors(exc: ValidationError) -> list[FieldError]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(body)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        out.append(FieldError(field=loc, message=msg))
+    return out
+
+
+def parse_body(raw: bytes | str | None, max_bytes: int
+               ) -> tuple[AgentRequest | None, str | None, list[FieldError], str]:
+    """Validate one raw request body.
+
+    Returns:
+        (request or None, usable id or None, field errors, dead-letter reason).
+    """
+    if raw is None:
+        return None, None, [], "message has no 'body' field"
+    size = len(raw)
+    if size > max_bytes:
+        # Still try to recover the id cheaply so the agent gets a rejected reply.
+        rid = _sniff_id(raw[:4096])
+        return None, rid, [FieldError(field="(body)",
+                                      message=f"request is {size} bytes; the limit is {max_bytes}")
+                           ], "" if rid else f"body of {size} bytes exceeds the limit"
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rid = _sniff_id(raw[:4096])
+            return None, rid, [FieldError(field="(body)",
+                                          message=f"not valid UTF-8 at byte {exc.start}")], (
+                "" if rid else "body is not valid UTF-8")
+    else:
+        text = raw
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        rid = _sniff_id(text[:4096])
+        msg = f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(
+            exc, json.JSONDecodeError) else "not JSON: nested too deeply"
+        return None, rid, [FieldError(field="(body)", message=msg)], "" if rid else msg
+    if not isinstance(data, dict):
+        return None, None, [], f"body is a JSON {type(data).__name__}, not an object"
+    rid = data.get("id")
+    usable = rid if isinstance(rid, str) and _ID_RE.match(rid) else None
+    try:
+        req = AgentRequest.model_validate(data)
+    except ValidationError as exc:
+        reason = "" if usable else "request has no usable id: " + "; ".join(
+            f"{e.field}: {e.message}" for e in _field_errors(exc))
+        return None, usable, _field_errors(exc), reason
+    except RecursionError:
+        return None, usable, [FieldError(field="(body)", message="nested too deeply")], (
+            "" if usable else "nested too deeply")
+    return req, req.id, [], ""
+
+
+def _sniff_id(prefix: bytes | str) -> str | None:
+    text = prefix.decode("utf-8", "replace") if isinstance(prefix, bytes) else prefix
+    m = re.search(r'"id"\s*:\s*"([^"\\]{1,128})"', text)
+    if m and _ID_RE.match(m.group(1)):
+        return m.group(1)
+    return None
+
+
+def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream") -> IngestResult:
+    """Take one request body from an agent: store it once and enqueue ``prepare``.
+
+    Invalid bodies with a usable id are rejected with field-by-field errors (a reply is
+    delivered); bodies without one go to the dead-letter stream with the reason. Safe to
+    call twice with the same message (the id is the idempotency key).
+    """
+    max_bytes = rt.settings.max_request_bytes
+    req, rid, errors, dead_reason = parse_body(raw, max_bytes)
+    if rid is None:
+        preview = raw[:200] if raw is not None else b""
+        if isinstance(preview, bytes):
+            preview = preview.decode("utf-8", "replace")
+        rt.redis.xadd(rt.keys.dead, {"reason": dead_reason, "source": source,
+                                     "size": str(len(raw or b"")),
+                                     "preview_sha256": hashlib.sha256(
+                                         (raw or b"") if isinstance(raw, bytes)
+                                         else (raw or "").encode()).hexdigest()},
+                      maxlen=100_000, approximate=True)
+        log.warning("dead-lettered a request: %s", dead_reason)
+        return IngestResult("dead", None, [], dead_reason)
+    now = time.time()
+    if req is None:
+        created, status, _ = rt.store.create(rid, {"id": rid, "error": json.dumps(
+            [e.model_dump() for e in errors])}, now)
+        if created:
+            rt.store.close(rid, Status.REJECTED, "invalid request",
+                           allowed_from=(Status.RECEIVED,), now=now)
+            rt.audit.append(Event.REJECTED, rid, "intake",
+                            errors=[e.model_dump() for e in errors])
+            rt.enqueue(JOB_FINALIZE, rid, job_id=f"finalize-{_job_key(rid)}")
+            return IngestResult("rejected", rid, errors)
+        rt.audit.append(Event.DUPLICATE, rid, "intake", note="invalid body for an existing id")
+        return IngestResult("duplicate", rid, errors)
+
+    body_json = canonical_json(req.model_dump(mode="json"))
+    body_sha = hashlib.sha256(body_json).hexdigest()
+    fields = {
+        "id": req.id,
+        "action": req.action,
+        "requester": req.requester,
+        "on_behalf_of": (req.on_behalf_of or "").lower(),
+        "environment": req.environment or "",
+        "reply_to": req.reply_to or "",
+        "payload_sha256": req.payload_sha256(),
+        "body_sha256": body_sha,
+        "ciphertext": crypto.encrypt(rt.data_keyring, body_json, req.id.encode()),
+    }
+    created, status, stored_sha = rt.store.create(req.id, fields, now)
+    if created:
+        if req.on_behalf_of:
+            rt.redis.zadd(rt.keys.by_person(req.on_behalf_of.lower()), {req.id: now})
+        rt.audit.append(Event.REQUESTED, req.id, req.requester, action=req.action,
+                        payload_sha256=fields["payload_sha256"], source=source)
+    elif status is not Status.RECEIVED:
+        same = stored_sha == body_sha
+        rt.audit.append(Event.DUPLICATE, req.id, req.requester, same_body=same, status=status.value)
+        return IngestResult("duplicate", req.id)
+    # New, or still received (a crash between create and enqueue): (re-)enqueue prepare.
+    rt.enqueue(JOB_PREPARE, req.id, job_id=f"prepare-{_job_key(req.id)}")
+    return IngestResult("accepted" if created else "duplicate", req.id)
+
+
+def _job_key(request_id: str) -> str:
+    """rq job ids allow only [A-Za-z0-9_-]; request ids allow more, so hash them."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", request_id)
+    if safe == request_id:
+        return request_id
+    return safe[:80] + "-" + hashlib.sha256(request_id.encode()).hexdigest()[:12]
+
+
+def original(rt: Runtime, record: Record) -> AgentRequest:
+    """Decrypt the original request (for prepare, grants and the requesting agent only)."""
+    token = record.get("ciphertext")
+    if not token:
+        raise ValueError(f"request {record.id} has no stored payload")
+    plain = crypto.decrypt(rt.data_keyring, token, record.id.encode())
+    return AgentRequest.model_validate_json(plain)
+
+
+# --------------------------------------------------------------------------------------------
+# prepare
+# --------------------------------------------------------------------------------------------
+def prepare(rt: Runtime, request_id: str) -> str:
+    """Evaluate policy, mask, and open the request (or decide it automatically).
+
+    Returns:
+        What happened (``pending``, ``approved``, ``denied``, ``rejected`` or ``unchanged``).
+    """
+    record = rt.store.get(request_id, with_votes=False)
+    if record is None or record.status is not Status.RECEIVED:
+        return "unchanged"
+    req = original(rt, record)
+    policy = rt.policy
+    evaluation = policy.evaluate(req)
+    requirement = evaluation.requirement
+    now = time.time()
+
+    if requirement.require_reason and not (req.reason or "").strip():
+        errors = [FieldError(field="reason",
+                             message=f"policy rule {evaluation.rule_id} requires a reason")]
+        changed, _ = rt.store.close(request_id, Status.REJECTED, "reason required",
+                                    allowed_from=(Status.RECEIVED,),
+                                    extra={"error": json.dumps([e.model_dump() for e in errors])},
+                                    now=now)
+        if changed == "changed":
+            rt.audit.append(Event.REJECTED, request_id, "policy",
+                            errors=[e.model_dump() for e in errors], rule=evaluation.rule_id)
+            rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+        return "rejected"
+
+    fields = masked_fields(rt, req, evaluation)
+    fields["evaluation"] = json.dumps(evaluation.to_dict())
+    fields["rule_id"] = evaluation.rule_id
+    fields["summary"] = evaluation.summary
+    fields["req_quorum"] = str(requirement.quorum)
+    fields["req_groups"] = json.dumps(requirement.groups) if requirement.groups else "{}"
+    fields["req_deny_quorum"] = str(requirement.deny_quorum)
+    fields["eligible"] = json.dumps(list(requirement.eligible_groups))
+
+    from policy import Outcome
+
+    if evaluation.outcome in (Outcome.AUTO_APPROVE, Outcome.AUTO_DENY):
+        rt.store.set_fields(request_id, {**fields, "auto": "1"})
+        to = Status.APPROVED if evaluation.outcome is Outcome.AUTO_APPROVE else Status.DENIED
+        changed, _ = rt.store.close(request_id, to, evaluation.reason or evaluation.summary,
+                                    allowed_from=(Status.RECEIVED,), now=now)
+        if changed == "changed":
+            rt.audit.append(Event.PREPARED, request_id, "policy", rule=evaluation.rule_id,
+                            masking=fields.get("masking_counts"), outcome=to.value)
+            rt.audit.append(Event.DECIDED, request_id, "policy", status=to.value,
+                            reason=evaluation.reason, automatic=True)
+            rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+        return to.value
+
+    deadline = now + requirement.timeout_seconds
+    changed, _status = rt.store.open(request_id, fields, deadline,
+                                    list(requirement.eligible_groups), now=now)
+    if not changed:
+        return "unchanged"
+    rt.audit.append(Event.PREPARED, request_id, "policy", rule=evaluation.rule_id,
+                    summary=evaluation.summary, masking=json.loads(fields["masking_counts"]),
+                    deadline=deadline)
+    rt.enqueue(JOB_EXPIRE, request_id, job_id=f"expire-{_job_key(request_id)}", at=deadline)
+    schedule_followups(rt, request_id, now, requirement)
+    for target in requirement.channels:
+        rt.enqueue(JOB_NOTIFY, request_id, target.kind.value, target.target)
+    return "pending"
+
+
+def schedule_followups(rt: Runtime, request_id: str, created: float, requirement: Any) -> None:
+    """Schedule reminders and escalation steps at their times (rq scheduler)."""
+    for i, delay in enumerate(requirement.reminders):
+        rt.enqueue("workers.jobs.remind", request_id, i, at=created + delay,
+                   job_id=f"remind-{_job_key(request_id)}-{i}")
+    for i, step in enumerate(requirement.escalation):
+        rt.enqueue("workers.jobs.escalate", request_id, i, at=created + step.after_seconds,
+                   job_id=f"escalate-{_job_key(request_id)}-{i}")
+
+
+def masked_fields(rt: Runtime, req: AgentRequest, evaluation: Any) -> dict[str, str]:
+    """The masked views of a request, as record fields (the original never leaves here)."""
+    from signoff.masking import MaskingProfile
+
+    policy = rt.policy
+    requirement = evaluation.requirement
+    profile_name = requirement.masking_profile
+    raw_profile = policy.masking_profiles.get(profile_name) if profile_name else None
+    profile = MaskingProfile.model_validate(raw_profile) if raw_profile else None
+    if profile is not None and requirement.disable_detectors:
+        profile = profile.model_copy(update={"disabled_detectors": list(
+            set(profile.disabled_detectors) | set(requirement.disable_detectors))})
+    view = {"resource": req.resource, "params": req.params, "reason": req.reason or "",
+            "context": req.context}
+    result = rt.masker.mask(view, profile=profile, viewer_groups=())
+    fields = {
+        "masked": json.dumps(result.masked),
+        "masking_summary": result.summary(),
+        "masking_counts": json.dumps(result.counts()),
+        "findings": json.dumps([f.to_dict() for f in result.findings]),
+    }
+    partial_groups = list(getattr(requirement, "partial_groups", ()) or ())
+    if profile is not None:
+        partial_groups += list(getattr(profile, "partial_groups", []) or [])
+    if partial_groups:
+        partial = rt.masker.mask(view, profile=profile, viewer_groups=partial_groups)
+        fields["masked_partial"] = json.dumps(partial.masked)
+        fields["partial_groups"] = json.dumps(sorted(set(partial_groups)))
+    return fields
+
+
+# --------------------------------------------------------------------------------------------
+# votes
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VoteReply:
+    """The answer to one decision attempt from any channel."""
+
+    ok: bool
+    message: str
+    code: str
+    outcome: VoteOutcome | None = None
+    record: Record | None = None
+
+
+CLOSED_TEXT = {
+    Status.APPROVED: "This request was already approved.",
+    Status.DENIED: "This request was already denied.",
+    Status.TIMED_OUT: "This request timed out and was denied automatically.",
+    Status.CANCELLED: "This request was cancelled by the requester.",
+    Status.REJECTED: "This request was rejected as invalid.",
+    Status.RECEIVED: "This request is still being prepared; try again in a moment.",
+}
+
+
+def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str,
+                comment: str | None = None, channel: str = "api", nonce: str = "",
+                actor_label: str = "") -> VoteReply:
+    """Check separation of duties, then record the vote atomically.
+
+    This is the only path by which a human decision reaches the store.
+    """
+    from policy import Evaluation, Refused, can_decide
+
+    if choice not in ("approve", "deny"):
+        return VoteReply(False, "Choose approve or deny.", "bad_choice")
+    record = rt.store.get(request_id)
+    if record is None:
+        return VoteReply(False, f"There is no request {request_id}.", "not_found")
+    if record.status is not Status.PENDING:
+        return VoteReply(False, CLOSED_TEXT.get(record.status, "This request is closed."),
+                         "closed", record=record)
+    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    req = _request_view(record)
+    policy = rt.policy
+    verdict = can_decide(req, evaluation, person,
+                         {p: v.choice for p, v in record.votes.items()}, policy.directory,
+                         extra_groups=record.json("extra_groups", []))
+    who = person.id if person is not None else (actor_label or "unknown")
+    if isinstance(verdict, Refused):
+        rt.audit.append(Event.CLICK_REFUSED, request_id, who, channel=channel,
+                        code=verdict.code.value, reason=verdict.reason)
+        return VoteReply(False, verdict.reason, verdict.code.value, record=record)
+    assert person is not None
+    if choice == "deny" and evaluation.requirement.require_deny_comment and not (
+            comment or "").strip():
+        return VoteReply(False, "A reason is required to deny this request.", "comment_required",
+                         record=record)
+    vote = Vote(person=person.id, choice=choice, comment=(comment or None), channel=channel,
+                groups=sorted(verdict.groups))
+    outcome = rt.store.vote(request_id, vote, nonce=nonce)
+    if outcome.result is VoteResult.REPLAY:
+        return VoteReply(False, "This click was already received.", "replay", outcome)
+    if outcome.result is VoteResult.ALREADY_VOTED:
+        return VoteReply(False, "You have already voted on this request.", "already_voted",
+                         outcome)
+    if outcome.result is VoteResult.CLOSED:
+        st = outcome.status or Status.PENDING
+        return VoteReply(False, CLOSED_TEXT.get(st, "This request is closed."), "closed", outcome)
+    if outcome.result is VoteResult.NOT_FOUND:
+        return VoteReply(False, f"There is no request {request_id}.", "not_found", outcome)
+    rt.audit.append(Event.VOTE, request_id, person.id, choice=choice, channel=channel,
+                    comment_given=bool(comment), approvals=outcome.approvals,
+                    denials=outcome.denials)
+    if outcome.result is VoteResult.FINAL:
+        rt.audit.append(Event.DECIDED, request_id, person.id, status=outcome.status.value
+                        if outcome.status else "", approvals=outcome.approvals,
+                        denials=outcome.denials)
+        rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+        verb = "approved" if outcome.status is Status.APPROVED else "denied"
+        message = f"Request {verb}."
+    else:
+        rt.enqueue(JOB_UPDATE, request_id)
+        message = "Vote recorded; waiting for more approvals." if choice == "approve" else (
+            "Vote recorded.")
+    return VoteReply(True, message, outcome.result.value, outcome, rt.store.get(request_id))
+
+
+def _request_view(record: Record) -> AgentRequest:
+    """The identity fields of a stored request (no payload), for separation-of-duties checks."""
+    return AgentRequest.model_construct(
+        id=record.id, action=record.action, resource="(masked)", params={},
+        requester=record.requester, on_behalf_of=record.on_behalf_of, reason=None,
+        context={"environment": record.get("environment") or None}, reply_to=None)
+
+
+# --------------------------------------------------------------------------------------------
+# closing without votes
+# --------------------------------------------------------------------------------------------
+def expire(rt: Runtime, request_id: str, now: float | None = None) -> str:
+    """Time a request out if its deadline has passed (fail closed: the agent is told)."""
+    result, _status = rt.store.close(request_id, Status.TIMED_OUT, "no decision before the deadline",
+                                    allowed_from=(Status.PENDING,), only_if_due=True, now=now)
+    if result == "changed":
+        rt.audit.append(Event.EXPIRED, request_id, "clock")
+        rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+    return result
+
+
+def cancel(rt: Runtime, request_id: str, by: str, reason: str = "") -> str:
+    """Cancel an open request (only its agent or the person it acts for may)."""
+    record = rt.store.get(request_id, with_votes=False)
+    if record is None:
+        return "not_found"
+    if by not in (record.requester, record.on_behalf_of):
+        return "forbidden"
+    result, _ = rt.store.close(request_id, Status.CANCELLED, reason or f"cancelled by {by}")
+    if result == "changed":
+        rt.audit.append(Event.CANCELLED, request_id, by, reason=reason)
+        rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# finalize
+# --------------------------------------------------------------------------------------------
+def build_decision(rt: Runtime, record: Record, grant: str | None) -> Decision:
+    """The agent-facing decision for a closed request."""
+    errors = record.json("error")
+    approvers = [{"person": v.person, "at": v.at, "channel": v.channel}
+                 for v in record.approvers]
+    reason = record.get("decision_reason") or None
+    if record.status is Status.DENIED and record.deniers:
+        d = record.deniers[0]
+        reason = d.comment or f"denied by {d.person}"
+        approvers = approvers + [{"person": v.person, "at": v.at, "channel": v.channel,
+                                  "choice": "deny"} for v in record.deniers]
+    return Decision(
+        id=record.id, status=record.status, action=record.action or None,
+        approvers=approvers, reason=reason, grant=grant,
+        error=[FieldError(**e) for e in errors] if errors else None,
+        payload_sha256=record.get("payload_sha256") or None,
+        decided_at=record.number("decided_at", time.time()),
+        policy=record.get("rule_id") or None,
+    )
+
+
+def finalize(rt: Runtime, request_id: str) -> str:
+    """Issue the grant (once), deliver the reply (once), and refresh every card."""
+    record = rt.store.get(request_id)
+    if record is None:
+        return "not_found"
+    if not record.status.final:
+        return "open"
+    grant: str | None = None
+    if record.status is Status.APPROVED:
+        grant = record.get("grant") or issue_grant(rt, record)
+    decision = build_decision(rt, record, grant)
+    reply_key = record.get("reply_to") or rt.keys.reply(request_id)
+    delivered = rt.store.deliver(request_id, reply_key, decision.to_json(), rt.settings.reply_ttl)
+    if delivered:
+        log.info("decision %s delivered for %s", record.status.value, request_id)
+    if record.get("index_keys") is not None or record.get("eligible") is not None:
+        rt.enqueue(JOB_UPDATE, request_id)
+    return "delivered" if delivered else "already_delivered"
+
+
+def issue_grant(rt: Runtime, record: Record) -> str:
+    """Mint the grant for an approved request once; a retried finalize reuses it."""
+    from signoff.grants import GrantIssuer
+
+    req = original(rt, record)
+    token = GrantIssuer(rt).issue(record, req)
+    stored = rt.store.set_once(record.id, "grant", token)
+    if stored == token:
+        rt.audit.append(Event.GRANT_ISSUED, record.id, "signoff",
+                        payload_sha256=record.get("payload_sha256"))
+    return stored

@@ -1,0 +1,26 @@
+-- received -> pending, storing what prepare computed, and indexing the request.
+-- KEYS[1] record, KEYS[2] pending zset, KEYS[3] deadlines zset, KEYS[4] received zset
+-- ARGV[1] id, ARGV[2] now, ARGV[3] deadline, ARGV[4] JSON fields, ARGV[5] JSON list of group-index keys
+-- (Group index keys are passed by the caller, never built here.)
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'not_found', ''} end
+if st ~= 'received' then return {'unchanged', st} end
+local fields = cjson.decode(ARGV[4])
+local flat = {}
+for k, v in pairs(fields) do
+  flat[#flat + 1] = k
+  flat[#flat + 1] = v
+end
+flat[#flat + 1] = 'status'; flat[#flat + 1] = 'pending'
+flat[#flat + 1] = 'updated_at'; flat[#flat + 1] = ARGV[2]
+flat[#flat + 1] = 'deadline'; flat[#flat + 1] = ARGV[3]
+redis.call('HSET', KEYS[1], unpack(flat))
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+local created = redis.call('HGET', KEYS[1], 'created_at')
+redis.call('ZADD', KEYS[2], created, ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+for _, k in ipairs(cjson.decode(ARGV[5])) do
+  redis.call('ZADD', k, created, ARGV[1])
+end
+return {'changed', 'pending'}

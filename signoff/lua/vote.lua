@@ -1,0 +1,55 @@
+-- Record one vote and, in the same atomic step, count the quorum and close the request.
+-- KEYS[1] record, KEYS[2] votes hash, KEYS[3] clicks set, KEYS[4] pending zset,
+-- KEYS[5] deadlines zset, KEYS[6] outbox zset
+-- ARGV[1] id, ARGV[2] person, ARGV[3] vote JSON ({choice, groups, ...}), ARGV[4] nonce or '',
+-- ARGV[5] now, ARGV[6] clicks TTL seconds
+-- Returns a JSON object {result, status, version, approvals, denials}
+-- result: not_found | closed | replay | already_voted | recorded | final
+local function reply(t) return cjson.encode(t) end
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return reply({result = 'not_found'}) end
+if st ~= 'pending' then return reply({result = 'closed', status = st}) end
+if ARGV[4] ~= '' then
+  if redis.call('SADD', KEYS[3], ARGV[4]) == 0 then
+    return reply({result = 'replay', status = st})
+  end
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[6]))
+end
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
+  return reply({result = 'already_voted', status = st})
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+
+local req = redis.call('HMGET', KEYS[1], 'req_quorum', 'req_groups', 'req_deny_quorum', 'index_keys')
+local quorum = tonumber(req[1]) or 1
+local need = cjson.decode(req[2] or '{}')
+local deny_quorum = tonumber(req[3]) or 1
+local approvals, denials, per = 0, 0, {}
+for _, raw in ipairs(redis.call('HVALS', KEYS[2])) do
+  local v = cjson.decode(raw)
+  if v['choice'] == 'approve' then
+    approvals = approvals + 1
+    for _, g in ipairs(v['groups'] or {}) do per[g] = (per[g] or 0) + 1 end
+  else
+    denials = denials + 1
+  end
+end
+local met = approvals >= quorum
+for g, n in pairs(need) do
+  if (per[g] or 0) < tonumber(n) then met = false end
+end
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
+local final = nil
+if met then final = 'approved' elseif denials >= deny_quorum then final = 'denied' end
+if final then
+  redis.call('HSET', KEYS[1], 'status', final, 'decided_at', ARGV[5])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
+  for _, k in ipairs(cjson.decode(req[4] or '[]')) do redis.call('ZREM', k, ARGV[1]) end
+  return reply({result = 'final', status = final, version = version,
+                approvals = approvals, denials = denials})
+end
+return reply({result = 'recorded', status = st, version = version,
+              approvals = approvals, denials = denials})

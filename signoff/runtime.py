@@ -1,0 +1,108 @@
+"""The per-process bundle of long-lived objects: Redis clients, store, audit, queue, policy.
+
+Built once from :class:`~signoff.settings.Settings` at process start and passed to whatever
+needs it; rq jobs reach it through :func:`current` (set by the worker before it starts).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+from signoff.audit import AuditLog
+from signoff.redis_conn import connect
+from signoff.settings import Settings
+from signoff.store import Store
+from signoff.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from policy import Policy, PolicyHolder
+    from signoff.masking import Masker
+
+log = logging.getLogger(__name__)
+
+_current: Runtime | None = None
+
+
+class Runtime:
+    """Everything a Signoff process shares.
+
+    Args:
+        settings: the frozen settings; ``redis_url`` must be set (the CLI starts the embedded
+            server first when it is not).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.redis_url:
+            raise ValueError("Runtime needs settings.redis_url (start the embedded Redis first)")
+        self.settings = settings
+        self.keys = settings.keys
+        self.redis = connect(settings.redis_url)
+        self.redis_bytes = connect(settings.redis_url, decode=False)
+        self.store = Store(self.redis, self.keys)
+        self.audit = AuditLog(self.redis, self.keys)
+        self.tokens = TokenStore(self.redis, self.keys)
+        self.queue = Queue(self.keys.queue, connection=self.redis_bytes,
+                           serializer=JSONSerializer)
+
+    @cached_property
+    def policies(self) -> PolicyHolder:
+        """The live policy (reloaded when the file changes)."""
+        from policy import PolicyHolder
+
+        return PolicyHolder(self.settings.policy_path)
+
+    @property
+    def policy(self) -> Policy:
+        return self.policies.get()
+
+    @cached_property
+    def masker(self) -> Masker:
+        """The masking engine, loaded once per process."""
+        from signoff.masking import Masker
+
+        return Masker(key=self.settings.pseudonym_key(),
+                      custom_detectors=self.policy.custom_detectors)
+
+    @cached_property
+    def data_keyring(self) -> dict[str, bytes]:
+        return self.settings.data_keyring()
+
+    @cached_property
+    def hmac_key(self) -> bytes:
+        return self.settings.hmac_key()
+
+    def enqueue(self, func: str, *args: Any, job_id: str | None = None,
+                at: float | None = None, retries: int = 3) -> None:
+        """Enqueue an rq job by dotted name (JSON arguments only), optionally at a time."""
+        retry = Retry(max=retries, interval=[1, 5, 15][:retries]) if retries else None
+        if at is not None:
+            when = datetime.fromtimestamp(at, tz=UTC)
+            self.queue.enqueue_at(when, func, *args, job_id=job_id, retry=retry)
+        else:
+            self.queue.enqueue(func, *args, job_id=job_id, retry=retry)
+
+    def close(self) -> None:
+        self.redis.close()
+        self.redis_bytes.close()
+
+
+def set_current(runtime: Runtime) -> None:
+    """Install the process-wide runtime (workers do this before taking jobs)."""
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime:
+    """The process-wide runtime; built from the environment on first use in a worker."""
+    global _current
+    if _current is None:
+        from signoff.settings import load_settings
+
+        _current = Runtime(load_settings().with_generated_secrets())
+    return _current

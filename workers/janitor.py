@@ -1,0 +1,63 @@
+"""The safety net behind the scheduler and the job queue.
+
+rq delivers jobs and schedules the timeouts; this sweep (run every few seconds by the intake
+process) catches what a crash between two steps could leave behind, using the indexes the
+state machine keeps atomically:
+
+- requests still ``received`` long after arrival: enqueue ``prepare`` again;
+- open requests past their deadline (plus a grace for the scheduler): time them out;
+- decided requests whose reply was not delivered: enqueue ``finalize`` again;
+- card posts claimed but never finished (a worker killed mid-notify): enqueue ``notify``.
+
+Every action is idempotent, so sweeping twice is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from signoff import lifecycle
+from signoff.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Janitor:
+    """Periodic repair sweep.
+
+    Args:
+        rt: the runtime.
+        stale_after: seconds after which an unfinished step is redone.
+        deadline_grace: seconds past a deadline before the sweep times a request out itself.
+    """
+
+    def __init__(self, rt: Runtime, stale_after: float = 30.0, deadline_grace: float = 2.0
+                 ) -> None:
+        self.rt = rt
+        self.stale_after = stale_after
+        self.deadline_grace = deadline_grace
+
+    def tick(self, now: float | None = None) -> dict[str, int]:
+        """One sweep; returns how many of each repair it made."""
+        rt = self.rt
+        now = time.time() if now is None else now
+        done = {"prepare": 0, "expire": 0, "finalize": 0, "notify": 0}
+        for rid in rt.store.stale_received(now - self.stale_after):
+            rt.enqueue(lifecycle.JOB_PREPARE, rid)
+            done["prepare"] += 1
+        for rid in rt.store.due_ids(now - self.deadline_grace):
+            if lifecycle.expire(rt, rid, now=now) == "changed":
+                done["expire"] += 1
+        for rid in rt.store.undelivered(now - self.stale_after):
+            rt.enqueue(lifecycle.JOB_FINALIZE, rid)
+            done["finalize"] += 1
+        stale = rt.redis.zrangebyscore(rt.keys.notifying, "-inf", now - self.stale_after * 4)
+        for member in stale:
+            rid, kind, dest = member.split("|", 2)
+            rt.redis.zrem(rt.keys.notifying, member)
+            rt.enqueue(lifecycle.JOB_NOTIFY, rid, kind, dest)
+            done["notify"] += 1
+        if any(done.values()):
+            log.info("janitor repairs: %s", done)
+        return done

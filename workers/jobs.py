@@ -1,0 +1,237 @@
+"""rq jobs. Thin: each one calls the lifecycle or a messenger. JSON arguments only.
+
+Every job is idempotent: it may run twice (retries, the janitor's safety net, a redelivered
+job after a killed worker) and the second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from rq import get_current_job
+
+from bot.cards.view import build_view
+from bot.messenger import DeliveryError, Messenger
+from signoff import lifecycle
+from signoff.audit import Event
+from signoff.models import Status
+from signoff.runtime import Runtime, current
+from workers.messengers import CHANNEL_MESSENGER, build_messengers, destinations
+
+log = logging.getLogger(__name__)
+
+CLAIM_SECONDS = 120
+_messengers: dict[str, Messenger] | None = None
+
+
+def messengers(rt: Runtime) -> dict[str, Messenger]:
+    """The process's messengers, built once."""
+    global _messengers
+    if _messengers is None:
+        _messengers = build_messengers(rt)
+    return _messengers
+
+
+def reset_messengers() -> None:
+    """Forget the built messengers (tests that change settings)."""
+    global _messengers
+    _messengers = None
+
+
+def prepare(request_id: str) -> str:
+    """Policy, masking, encryption done at intake; open the request or decide it."""
+    return lifecycle.prepare(current(), request_id)
+
+
+def finalize(request_id: str) -> str:
+    """Grant, reply to the agent exactly once, refresh the cards."""
+    return lifecycle.finalize(current(), request_id)
+
+
+def expire(request_id: str) -> str:
+    """At the deadline: time the request out (no-op when decided or not yet due)."""
+    return lifecycle.expire(current(), request_id)
+
+
+def _slot(kind: str, destination: str) -> str:
+    return f"{kind}:{destination}"
+
+
+def notify(request_id: str, kind: str, target: str) -> str:
+    """Post the card for one policy channel target (each destination once, ever)."""
+    rt = current()
+    record = rt.store.get(request_id)
+    if record is None or record.status is not Status.PENDING:
+        return "closed"
+    mkind = CHANNEL_MESSENGER.get(kind)
+    messenger = messengers(rt).get(mkind or "")
+    if messenger is None:
+        _record_failure(rt, request_id, kind, target, f"{mkind or kind} is not configured",
+                        final=True)
+        return "not_configured"
+    view = build_view(record)
+    posted = 0
+    for dest in destinations(rt, kind, target):
+        if _post_one(rt, messenger, request_id, kind, target, dest, view):
+            posted += 1
+    return f"posted {posted}"
+
+
+def _post_one(rt: Runtime, messenger: Messenger, request_id: str, kind: str, target: str,
+              dest: str, view: Any) -> bool:
+    slot = _slot(messenger.kind, dest)
+    cards_key = rt.keys.cards(request_id)
+    if rt.redis.hexists(cards_key, slot):
+        return False  # posted before: a retried job never posts a second card
+    lock = f"{cards_key}:lock:{slot}"
+    if not rt.redis.set(lock, str(time.time()), nx=True, ex=CLAIM_SECONDS):
+        return False  # another worker is posting it right now
+    member = f"{request_id}|{kind}|{target}"
+    rt.redis.zadd(rt.keys.notifying, {member: time.time()})
+    try:
+        if rt.redis.hexists(cards_key, slot):
+            return False
+        ref = asyncio.run(messenger.find_posted(view, dest))
+        if ref is None:
+            ref = asyncio.run(messenger.post(view, dest))
+        card = {"kind": messenger.kind, "destination": dest, "ref": ref,
+                "version": view.version, "posted_at": time.time()}
+        rt.redis.hset(cards_key, slot, json.dumps(card))
+        rt.redis.expire(cards_key, rt.settings.record_ttl)
+        rt.redis.zrem(rt.keys.notifying, member)
+        rt.audit.append(Event.CARD_POSTED, request_id, "signoff", channel=messenger.kind,
+                        destination=dest)
+        return True
+    except DeliveryError as exc:
+        job = get_current_job()
+        last_try = job is None or not job.retries_left or not exc.retryable
+        if last_try:
+            rt.redis.zrem(rt.keys.notifying, member)
+            _record_failure(rt, request_id, messenger.kind, dest, str(exc), final=True)
+            return False
+        raise
+    finally:
+        rt.redis.delete(lock)
+
+
+def _record_failure(rt: Runtime, request_id: str, kind: str, dest: str, error: str,
+                    final: bool) -> None:
+    key = rt.keys.request(request_id)
+    raw = rt.redis.hget(key, "notify_failures")
+    failures = json.loads(raw) if raw else []
+    line = f"{kind}:{dest}: {error}"
+    if line not in failures:
+        failures.append(line)
+        rt.redis.hset(key, "notify_failures", json.dumps(failures))
+    rt.audit.append(Event.CARD_FAILED, request_id, "signoff", channel=kind, destination=dest,
+                    error=error)
+    log.warning("card for %s could not be delivered to %s:%s: %s", request_id, kind, dest, error)
+
+
+def update_cards(request_id: str) -> str:
+    """Bring every posted card for a request up to the current version."""
+    rt = current()
+    lock = f"{rt.keys.cards(request_id)}:updating"
+    if not rt.redis.set(lock, "1", nx=True, ex=30):
+        # Someone is updating; make sure the newest version lands after them.
+        rt.enqueue("workers.jobs.update_cards", request_id, at=time.time() + 1)
+        return "deferred"
+    try:
+        record = rt.store.get(request_id)
+        if record is None:
+            return "not_found"
+        view = build_view(record)
+        cards = rt.redis.hgetall(rt.keys.cards(request_id))
+        ms = messengers(rt)
+        updated = 0
+        for slot, raw in cards.items():
+            card = json.loads(raw)
+            if int(card.get("version", 0)) >= view.version:
+                continue
+            messenger = ms.get(card["kind"])
+            if messenger is None:
+                continue
+            try:
+                asyncio.run(messenger.update(view, card["destination"], card["ref"]))
+            except DeliveryError as exc:
+                log.warning("could not update card %s for %s: %s", slot, request_id, exc)
+                if exc.retryable:
+                    raise
+                continue
+            card["version"] = view.version
+            rt.redis.hset(rt.keys.cards(request_id), slot, json.dumps(card))
+            updated += 1
+        if record.status.final:
+            _tell_requester(rt, record, view, ms)
+        return f"updated {updated}"
+    finally:
+        rt.redis.delete(lock)
+
+
+def _tell_requester(rt: Runtime, record: Any, view: Any, ms: dict[str, Messenger]) -> None:
+    """DM the person the agent acts for once, when their request is decided."""
+    if not record.on_behalf_of or "slack" not in ms:
+        return
+    person = rt.policy.directory.person(record.on_behalf_of)
+    if person is None or not person.slack_id:
+        return
+    if rt.store.set_once(record.id, "told_requester", "slack") != "slack" or record.get(
+            "told_requester"):
+        return
+    text = f"Your request `{record.action}` ({record.id}) was {view.final_line()}."
+    try:
+        asyncio.run(ms["slack"].tell(person.slack_id, text))
+    except DeliveryError as exc:
+        log.warning("could not tell %s about %s: %s", person.id, record.id, exc)
+
+
+def remind(request_id: str, index: int) -> str:
+    """Re-announce a still-pending request (reminder ``index`` of the policy)."""
+    rt = current()
+    record = rt.store.get(request_id, with_votes=False)
+    if record is None or record.status is not Status.PENDING:
+        return "closed"
+    stamp = repr(time.time())
+    if rt.store.set_once(request_id, f"reminded_{index}", stamp) != stamp:
+        return "done"
+    rt.audit.append(Event.REMINDED, request_id, "clock", index=index)
+    cards = rt.redis.hgetall(rt.keys.cards(request_id))
+    ms = messengers(rt)
+    for raw in cards.values():
+        card = json.loads(raw)
+        m = ms.get(card["kind"])
+        if m is None or card["kind"] == "web":
+            continue
+        try:
+            asyncio.run(m.tell(card["destination"],
+                               f"Reminder: request {request_id} ({record.action}) is still "
+                               "waiting for approval."))
+        except DeliveryError as exc:
+            log.warning("reminder for %s not delivered: %s", request_id, exc)
+    return "reminded"
+
+
+def escalate(request_id: str, index: int) -> str:
+    """Apply escalation step ``index``: add approver groups and page others."""
+    from policy import Evaluation
+
+    rt = current()
+    record = rt.store.get(request_id, with_votes=False)
+    if record is None or record.status is not Status.PENDING:
+        return "closed"
+    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    steps = evaluation.requirement.escalation
+    if index >= len(steps):
+        return "no_step"
+    step = steps[index]
+    added = rt.store.add_groups(request_id, list(step.add_groups))
+    rt.audit.append(Event.ESCALATED, request_id, "clock", index=index, added=added,
+                    paged=list(step.page_groups))
+    for group in list(step.add_groups) + list(step.page_groups):
+        rt.enqueue("workers.jobs.notify", request_id, "slack_dm", group)
+    rt.enqueue("workers.jobs.update_cards", request_id)
+    return "escalated"

@@ -1,0 +1,45 @@
+"""Running rq workers for Signoff's queue, with rq's scheduler for deadlines and reminders.
+
+``SimpleWorker`` runs jobs in the worker process itself: the runtime (Redis pools, the
+policy, the spaCy model) is loaded once before the first job instead of once per fork, which
+is what makes masking affordable per request. A killed worker's job is retried by rq's
+abandoned-job cleanup (jobs carry retries) and, whatever happens, by the janitor sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+
+from signoff.runtime import Runtime, set_current
+
+log = logging.getLogger(__name__)
+
+
+def build_worker(rt: Runtime, name: str | None = None, maintenance_interval: int = 30
+                 ) -> SimpleWorker:
+    """A worker on Signoff's queue using the runtime's bytes connection."""
+    queue = Queue(rt.keys.queue, connection=rt.redis_bytes, serializer=JSONSerializer)
+    return SimpleWorker([queue], connection=rt.redis_bytes, serializer=JSONSerializer,
+                        name=name, maintenance_interval=maintenance_interval,
+                        job_monitoring_interval=5)
+
+
+def warm(rt: Runtime) -> None:
+    """Load the policy and the masking model before taking jobs."""
+    rt.policy  # noqa: B018 - loads and validates the policy file
+    warm_masker = getattr(rt.masker, "warm", None)
+    if callable(warm_masker):
+        warm_masker()
+
+
+def run_worker(rt: Runtime, burst: bool = False, with_scheduler: bool = True,
+               name: str | None = None) -> bool:
+    """Install the runtime, warm it, and work until stopped (or the queue is empty)."""
+    set_current(rt)
+    warm(rt)
+    worker = build_worker(rt, name=name)
+    return bool(worker.work(burst=burst, with_scheduler=with_scheduler,
+                            logging_level=rt.settings.log_level))
