@@ -1,0 +1,637 @@
+"""From policy text to a :class:`~policy.engine.Policy`, collecting every error on the way.
+
+Pure: text in, policy (or :class:`~policy.errors.PolicyError`) out. The JSON Schema catches
+shape errors; the checks here catch what a schema cannot: unknown groups, duplicate people,
+quorums that can never be met, unreachable rules, bad CEL, unknown time zones.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from policy.conditions import Condition, ConditionSyntaxError, compile_condition
+from policy.directory import Agent, Directory, Person, ResourceOwner
+from policy.durations import format_duration, parse_duration
+from policy.engine import DEFAULT_RULE_ID, ContextMatch, OwnerRequirement, Policy, Rule
+from policy.errors import PolicyError, PolicyIssue
+from policy.globs import GlobSet
+from policy.requirement import (
+    DEFAULT_GROUP,
+    DEFAULT_TIMEOUT_SECONDS,
+    ChannelKind,
+    ChannelTarget,
+    Escalation,
+    Outcome,
+    Requirement,
+)
+from policy.schema import schema_issues
+from policy.window import DAYS, Window, parse_hours
+from policy.yamlsource import Path, SourceMap, load_yaml
+
+# Validates the whole `masking:` section; raises on errors (a pydantic ValidationError, whose
+# locations are mapped to lines, or any exception with a message).
+MaskingValidator = Callable[[dict[str, Any]], object]
+
+_APPROVER_PART = re.compile(r"^\s*(\d+)\s+(?:of|from)\s+(\S+)\s*$")
+_AND = re.compile(r"\s+(?:and|AND|&)\s+")
+BUILTIN_PROFILES = frozenset({"default"})
+
+
+def policy_version(text: str) -> str:
+    """Short SHA-256 of the policy text: what evaluations and audit entries record."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def parse_policy(
+    text: str,
+    source: str = "policy.yaml",
+    *,
+    masking_validator: MaskingValidator | None = None,
+) -> Policy:
+    """Parse and check a policy file's text.
+
+    Args:
+        text: The YAML text.
+        source: The file name, for messages.
+        masking_validator: Optional check for each ``masking:`` profile (``policy check``
+            passes the masking engine's).
+
+    Returns:
+        The compiled policy.
+
+    Raises:
+        PolicyError: Listing every problem found, each with line and column.
+    """
+    data, smap, issues = load_yaml(text)
+    if data is None:
+        raise PolicyError(issues, source)
+    if not isinstance(data, dict):
+        issues.append(PolicyIssue(1, 1, "the policy file must be a mapping with version, directory and rules"))
+        raise PolicyError(issues, source)
+    issues.extend(schema_issues(data, smap))
+    builder = _Builder(data, smap, issues, masking_validator)
+    policy = builder.build(policy_version(text), source)
+    if issues:
+        raise PolicyError(_dedupe(issues), source)
+    return policy
+
+
+def _dedupe(issues: list[PolicyIssue]) -> list[PolicyIssue]:
+    return sorted(set(issues))
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _strs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [v for v in _list(value) if isinstance(v, str)]
+
+
+class _Builder:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        smap: SourceMap,
+        issues: list[PolicyIssue],
+        masking_validator: MaskingValidator | None,
+    ) -> None:
+        self.data = data
+        self.smap = smap
+        self.issues = issues
+        self.masking_validator = masking_validator
+        self.directory = Directory.build([])
+        self.profiles: dict[str, dict[str, Any]] = {}
+        self.detectors: tuple[dict[str, Any], ...] = ()
+
+    # --- helpers --------------------------------------------------------------------------
+    def error(self, path: Path, message: str, *, key: bool = False) -> None:
+        self.issues.append(self.smap.issue(path, message, key=key))
+
+    def check_group(self, path: Path, name: Any) -> bool:
+        if not isinstance(name, str):
+            return False
+        if self.directory.has_group(name):
+            return True
+        hint = difflib.get_close_matches(name, self.directory.groups, n=1)
+        tail = f"; did you mean '{hint[0]}'?" if hint else ""
+        self.error(path, f"group '{name}' is not defined in the directory{tail}")
+        return False
+
+    # --- whole file -----------------------------------------------------------------------
+    def build(self, version: str, source: str) -> Policy:
+        self.directory = self._directory(_dict(self.data.get("directory")))
+        self._masking(_dict(self.data.get("masking")))
+        defaults = _dict(self.data.get("defaults"))
+        default = self._default(_dict(self.data.get("default")), defaults)
+        rules = self._rules(_list(self.data.get("rules")), defaults, default.requirement)
+        return Policy.build(
+            rules, default, self.directory, self.profiles, version, source,
+            custom_detectors=self.detectors,
+        )
+
+    # --- directory ------------------------------------------------------------------------
+    def _directory(self, spec: dict[str, Any]) -> Directory:
+        base: Path = ("directory",)
+        people: list[Person] = []
+        seen: dict[str, dict[str, tuple[int, int]]] = {"email": {}, "slack": {}, "teams": {}}
+        for i, entry in enumerate(_list(spec.get("people"))):
+            if not isinstance(entry, dict) or not isinstance(entry.get("email"), str):
+                continue
+            path = (*base, "people", i)
+            email = entry["email"].strip().lower()
+            duplicate = False
+            teams = entry.get("teams")
+            for key, value in (
+                ("email", email),
+                ("slack", entry.get("slack")),
+                ("teams", teams.lower() if isinstance(teams, str) else None),
+            ):
+                if not isinstance(value, str):
+                    continue
+                if value in seen[key]:
+                    duplicate = duplicate or key == "email"
+                    self.error(
+                        (*path, key),
+                        f"{key} '{value}' is already used on line {seen[key][value][0]}",
+                    )
+                else:
+                    seen[key][value] = self.smap.at((*path, key))
+            if duplicate:
+                continue
+            people.append(
+                Person(
+                    id=email,
+                    name=str(entry.get("name") or email),
+                    slack_id=entry.get("slack") if isinstance(entry.get("slack"), str) else None,
+                    teams_id=entry.get("teams") if isinstance(entry.get("teams"), str) else None,
+                    groups=frozenset(_strs(entry.get("groups"))),
+                )
+            )
+        emails = {p.id for p in people}
+        groups: dict[str, list[str]] = {}
+        descriptions: dict[str, str] = {}
+        for name, group in _dict(spec.get("groups")).items():
+            group = _dict(group)
+            members = []
+            for j, member in enumerate(_list(group.get("members"))):
+                if not isinstance(member, str):
+                    continue
+                if member.strip().lower() not in emails:
+                    self.error(
+                        (*base, "groups", name, "members", j),
+                        f"'{member}' is not a person in directory.people",
+                    )
+                    continue
+                members.append(member)
+            groups[name] = members
+            if isinstance(group.get("description"), str):
+                descriptions[name] = group["description"]
+        agents: list[Agent] = []
+        agent_ids: dict[str, int] = {}
+        for i, entry in enumerate(_list(spec.get("agents"))):
+            if not isinstance(entry, dict):
+                continue
+            path = (*base, "agents", i)
+            agent_id, owner = entry.get("id"), entry.get("owner")
+            if not isinstance(agent_id, str) or not isinstance(owner, str):
+                continue
+            key = agent_id.strip().lower()
+            if key in agent_ids:
+                self.error((*path, "id"), f"agent '{agent_id}' is already listed on line {agent_ids[key]}")
+                continue
+            agent_ids[key] = self.smap.at((*path, "id"))[0]
+            if owner.strip().lower() not in emails:
+                self.error((*path, "owner"), f"owner '{owner}' is not a person in directory.people")
+            team = entry.get("team")
+            agents.append(Agent(agent_id, owner.strip().lower(), team if isinstance(team, str) else None))
+        directory = Directory.build(
+            people, agents, groups, group_descriptions=descriptions
+        )
+        owners: list[ResourceOwner] = []
+        self.directory = directory
+        for i, entry in enumerate(_list(spec.get("resources"))):
+            if not isinstance(entry, dict):
+                continue
+            patterns, owner = _strs(entry.get("match")), entry.get("owner")
+            if not patterns or not isinstance(owner, str):
+                continue
+            if self.check_group((*base, "resources", i, "owner"), owner):
+                owners.append(ResourceOwner(GlobSet.of(patterns), owner))
+        return Directory.build(
+            people, agents, groups, resource_owners=owners, group_descriptions=descriptions
+        )
+
+    # --- masking profiles -----------------------------------------------------------------
+    def _masking(self, spec: dict[str, Any]) -> None:
+        if spec and self.masking_validator is not None:
+            try:
+                self.masking_validator(spec)
+            except Exception as exc:  # the validator's error type is the masking engine's
+                for loc, message in _validation_messages(exc):
+                    self.error(("masking", *loc), message)
+        for name, profile in _dict(spec.get("profiles")).items():
+            if isinstance(profile, dict):
+                self.profiles[name] = {**profile, "name": profile.get("name", name)}
+        self.detectors = tuple(d for d in _list(spec.get("detectors")) if isinstance(d, dict))
+
+    # --- the default ----------------------------------------------------------------------
+    def _default(self, spec: dict[str, Any], defaults: dict[str, Any]) -> Rule:
+        path: Path = ("default",)
+        decision = spec.get("decision", "require_approval")
+        outcome = Outcome.AUTO_DENY if decision == "auto_deny" else Outcome.REQUIRE_APPROVAL
+        require = _dict(spec.get("require"))
+        if outcome is Outcome.AUTO_DENY and "require" in spec:
+            self.error((*path, "require"), "an auto_deny default has no approvers; remove 'require'")
+        builtin = "approvers" not in require and "approvers" not in defaults
+        if builtin and not self.directory.has_group(DEFAULT_GROUP):
+            where: Path = path if "default" in self.data else ()
+            self.error(
+                where,
+                "no default approvers are set (default.require.approvers or "
+                f"defaults.approvers), and the built-in default, 1 of {DEFAULT_GROUP}, needs a "
+                f"group '{DEFAULT_GROUP}' in the directory",
+            )
+        requirement = self._requirement(
+            (*path, "require"), require, defaults, fallback={DEFAULT_GROUP: 1}
+        )
+        reason = spec.get("reason") if isinstance(spec.get("reason"), str) else ""
+        line = self.smap.at(path)[0] if "default" in self.data else 0
+        return Rule(DEFAULT_RULE_ID, line, outcome, requirement, "the default", str(reason))
+
+    # --- rules ----------------------------------------------------------------------------
+    def _rules(
+        self, specs: list[Any], defaults: dict[str, Any], fallback: Requirement
+    ) -> tuple[Rule, ...]:
+        rules: list[Rule] = []
+        ids: dict[str, int] = {}
+        catch_all: Rule | None = None
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
+                continue
+            path: Path = ("rules", i)
+            rule = self._rule(path, spec, defaults, fallback)
+            if rule is None:
+                continue
+            if rule.id == DEFAULT_RULE_ID:
+                self.error((*path, "id"), "'default' is reserved for the default block; pick another id")
+            elif rule.id in ids:
+                self.error((*path, "id"), f"rule id '{rule.id}' is already used on line {ids[rule.id]}")
+            ids.setdefault(rule.id, rule.line)
+            if catch_all is not None:
+                self.error(
+                    (*path, "id"),
+                    f"rule '{rule.id}' is never reached: rule '{catch_all.id}' on line "
+                    f"{catch_all.line} matches every request",
+                )
+            elif rule.matches_everything and rule.window is None:
+                catch_all = rule
+            rules.append(rule)
+        return tuple(rules)
+
+    def _rule(
+        self, path: Path, spec: dict[str, Any], defaults: dict[str, Any], fallback: Requirement
+    ) -> Rule | None:
+        rule_id = spec["id"]
+        line = self.smap.at(path)[0]
+        outcome = Outcome(spec["decision"]) if spec.get("decision") in {o.value for o in Outcome} else Outcome.REQUIRE_APPROVAL
+        match = _dict(spec.get("match"))
+        globs: dict[str, GlobSet | None] = {}
+        for name in ("action", "resource", "requester", "on_behalf_of", "team", "environment"):
+            patterns = _strs(match.get(name))
+            globs[name] = GlobSet.of(patterns) if patterns else None
+        context = tuple(self._context_matches((*path, "match", "context"), _dict(match.get("context"))))
+        condition = self._condition((*path, "when"), spec.get("when"))
+        window = self._window((*path, "window"), spec.get("window"))
+        reason = spec.get("reason") if isinstance(spec.get("reason"), str) else ""
+        if reason and outcome is Outcome.REQUIRE_APPROVAL:
+            self.error(
+                (*path, "reason"),
+                "'reason' explains automatic decisions; this rule requires approval "
+                "(use description, or window.reason for out-of-hours denials)",
+                key=True,
+            )
+        owner: OwnerRequirement | None = None
+        if outcome is Outcome.REQUIRE_APPROVAL:
+            require = _dict(spec.get("require"))
+            if "approvers" not in require and "approvers" not in defaults and "resource_owner" not in require:
+                self.error(
+                    path,
+                    f"rule '{rule_id}' requires approval but names no approvers "
+                    "(require.approvers, or defaults.approvers)",
+                )
+            requirement = self._requirement((*path, "require"), require, defaults, fallback={})
+            owner = self._owner((*path, "require", "resource_owner"), require.get("resource_owner"), requirement)
+        else:
+            if "require" in spec:
+                self.error(
+                    (*path, "require"),
+                    f"an {outcome.value} rule has no approvers; remove 'require'",
+                    key=True,
+                )
+            requirement = fallback
+        rule = Rule(
+            id=rule_id,
+            line=line,
+            outcome=outcome,
+            requirement=requirement,
+            description=str(spec.get("description") or ""),
+            reason=str(reason),
+            action=globs["action"],
+            resource=globs["resource"],
+            requester=globs["requester"],
+            on_behalf_of=globs["on_behalf_of"],
+            team=globs["team"],
+            environment=globs["environment"],
+            context=context,
+            condition=condition,
+            window=window,
+            resource_owner=owner,
+        )
+        if outcome is Outcome.AUTO_APPROVE and rule.matches_everything:
+            self.error(
+                path,
+                f"rule '{rule_id}' auto-approves every request; auto-approval must be narrowed "
+                "by match or when, and is never the fallback",
+            )
+        return rule
+
+    def _context_matches(self, path: Path, spec: dict[str, Any]) -> list[ContextMatch]:
+        out = []
+        for key, value in spec.items():
+            parts = tuple(p for p in key.split("."))
+            if not all(parts):
+                self.error((*path, key), f"'{key}' is not a field path like ticket or change.kind", key=True)
+                continue
+            values = value if isinstance(value, list) else [value]
+            text = [v for v in values if isinstance(v, str)]
+            exact = tuple(v for v in values if isinstance(v, int | float | bool) and not isinstance(v, str))
+            out.append(ContextMatch(parts, GlobSet.of(text), exact))
+        return out
+
+    def _condition(self, path: Path, source: Any) -> Condition | None:
+        if not isinstance(source, str) or not source.strip():
+            return None
+        try:
+            return compile_condition(source)
+        except ConditionSyntaxError as exc:
+            line, column = self.smap.at(path)
+            style = self.smap.styles.get(path)
+            if style in ("|", ">"):
+                line, column = line + exc.line, column + exc.column + 1
+            elif exc.line == 1:
+                column += exc.column - 1 + (1 if style in ('"', "'") else 0)
+            else:
+                line += exc.line - 1
+                column = exc.column
+            from policy.yamlsource import format_path
+
+            self.issues.append(PolicyIssue(line, column, f"{format_path(path)}: {exc}"))
+            return None
+
+    def _window(self, path: Path, spec: Any) -> Window | None:
+        if not isinstance(spec, dict):
+            return None
+        tz, days, hours = spec.get("timezone"), _strs(spec.get("days")), spec.get("hours")
+        ok = True
+        if isinstance(tz, str):
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                self.error((*path, "timezone"), f"'{tz}' is not a known time zone (use an IANA name such as Europe/Berlin)")
+                ok = False
+        else:
+            ok = False
+        try:
+            start, end = parse_hours(hours) if isinstance(hours, str) else (None, None)
+        except ValueError as exc:
+            self.error((*path, "hours"), str(exc))
+            return None
+        if not ok or start is None or end is None or not days or not all(d in DAYS for d in days):
+            return None
+        reason = spec.get("reason") if isinstance(spec.get("reason"), str) else ""
+        return Window(tz, frozenset(DAYS.index(d) for d in days), start, end, str(reason))  # type: ignore[arg-type]
+
+    def _owner(self, path: Path, spec: Any, requirement: Requirement) -> OwnerRequirement | None:
+        if spec is None:
+            return None
+        if isinstance(spec, bool):
+            return None
+        if isinstance(spec, int):
+            owner = OwnerRequirement(spec)
+        elif isinstance(spec, dict) and isinstance(spec.get("approvals"), int):
+            otherwise = spec.get("otherwise", DEFAULT_GROUP)
+            owner = OwnerRequirement(spec["approvals"], otherwise if isinstance(otherwise, str) else DEFAULT_GROUP)
+        else:
+            return None
+        where = (*path, "otherwise") if isinstance(spec, dict) and "otherwise" in spec else path
+        self.check_group(where, owner.otherwise)
+        candidates = {owner.otherwise} | {o.group for o in self.directory.resource_owners}
+        for group in sorted(candidates):
+            need = requirement.groups.get(group, 0) + owner.approvals
+            have = len(self.directory.members(group))
+            if self.directory.has_group(group) and have < need:
+                self.error(
+                    path,
+                    f"when '{group}' owns the resource this rule needs {need} approvals from it, "
+                    f"but it has only {have} member{'s' if have != 1 else ''}",
+                )
+        return owner
+
+    # --- requirements ---------------------------------------------------------------------
+    def _requirement(
+        self,
+        path: Path,
+        spec: dict[str, Any],
+        defaults: dict[str, Any],
+        *,
+        fallback: dict[str, int],
+    ) -> Requirement:
+        merged: dict[str, tuple[Any, Path]] = {k: (v, ("defaults", k)) for k, v in defaults.items()}
+        merged.update({k: (v, (*path, k)) for k, v in spec.items()})
+
+        def get(key: str, default: Any = None) -> tuple[Any, Path]:
+            return merged.get(key, (default, (*path, key)))
+
+        approvers, where = get("approvers")
+        groups = self._approvers(where, approvers) if approvers is not None else dict(fallback)
+        for group in list(groups):
+            if not self.check_group(where, group):
+                del groups[group]
+        minimum = sum(groups.values())
+        quorum, qwhere = get("quorum")
+        if not isinstance(quorum, int) or isinstance(quorum, bool):
+            quorum = max(1, minimum)
+        elif quorum < minimum:
+            self.error(
+                qwhere,
+                f"quorum {quorum} is less than the {minimum} approvals the groups need; one "
+                "person can count only once, so the quorum must be at least their sum",
+            )
+            quorum = max(1, minimum)
+        also, awhere = get("also_eligible", [])
+        eligible = list(groups)
+        for j, group in enumerate(_strs(also)):
+            if self.check_group((*awhere, j), group) and group not in eligible:
+                eligible.append(group)
+        for group, need in groups.items():
+            have = len(self.directory.members(group))
+            if have < need:
+                self.error(
+                    where,
+                    f"needs {need} approval{'s' if need != 1 else ''} from '{group}', which has "
+                    f"only {have} member{'s' if have != 1 else ''}, so it could never be approved",
+                )
+        voters = set().union(*(self.directory.members(g) for g in eligible)) if eligible else set()
+        if groups and quorum > len(voters):
+            self.error(
+                qwhere,
+                f"quorum {quorum} needs more distinct people than the {len(voters)} who are "
+                "eligible, so it could never be approved",
+            )
+        deny_quorum, _ = get("deny_quorum", 1)
+        timeout_value, twhere = get("timeout", DEFAULT_TIMEOUT_SECONDS)
+        timeout = self._duration(twhere, timeout_value, DEFAULT_TIMEOUT_SECONDS)
+        reminders_spec, rwhere = get("reminders", [])
+        reminders: list[int] = []
+        for j, item in enumerate(_list(reminders_spec)):
+            seconds = self._duration((*rwhere, j), item, None)
+            if seconds is None:
+                continue
+            if seconds >= timeout:
+                self.error(
+                    (*rwhere, j),
+                    f"reminder at {format_duration(seconds)} comes at or after the "
+                    f"{format_duration(timeout)} timeout",
+                )
+                continue
+            reminders.append(seconds)
+        ladder, ewhere = get("escalation", [])
+        steps: list[Escalation] = []
+        for j, step in enumerate(_list(ladder)):
+            if not isinstance(step, dict):
+                continue
+            spath = (*ewhere, j)
+            after = self._duration((*spath, "after"), step.get("after"), None)
+            if after is None:
+                continue
+            if after >= timeout:
+                self.error(
+                    (*spath, "after"),
+                    f"escalation at {format_duration(after)} comes at or after the "
+                    f"{format_duration(timeout)} timeout, so it would never fire",
+                )
+            if steps and after <= steps[-1].after_seconds:
+                self.error((*spath, "after"), "escalation steps must be in increasing order of 'after'")
+            add = tuple(
+                g for k, g in enumerate(_strs(step.get("add"))) if self.check_group((*spath, "add", k), g)
+            )
+            page = tuple(
+                g for k, g in enumerate(_strs(step.get("page"))) if self.check_group((*spath, "page", k), g)
+            )
+            steps.append(Escalation(after, add, page))
+        channels_spec, cwhere = get("channels", ["web"])
+        channels = self._channels(cwhere, channels_spec)
+        masking, mwhere = get("masking", {})
+        masking = _dict(masking)
+        profile = masking.get("profile") if isinstance(masking.get("profile"), str) else None
+        if profile is not None and profile not in self.profiles and profile not in BUILTIN_PROFILES:
+            known = sorted(set(self.profiles) | BUILTIN_PROFILES)
+            self.error((*mwhere, "profile"), f"masking profile '{profile}' is not defined; known: {', '.join(known)}")
+        partial = tuple(
+            g
+            for k, g in enumerate(_strs(masking.get("partial_groups")))
+            if self.check_group((*mwhere, "partial_groups", k), g)
+        )
+        deny_comment, _ = get("deny_comment", False)
+        reason, _ = get("reason", False)
+        try:
+            return Requirement(
+                groups=groups,
+                quorum=quorum,
+                eligible_groups=tuple(eligible),
+                deny_quorum=deny_quorum if isinstance(deny_quorum, int) and deny_quorum >= 1 else 1,
+                require_reason=reason is True,
+                require_deny_comment=deny_comment is True,
+                timeout_seconds=timeout,
+                reminders=tuple(sorted(set(reminders))),
+                escalation=tuple(steps),
+                channels=channels,
+                masking_profile=profile,
+                disable_detectors=tuple(_strs(masking.get("disable_detectors"))),
+                partial_groups=partial,
+            )
+        except ValueError as exc:  # guarded above; kept so a gap reports instead of crashing
+            self.error(path, str(exc))
+            return Requirement()
+
+    def _approvers(self, path: Path, value: Any) -> dict[str, int]:
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 1}
+        if not isinstance(value, str):
+            return {}
+        out: dict[str, int] = {}
+        for part in _AND.split(value.strip()):
+            found = _APPROVER_PART.match(part)
+            if found is None:
+                return {}  # the schema has reported the format
+            count, group = int(found.group(1)), found.group(2)
+            if group in out:
+                self.error(path, f"group '{group}' is named twice; write '{out[group] + count} of {group}'")
+            out[group] = out.get(group, 0) + count
+        return out
+
+    def _duration(self, path: Path, value: Any, default: int | None) -> Any:
+        if value is None:
+            return default
+        try:
+            seconds = parse_duration(value)
+        except (ValueError, TypeError):
+            return default  # the schema has reported it
+        return seconds
+
+    def _channels(self, path: Path, spec: Any) -> tuple[ChannelTarget, ...]:
+        out: list[ChannelTarget] = []
+        for j, item in enumerate(_list(spec)):
+            target: ChannelTarget | None = None
+            if item == "web" or (isinstance(item, dict) and item.get("web") is True):
+                target = ChannelTarget(ChannelKind.WEB)
+            elif isinstance(item, dict) and isinstance(item.get("slack"), str):
+                target = ChannelTarget(ChannelKind.SLACK_CHANNEL, item["slack"])
+            elif isinstance(item, dict) and isinstance(item.get("slack_dm"), str):
+                if self.check_group((*path, j, "slack_dm"), item["slack_dm"]):
+                    target = ChannelTarget(ChannelKind.SLACK_DM, item["slack_dm"])
+            elif isinstance(item, dict) and isinstance(item.get("teams"), str):
+                target = ChannelTarget(ChannelKind.TEAMS, item["teams"])
+            if target is not None and target not in out:
+                out.append(target)
+        return tuple(out) or (ChannelTarget(ChannelKind.WEB),)
+
+
+def _validation_messages(exc: Exception) -> list[tuple[tuple[str | int, ...], str]]:
+    """``(location, message)`` pairs from a pydantic ValidationError, or one from anything else."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            items = errors()
+        except TypeError:
+            items = []
+        out = []
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, Mapping):
+                loc = tuple(item.get("loc", ()))
+                out.append((loc, f"invalid masking profile: {item.get('msg', 'invalid value')}"))
+        if out:
+            return out
+    return [((), f"invalid masking profile: {exc}")]
