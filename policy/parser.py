@@ -38,6 +38,7 @@ from policy.yamlsource import Path, SourceMap, load_yaml
 MaskingValidator = Callable[[dict[str, Any]], object]
 
 _APPROVER_PART = re.compile(r"^\s*(\d+)\s+(?:of|from)\s+(\S+)\s*$")
+_HOURS = re.compile(r"^\d\d:\d\d-\d\d:\d\d$")
 _AND = re.compile(r"\s+(?:and|AND|&)\s+")
 BUILTIN_PROFILES = frozenset({"default"})
 
@@ -79,6 +80,12 @@ def parse_policy(
     if issues:
         raise PolicyError(_dedupe(issues), source)
     return policy
+
+
+def _unconditional(rule: dict[str, Any]) -> bool:
+    """Whether a rule as written narrows nothing (judged on the text, so that a rule whose
+    condition failed to compile is not also reported as matching everything)."""
+    return not _dict(rule.get("match")) and not rule.get("when")
 
 
 def _dedupe(issues: list[PolicyIssue]) -> list[PolicyIssue]:
@@ -295,7 +302,7 @@ class _Builder:
                     f"rule '{rule.id}' is never reached: rule '{catch_all.id}' on line "
                     f"{catch_all.line} matches every request",
                 )
-            elif rule.matches_everything and rule.window is None:
+            elif _unconditional(spec) and rule.window is None:
                 catch_all = rule
             rules.append(rule)
         return tuple(rules)
@@ -359,7 +366,7 @@ class _Builder:
             window=window,
             resource_owner=owner,
         )
-        if outcome is Outcome.AUTO_APPROVE and rule.matches_everything:
+        if outcome is Outcome.AUTO_APPROVE and _unconditional(spec):
             self.error(
                 path,
                 f"rule '{rule_id}' auto-approves every request; auto-approval must be narrowed "
@@ -413,12 +420,14 @@ class _Builder:
                 ok = False
         else:
             ok = False
+        if not isinstance(hours, str) or not _HOURS.match(hours):
+            return None  # the schema has reported it
         try:
-            start, end = parse_hours(hours) if isinstance(hours, str) else (None, None)
+            start, end = parse_hours(hours)
         except ValueError as exc:
             self.error((*path, "hours"), str(exc))
             return None
-        if not ok or start is None or end is None or not days or not all(d in DAYS for d in days):
+        if not ok or not days or not all(d in DAYS for d in days):
             return None
         reason = spec.get("reason") if isinstance(spec.get("reason"), str) else ""
         return Window(tz, frozenset(DAYS.index(d) for d in days), start, end, str(reason))  # type: ignore[arg-type]
@@ -465,10 +474,13 @@ class _Builder:
             return merged.get(key, (default, (*path, key)))
 
         approvers, where = get("approvers")
-        groups = self._approvers(where, approvers) if approvers is not None else dict(fallback)
-        for group in list(groups):
-            if not self.check_group(where, group):
-                del groups[group]
+        if approvers is not None:
+            groups = self._approvers(where, approvers)
+            for group in list(groups):
+                if not self.check_group(where, group):
+                    del groups[group]
+        else:  # the caller has checked its fallback
+            groups = {g: n for g, n in fallback.items() if self.directory.has_group(g)}
         minimum = sum(groups.values())
         quorum, qwhere = get("quorum")
         if not isinstance(quorum, int) or isinstance(quorum, bool):
@@ -485,16 +497,18 @@ class _Builder:
         for j, group in enumerate(_strs(also)):
             if self.check_group((*awhere, j), group) and group not in eligible:
                 eligible.append(group)
+        too_small = False
         for group, need in groups.items():
             have = len(self.directory.members(group))
             if have < need:
+                too_small = True
                 self.error(
                     where,
                     f"needs {need} approval{'s' if need != 1 else ''} from '{group}', which has "
                     f"only {have} member{'s' if have != 1 else ''}, so it could never be approved",
                 )
         voters = set().union(*(self.directory.members(g) for g in eligible)) if eligible else set()
-        if groups and quorum > len(voters):
+        if groups and not too_small and quorum > len(voters):
             self.error(
                 qwhere,
                 f"quorum {quorum} needs more distinct people than the {len(voters)} who are "

@@ -39,8 +39,23 @@ class Window:
         return f"{local.strftime('%a %H:%M')} {self.timezone}"
 
     def __str__(self) -> str:
-        days = ", ".join(DAYS[d].capitalize() for d in sorted(self.days))
-        return f"{days} {self.start:%H:%M}-{self.end:%H:%M} {self.timezone}"
+        return f"{_days_text(self.days)} {self.start:%H:%M}-{self.end:%H:%M} {self.timezone}"
+
+
+def _days_text(days: frozenset[int]) -> str:
+    """``Mon-Fri``, ``Mon, Wed``, ``Sat-Sun``: runs of three or more days are shortened."""
+    ordered = sorted(days)
+    runs: list[list[int]] = []
+    for day in ordered:
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    parts = []
+    for run in runs:
+        names = [DAYS[d].capitalize() for d in run]
+        parts.append(f"{names[0]}-{names[-1]}" if len(run) >= 3 else ", ".join(names))
+    return ", ".join(parts)
 
 
 def parse_hours(text: str) -> tuple[datetime.time, datetime.time]:
