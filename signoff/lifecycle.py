@@ -181,10 +181,11 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream") -> Inge
             rt.redis.zadd(rt.keys.by_person(req.on_behalf_of.lower()), {req.id: now})
         rt.audit.append(Event.REQUESTED, req.id, req.requester, action=req.action,
                         payload_sha256=fields["payload_sha256"], source=source)
-    elif status is not Status.RECEIVED:
-        same = stored_sha == body_sha
-        rt.audit.append(Event.DUPLICATE, req.id, req.requester, same_body=same, status=status.value)
-        return IngestResult("duplicate", req.id)
+    else:
+        rt.audit.append(Event.DUPLICATE, req.id, req.requester, same_body=stored_sha == body_sha,
+                        status=status.value)
+        if status is not Status.RECEIVED:
+            return IngestResult("duplicate", req.id)
     # New, or still received (a crash between create and enqueue): (re-)enqueue prepare.
     rt.enqueue(JOB_PREPARE, req.id, job_id=f"prepare-{_job_key(req.id)}")
     return IngestResult("accepted" if created else "duplicate", req.id)

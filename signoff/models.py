@@ -161,3 +161,24 @@ class Decision(BaseModel):
     def to_json(self) -> str:
         """Compact JSON for the wire."""
         return self.model_dump_json(exclude_none=True)
+
+
+SCHEMA_ID = "https://signoff.dev/schemas/request.v1.json"
+
+
+def request_json_schema() -> dict[str, Any]:
+    """JSON Schema of :class:`AgentRequest` as published in ``schemas/request.v1.json``.
+
+    Regenerate the file with ``python -m signoff.models``; ``tests/core/test_schema.py`` fails
+    when the two differ.
+    """
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+            **AgentRequest.model_json_schema()}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+    from pathlib import Path
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "schemas/request.v1.json")
+    out.write_text(json.dumps(request_json_schema(), indent=2, sort_keys=True) + "\n")
