@@ -86,8 +86,12 @@ class Settings(BaseSettings):
         default=30_000,
         validation_alias=_alias("SIGNOFF_INTAKE_RECLAIM_IDLE_MS", "intake_reclaim_idle_ms"),
     )
-    worker_count: int = Field(
-        default=1, validation_alias=_alias("SIGNOFF_WORKERS", "worker_count")
+    repair_after: float = Field(
+        default=30.0, validation_alias=_alias("SIGNOFF_REPAIR_AFTER", "repair_after")
+    )
+    worker_maintenance_interval: int = Field(
+        default=60,
+        validation_alias=_alias("SIGNOFF_WORKER_MAINTENANCE_INTERVAL", "worker_maintenance_interval"),
     )
     log_level: str = Field(default="INFO", validation_alias=_alias("LOG_LEVEL", "log_level"))
 

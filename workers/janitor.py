@@ -32,10 +32,10 @@ class Janitor:
         deadline_grace: seconds past a deadline before the sweep times a request out itself.
     """
 
-    def __init__(self, rt: Runtime, stale_after: float = 30.0, deadline_grace: float = 2.0
-                 ) -> None:
+    def __init__(self, rt: Runtime, stale_after: float | None = None,
+                 deadline_grace: float = 2.0) -> None:
         self.rt = rt
-        self.stale_after = stale_after
+        self.stale_after = rt.settings.repair_after if stale_after is None else stale_after
         self.deadline_grace = deadline_grace
 
     def tick(self, now: float | None = None) -> dict[str, int]:
