@@ -393,19 +393,32 @@ class _Builder:
         try:
             return compile_condition(source)
         except ConditionSyntaxError as exc:
-            line, column = self.smap.at(path)
-            style = self.smap.styles.get(path)
-            if style in ("|", ">"):
-                line, column = line + exc.line, column + exc.column + 1
-            elif exc.line == 1:
-                column += exc.column - 1 + (1 if style in ('"', "'") else 0)
-            else:
-                line += exc.line - 1
-                column = exc.column
+            line, column = self._position_in_scalar(path, exc.line, exc.column)
             from policy.yamlsource import format_path
 
             self.issues.append(PolicyIssue(line, column, f"{format_path(path)}: {exc}"))
             return None
+
+    def _position_in_scalar(self, path: Path, line: int, column: int) -> tuple[int, int]:
+        """File position of ``line``/``column`` inside the text scalar at ``path``.
+
+        Exact for one-line scalars (plain or quoted) and literal blocks (``|``); for folded or
+        multi-line flow scalars YAML rejoins the lines, so the position is the best guess.
+        """
+        start_line, start_column = self.smap.at(path)
+        style = self.smap.styles.get(path)
+        if style in ("|", ">"):
+            target = start_line + line  # block content starts on the line after the indicator
+            lines = self.smap.lines
+            first = next(
+                (lines[i] for i in range(start_line, min(len(lines), target)) if lines[i].strip()),
+                "",
+            )
+            indent = len(first) - len(first.lstrip(" "))
+            return target, indent + column
+        if line == 1:
+            return start_line, start_column + column - 1 + (1 if style in ('"', "'") else 0)
+        return start_line + line - 1, column
 
     def _window(self, path: Path, spec: Any) -> Window | None:
         if not isinstance(spec, dict):

@@ -469,9 +469,16 @@ def _explain(error: ValidationError, source: SourceMap) -> list[PolicyIssue]:
     if kind == "required" and isinstance(error.instance, dict):
         missing = [k for k in error.validator_value if k not in error.instance]
         return [source.issue(path, f"missing required key '{k}'") for k in missing]
-    if kind == "propertyNames":
-        bad = error.instance if isinstance(error.instance, str) else ""
-        return [source.issue(path, f"'{bad}' is not a valid name (letters, digits, '.', '_' or '-')")]
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        # The failing name itself is the instance; the path points at the mapping holding it.
+        return [
+            source.issue(
+                (*path, error.instance),
+                f"'{error.instance}' is not a valid name (letters, digits, '.', '_' or '-', "
+                "at most 64)",
+                key=True,
+            )
+        ]
     if "x-message" in schema and kind not in ("required", "additionalProperties"):
         return [source.issue(path, str(schema["x-message"]) + f" (got {_show(error.instance)})")]
     if kind in ("oneOf", "anyOf") and error.context:

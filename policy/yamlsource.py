@@ -29,6 +29,7 @@ class SourceMap:
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
     styles: dict[Path, str | None] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
 
     def at(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """Line and column of ``path`` (its key when ``key``), else of its nearest ancestor."""
@@ -78,7 +79,7 @@ class _Builder:
         self.source.values.setdefault(path, _mark(node))
         if id(node) in self.open:
             line, column = _mark(node)
-            self.issues.append(PolicyIssue(line, column, "a YAML alias refers to itself"))
+            self.issues.append(PolicyIssue(line, column, "a YAML alias refers back to the anchor it is inside (a loop)"))
             return None
         if isinstance(node, yaml.MappingNode):
             self.open.add(id(node))
@@ -163,6 +164,7 @@ def load_yaml(text: str) -> tuple[Any, SourceMap, list[PolicyIssue]]:
         if node is None:
             return None, SourceMap(), [PolicyIssue(1, 1, "the policy file is empty")]
         builder = _Builder(loader)
+        builder.source.lines = text.splitlines()
         try:
             data = builder.build(node, ())
         except _TooLarge:
