@@ -131,6 +131,30 @@ class Keys:
         return f"{self.prefix}:grant:{jti}"
 
     @property
+    def grant_reports(self) -> str:
+        """Stream where Redis-only verifiers (agents) report grant use and refusals; Signoff
+        folds it into the audit chain (agents never write the chain themselves)."""
+        return f"{self.prefix}:grant:reports"
+
+    def cancel_early(self, request_id: str) -> str:
+        """A cancel that arrived before its request (several intake consumers race)."""
+        return f"{self.prefix}:cancel:early:{request_id}"
+
+    @property
+    def audit_signing_keys(self) -> str:
+        """Hash kid -> encrypted Ed25519 private key for audit checkpoints, plus the active kid."""
+        return f"{self.prefix}:keys:audit:signing"
+
+    @property
+    def audit_public_keys(self) -> str:
+        """Hash kid -> public JWK JSON of audit checkpoint keys (kept forever)."""
+        return f"{self.prefix}:keys:audit:public"
+
+    def policy_seen(self, version: str) -> str:
+        """Marker that a policy version's reload was audited once (every process reloads)."""
+        return f"{self.prefix}:policy:seen:{version}"
+
+    @property
     def signing_keys(self) -> str:
         """Hash kid -> encrypted Ed25519 private key, plus the active kid."""
         return f"{self.prefix}:keys:signing"
