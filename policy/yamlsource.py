@@ -19,7 +19,7 @@ Path = tuple[str | int, ...]
 
 # Aliases let a small file expand into a huge document ("billion laughs"); a policy file has
 # a few thousand nodes at most.
-MAX_NODES = 500_000
+MAX_NODES = 100_000
 
 
 @dataclass
