@@ -76,7 +76,7 @@ _PERSON = (
     "firstname", "lastname", "fullname", "surname", "givenname", "middlename", "maidenname",
     "familyname", "forename", "customername", "patientname", "employeename", "holdername",
     "cardholder", "cardholdername", "accountholder", "legalname", "contactname", "personname",
-    "mothersmaidenname", "nickname", "displayname", "username",
+    "mothersmaidenname", "nickname", "displayname",
 )
 _ADDRESS = (
     "address", "streetaddress", "street", "addressline", "addressline1", "addressline2",

@@ -105,6 +105,8 @@ def entities(texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int,
             span = ent.text
             if len(span.strip()) < 2 or not any(c.isupper() for c in span):
                 continue
+            if entity != "ORGANIZATION" and any(c.isdigit() for c in span):
+                continue  # "OPS-704" is a ticket, not a place
             start, end = ent.start_char, ent.end_char
             # Possessive and punctuation tails are not part of the name.
             while end > start and doc.text[end - 1] in ".,;:'\u2019\"":
@@ -113,5 +115,31 @@ def entities(texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int,
                 end -= 2
             if end > start:
                 found.append((start, end, entity, CONFIDENCE[entity]))
-        out.append(found)
+        out.append(_merge_firm_names(doc.text, found))
+    return out
+
+
+_FIRM_JOIN = re.compile(r"^(?:,\s*(?:and\s+|&\s*)?|\s+(?:and|&)\s+)$")
+_FIRM_TAIL = re.compile(r"^\s+(?:and|&)\s+(?:Sons|Co\.?|Partners|Associates)\b")
+
+
+def _merge_firm_names(text: str, ents: list[tuple[int, int, str, float]]) -> list[tuple[int, int, str, float]]:
+    """"Clark, Robbins and Andrews" comes out of the model as three people; names joined by
+    commas and a final "and"/"&" are one firm."""
+    if len(ents) < 2:
+        return ents
+    out: list[tuple[int, int, str, float]] = []
+    i = 0
+    while i < len(ents):
+        j = i
+        while j + 1 < len(ents) and ents[j + 1][2] in ("PERSON", "ORGANIZATION") and ents[j][2] in ("PERSON", "ORGANIZATION") and _FIRM_JOIN.match(text[ents[j][1] : ents[j + 1][0]]):
+            j += 1
+        run = ents[i : j + 1]
+        joins = [text[run[k][1] : run[k + 1][0]] for k in range(len(run) - 1)]
+        single_words = all(" " not in text[s:e].strip() for s, e, _, _ in run)
+        if len(run) >= 2 and single_words and any("and" in g or "&" in g for g in joins):
+            out.append((run[0][0], run[-1][1], "ORGANIZATION", CONFIDENCE["ORGANIZATION"]))
+        else:
+            out.extend(run)
+        i = j + 1
     return out

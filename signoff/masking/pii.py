@@ -18,7 +18,7 @@ from signoff.masking.scanner import Detector
 
 # --- e-mail -------------------------------------------------------------------------------
 EMAIL_RE = re.compile(
-    r"(?<![\w.+%:/-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
+    r"(?<![\w.+%:/@#-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,24}|xn--[a-z0-9-]{2,59})"
     r"(?![\w-])"
 )
@@ -177,7 +177,7 @@ DOB_CONTEXT = ("born", "birth", "dob", "d.o.b", "b-day", "bday", "birthday", "da
 
 # --- credentials in URLs ---------------------------------------------------------------------
 URL_CRED_RE = re.compile(
-    r"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://(?P<user>[^\s:/@?#\"'<>]{0,256}):(?P<pw>[^\s/@?#\"'<>]{1,256})@(?=[\w.\[-])"
+    r"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://(?P<user>[^\s:/@?#\"'<>]{0,256}):(?P<pw>[^\s/\"'<>]{1,256})@(?=[\w\[-][\w.\[\]:-]*(?:[/?#\s\"'<>,;)]|$))"
 )
 
 
@@ -203,5 +203,5 @@ def builtin_pii() -> list[Detector]:
             "date_of_birth", "DATE_OF_BIRTH", 0.85, DATE_RE,
             keywords=DOB_CONTEXT, context=DOB_CONTEXT, window=40,
         ),
-        Detector("url_credentials", "SECRET", 0.95, URL_CRED_RE, group="pw", keywords=("://",)),
+        Detector("url_credentials", "SECRET", 0.97, URL_CRED_RE, group="pw", keywords=("://",)),
     ]

@@ -28,7 +28,7 @@ _TOKEN_RULES: list[tuple[str, str, tuple[str, ...], float]] = [
     ("gitlab_token", _B + r"(?:glpat|gldt|glptt|glrt|glrtr|glcbt|glffct|glft|glimt|glagent|gloas|glsoat|glwt|glst)-[\w-]{20,64}(?![\w-])", ("glpat-", "gldt-", "glptt-", "glrt-", "glcbt-", "glffct-", "glft-", "glimt-", "glagent-", "gloas-", "glsoat-", "glwt-", "glst-"), 0.99),
     ("gitlab_runner_registration", _B + r"GR1348941[\w-]{20}" + r"(?![\w-])", ("gr1348941",), 0.99),
     ("gitlab_session", r"_gitlab_session=([0-9a-z]{32})", ("_gitlab_session",), 0.95),
-    ("slack_token", _B + r"xox[abposr]-(?:\d+-)?[0-9A-Za-z-]{10,250}", ("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-"), 0.99),
+    ("slack_token", _B + r"xox[abposre]-(?:\d+-)?[0-9A-Za-z-]{10,250}", ("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxe-"), 0.99),
     ("slack_config_token", _B + r"xoxe(?:\.xox[bp])?-\d-[A-Za-z0-9]{146,166}", ("xoxe",), 0.99),
     ("slack_app_token", _B + r"xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+" + _E, ("xapp-",), 0.99),
     ("slack_webhook", r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{43,56}", ("hooks.slack.com",), 0.99),
@@ -105,7 +105,11 @@ _TOKEN_RULES: list[tuple[str, str, tuple[str, ...], float]] = [
     ("private_packagist_token", _B + r"packagist_[ou][ru]t_[a-f0-9]{68}", ("packagist_",), 0.99),
     ("sumologic_access_id", _B + r"su[A-Za-z0-9]{12}" + _E, ("sumo",), 0.5),
     ("cohere_api_key", r"(?i)cohere.{0,40}?([a-zA-Z0-9]{40})" + _E, ("cohere",), 0.8),
-    ("kubernetes_secret_data", r"(?m)^\s*[\w.-]+:\s*([A-Za-z0-9+/]{16,}={0,2})\s*$", ("kind: secret", "kind: \"secret\"", "kind: 'secret'"), 0.8),
+    ("sourcegraph_token", _B + r"sgp_(?:[a-fA-F0-9]{16}_|local_)?[a-fA-F0-9]{40}" + _E, ("sgp_",), 0.99),
+    ("sidekiq_secret", r"(?i)BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM[\"']?\s*[:=]\s*[\"']?([a-f0-9]{8}:[a-f0-9]{8})", ("contribsys__com",), 0.99),
+    ("jwt_base64", _B + r"ZXlK[A-Za-z0-9+/]{40,}={0,2}", ("zxlk",), 0.9),
+    ("kubernetes_secret_data_block", r"(?m)^\s*[\w.-]+:\s*[|>][-+]?[ \t]*\n((?:[ \t]+[A-Za-z0-9+/=]{4,}\n?)+)", ("kind: secret", "kind: \"secret\"", "kind: 'secret'", "dockercfg", "dockerconfigjson"), 0.8),
+    ("kubernetes_secret_data", r"(?m)^\s*[\w.-]+:\s*[\"']?([A-Za-z0-9+/]{16,}={0,2})[\"']?\s*$", ("kind: secret", "kind: \"secret\"", "kind: 'secret'"), 0.8),
     ("privateai_key", _B + r"pai_[A-Za-z0-9]{32,}" + _E, ("pai_",), 0.9),
     ("perplexity_key", _B + r"pplx-[A-Za-z0-9]{48}" + _E, ("pplx-",), 0.99),
     ("groq_key", _B + r"gsk_[A-Za-z0-9]{52}" + _E, ("gsk_",), 0.99),
@@ -129,7 +133,7 @@ BEARER_RE = re.compile(
     r"(?i)\b(?:bearer|token|basic|digest|apikey|api-key|sso-key)\s+([A-Za-z0-9._~+/:-]{12,4000}=*)"
 )
 BASIC_HEADER_RE = re.compile(r"(?i)authorization\s*[:=]\s*[\"']?(?:basic|bearer|token)?\s*([A-Za-z0-9._~+/:-]{8,4000}=*)")
-CURL_USER_RE = re.compile(r"(?:^|\s)(?:-u|--user)\s+[\"']?[^\s:\"']{1,128}:([^\s\"']{1,256})")
+CURL_USER_RE = re.compile(r"(?:^|\s)(?:-u|--user)[\s=]+(\"[^\"\n]*:[^\"\n]*\"|'[^'\n]*:[^'\n]*'|[^\s]*:[^\s]*)")
 SQL_IDENTIFIED_RE = re.compile(r"(?i)\b(?:identified\s+by|password\s*(?:=\s*)?)\s*(?:password\s*)?'((?:[^'\\]|\\.|'')*)'")
 NUGET_RE = re.compile(r"(?i)<add\s+key=\"(?:clear ?text ?)?password\"\s+value=\"([^\"]{1,256})\"")
 
@@ -196,11 +200,14 @@ def find_assignments(text: str) -> Iterator[tuple[int, int, float, str]]:
 
 
 # --- high-entropy strings in secret context ---------------------------------------------------
-SECRET_CONTEXT_WORDS: tuple[str, ...] = (
+STRONG_CONTEXT_WORDS: tuple[str, ...] = (
     "token", "secret", "password", "passwd", "pwd", "apikey", "api_key", "api-key", "api key",
     "auth", "credential", "bearer", "private", "access_key", "accesskey", "client_id",
     "clientid", "client-id", "key", "login", "signature", "session", "cookie", "license",
-    # providers whose keys have no distinctive prefix
+)
+# Providers whose keys have no distinctive prefix: context only in assignment position
+# (``SONAR_LOGIN = "…"``, ``sourcegraph: …``).
+PROVIDER_CONTEXT_WORDS: tuple[str, ...] = (
     "adafruit", "adobe", "airtable", "algolia", "asana", "beamer", "bitbucket", "bittrex",
     "codecov", "coinbase", "confluent", "datadog", "discord", "dropbox", "droneci", "etsy",
     "fastly", "finicity", "finnhub", "flickr", "freshbooks", "gitter", "hubspot", "heroku",
@@ -224,8 +231,10 @@ SECRET_CONTEXT_WORDS: tuple[str, ...] = (
     "monday", "airtable", "coda", "figma", "miro", "lucid", "dbt", "snowflake", "databricks",
     "bigquery", "redshift", "fivetran", "segment", "mixpanel", "amplitude", "heap", "posthog",
     "rollbar", "bugsnag", "raygun", "honeycomb", "lightstep", "logdna", "loggly", "papertrail",
-    "sumologic", "new_relic", "nr_", "pat", "sk",
+    "sumologic", "new_relic", "nr_", "pat", "sk", "sourcegraph",
 )
+SECRET_CONTEXT_WORDS = STRONG_CONTEXT_WORDS + PROVIDER_CONTEXT_WORDS
+_ASSIGN_GAP = re.compile(r"""^[\w.-]*["']?\s*(?:::=|:=|=>|=|:)\s*["'`]?$""")
 ENTROPY_CAND = re.compile(r"(?<![A-Za-z0-9+/=_.~-])[A-Za-z0-9+/_.~-]{16,512}={0,3}(?![A-Za-z0-9+/=_.~-])")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _HEXHASH = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{40}$|^[0-9a-f]{64}$", re.I)
@@ -260,8 +269,13 @@ def find_high_entropy(text: str) -> Iterator[tuple[int, int, float]]:
             continue
         line_start = text.rfind("\n", 0, m.start()) + 1
         before = lower[max(line_start, m.start() - 80) : m.start()]
-        if not any(w in before for w in SECRET_CONTEXT_WORDS):
-            continue
+        if not any(w in before for w in STRONG_CONTEXT_WORDS):
+            if "/" in s.rstrip("=") or not any(
+                _ASSIGN_GAP.match(before[before.rfind(w) + len(w) :])
+                for w in PROVIDER_CONTEXT_WORDS
+                if w in before
+            ):
+                continue
         conf = 0.7 if (_UUID.match(s) or _HEXHASH.match(s)) else 0.75
         yield (m.start(), m.end(), conf)
 
@@ -313,7 +327,7 @@ def builtin_secrets() -> list[Detector]:
         for rid, pat, kws, conf in _TOKEN_RULES
     ]
     # Rules whose secret is a capture group.
-    grouped = {"gitlab_session", "azure_storage_key", "azure_sas_token", "cohere_api_key", "kubernetes_secret_data"}
+    grouped = {"gitlab_session", "azure_storage_key", "azure_sas_token", "cohere_api_key", "kubernetes_secret_data", "kubernetes_secret_data_block", "sidekiq_secret"}
     out = [
         Detector(d.id, d.entity, d.confidence, d.pattern, group=1, keywords=d.keywords)
         if d.id in grouped
