@@ -9,6 +9,9 @@ abandoned-job cleanup (jobs carry retries) and, whatever happens, by the janitor
 from __future__ import annotations
 
 import logging
+import time
+
+import redis
 
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
@@ -38,9 +41,22 @@ def warm(rt: Runtime) -> None:
 
 def run_worker(rt: Runtime, burst: bool = False, with_scheduler: bool = True,
                name: str | None = None) -> bool:
-    """Install the runtime, warm it, and work until stopped (or the queue is empty)."""
+    """Install the runtime, warm it, and work until stopped (or the queue is empty).
+
+    rq's worker exits when Redis goes away; here it waits for Redis to come back and starts a
+    fresh worker, so a Redis restart (or failover) needs no operator. A job that was running
+    when the connection dropped is recovered by rq's abandoned-job cleanup or the janitor.
+    """
     set_current(rt)
     warm(rt)
-    worker = build_worker(rt, name=name)
-    return bool(worker.work(burst=burst, with_scheduler=with_scheduler,
-                            logging_level=rt.settings.log_level))
+    backoff = 0.2
+    while True:
+        try:
+            worker = build_worker(rt, name=name)
+            return bool(worker.work(burst=burst, with_scheduler=with_scheduler,
+                                    logging_level=rt.settings.log_level))
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            log.warning("worker lost Redis (%s); restarting in %.1fs", exc, backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+            name = None  # the old registration may linger until its TTL

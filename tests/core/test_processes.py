@@ -1,0 +1,194 @@
+"""The whole lifecycle through real processes: ``signoff intake``, ``signoff worker`` and
+``signoff web`` as children, an agent using the SDK, approvers using the HTTP API. Then the
+faults: a worker SIGKILLed mid-job, Redis restarted mid-flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from rq.registry import StartedJobRegistry
+
+from signoff.models import Status
+from signoff.runtime import Runtime
+from signoff.sdk import Client, requires_approval
+from signoff.settings import Settings
+from signoff.tokens import TokenKind
+from tests.conftest import EXAMPLE_POLICY, TEST_SECRETS, RedisServer, free_port, wait_for
+from tests.core.test_smoke_lifecycle import export_request
+
+pytestmark = pytest.mark.slow
+
+
+class Stack:
+    """The three Procfile processes against the suite's Redis."""
+
+    def __init__(self, settings: Settings, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SIGNOFF_", "SLACK_",
+                                                                       "MICROSOFT_"))},
+            "REDIS_URL": str(settings.redis_url),
+            "SIGNOFF_POLICY": str(EXAMPLE_POLICY),
+            "SIGNOFF_DATA_DIR": str(workdir / "data"),
+            "SIGNOFF_HMAC_SECRET": TEST_SECRETS["hmac_secret"],
+            "SIGNOFF_DATA_KEYS": TEST_SECRETS["data_keys"],
+            "SIGNOFF_MASKING_KEY": TEST_SECRETS["masking_key"],
+            "SIGNOFF_REPAIR_AFTER": "2",
+            "SIGNOFF_WORKER_MAINTENANCE_INTERVAL": "2",
+            "PORT": str(self.port),
+            "LOG_LEVEL": "WARNING",
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "signoff.cli", name], env=self.env,
+                                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        return proc
+
+    def start_all(self) -> None:
+        for name in ("intake", "worker", "web"):
+            self.start(name)
+        wait_for(self.web_ready, timeout=30, message="web /healthz")
+
+    def web_ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        proc.send_signal(sig)
+        proc.wait(15)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
+                         for p in sorted(self.workdir.glob("*.log")))
+
+
+@pytest.fixture
+def stack(rt: Runtime, tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(rt.settings, tmp_path)
+    s.start_all()
+    yield s
+    s.stop()
+
+
+def approve(stack: Stack, rid: str, token: str) -> requests.Response:
+    return requests.post(f"{stack.url}/api/v1/requests/{rid}/decision",
+                         json={"decision": "approve"},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def test_agent_decorator_runs_only_after_two_dbas_approve(rt: Runtime, stack: Stack) -> None:
+    alice = rt.tokens.create(TokenKind.PERSON, "alice@example.com")
+    bob = rt.tokens.create(TokenKind.PERSON, "bob@example.com")
+    client = Client(rt.settings.redis_url, requester="agent:export-bot")
+    ran: list[int] = []
+
+    @requires_approval("db.export", client=client, resource="warehouse.customers",
+                       on_behalf_of="frank@example.com", reason="quarterly report",
+                       context={"environment": "prod"}, timeout=60)
+    def export(rows: int, notify: str) -> int:
+        ran.append(rows)
+        return rows
+
+    def approvers() -> None:
+        rid = wait_for(lambda: rt.store.pending_ids(), timeout=30, message="pending request")[0]
+        assert approve(stack, rid, alice).status_code == 200
+        assert approve(stack, rid, bob).status_code == 200
+
+    t = threading.Thread(target=approvers, daemon=True)
+    t.start()
+    try:
+        assert export(5000, notify="jane@example.org") == 5000
+    except Exception:
+        print(stack.logs())
+        raise
+    t.join(10)
+    assert ran == [5000]
+    # The grant was consumed: the same decision cannot run twice.
+    assert rt.redis.keys(rt.keys.grant_used("*"))
+
+
+def test_worker_sigkilled_mid_job_loses_nothing(rt: Runtime, stack: Stack) -> None:
+    n = 20
+    for i in range(n):
+        rt.redis.xadd(rt.keys.requests, {"body": json.dumps(export_request(f"k-{i}"))})
+    registry = StartedJobRegistry(rt.keys.queue, connection=rt.redis_bytes)
+    wait_for(lambda: registry.count > 0, timeout=30, interval=0.001, message="a job in flight")
+    stack.kill("worker")
+    stack.start("worker")
+    try:
+        wait_for(lambda: rt.store.count_pending() == n, timeout=60, message="all pending")
+    except AssertionError:
+        print(stack.logs())
+        raise
+    alice = rt.tokens.create(TokenKind.PERSON, "alice@example.com")
+    bob = rt.tokens.create(TokenKind.PERSON, "bob@example.com")
+    for i in range(n):
+        assert approve(stack, f"k-{i}", alice).status_code == 200
+        assert approve(stack, f"k-{i}", bob).status_code == 200
+    wait_for(lambda: all(rt.redis.llen(rt.keys.reply(f"k-{i}")) for i in range(n)),
+             timeout=60, message="every reply")
+    assert [rt.redis.llen(rt.keys.reply(f"k-{i}")) for i in range(n)] == [1] * n
+    assert rt.redis.xlen(rt.keys.decisions) == n
+
+
+def test_redis_restart_mid_flight_loses_nothing(rt: Runtime, stack: Stack,
+                                                redis_server: RedisServer) -> None:
+    for i in range(10):
+        rt.redis.xadd(rt.keys.requests, {"body": json.dumps(export_request(f"a-{i}"))})
+    redis_server.restart()  # SIGTERM: the AOF is flushed; the processes must reconnect
+    for i in range(10):
+        rt.redis.xadd(rt.keys.requests, {"body": json.dumps(export_request(f"b-{i}"))})
+    try:
+        wait_for(lambda: rt.store.count_pending() == 20, timeout=60, message="all pending")
+    except AssertionError:
+        print(stack.logs())
+        raise
+    alice = rt.tokens.create(TokenKind.PERSON, "alice@example.com")
+    bob = rt.tokens.create(TokenKind.PERSON, "bob@example.com")
+    ids = [f"a-{i}" for i in range(10)] + [f"b-{i}" for i in range(10)]
+    for rid in ids[:10]:
+        approve(stack, rid, alice)
+    redis_server.restart()
+    wait_for(stack.web_ready, timeout=30, message="web back")
+    for rid in ids[:10]:
+        assert approve(stack, rid, bob).status_code == 200
+    try:
+        wait_for(lambda: all(rt.redis.llen(rt.keys.reply(r)) for r in ids[:10]), timeout=60,
+                 message="replies")
+    except AssertionError:
+        print(stack.logs())
+        raise
+    assert all(rt.store.status(r) is Status.APPROVED for r in ids[:10])
+    assert all(rt.store.status(r) is Status.PENDING for r in ids[10:])
+    assert rt.redis.xlen(rt.keys.decisions) == 10
