@@ -1,0 +1,319 @@
+"""The outbound side of Slack: post, update and find approval cards, and send short messages.
+
+Workers use :class:`SlackMessenger` through :class:`bot.messenger.Messenger`. Every call goes
+through slack_sdk's ``AsyncWebClient`` (``base_url`` = ``SIGNOFF_SLACK_API_URL``, so a local
+fake or proxy can stand in for Slack) with slack_sdk's own retry handlers:
+
+- HTTP 429: :class:`AsyncRateLimitErrorRetryHandler` waits ``Retry-After`` and retries. A 429
+  means Slack did nothing, so it is safe for every method.
+- 5xx and connection errors (:class:`AsyncServerErrorRetryHandler`,
+  :class:`AsyncConnectionErrorRetryHandler`) are retried by the library only for idempotent
+  calls (``chat.update``, reads). For ``chat.postMessage`` such a failure is ambiguous (Slack
+  may have posted the message before failing), so before trying again the messenger looks for
+  the card it may already have posted (:meth:`SlackMessenger.find_posted`, by message
+  metadata): a retry never posts a second card.
+
+Whatever still fails is raised as :class:`~bot.messenger.DeliveryError` (``retryable`` tells
+the job whether rq should try again); tokens never appear in messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.cards.view import CardView
+from bot.messenger import DeliveryError
+from bot.slack import render
+from signoff.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Slack ids: channels C…, private channels G…, DMs D…; users U… / W… (Enterprise Grid).
+_CONVERSATION_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+# ok:false codes worth another try later; every other Slack error code is permanent
+# (channel_not_found, invalid_blocks, not_authed, missing_scope, ...).
+_RETRYABLE_CODES = frozenset({"ratelimited", "internal_error", "fatal_error",
+                              "service_unavailable", "request_timeout"})
+HISTORY_PAGES = 5
+LIST_PAGES = 20
+
+
+class _Ambiguous(DeliveryError):
+    """A failure after which Slack may or may not have carried out the call (5xx, timeout)."""
+
+
+def client_for(settings: Settings, *, timeout: int = 10, rate_limit_retries: int = 5,
+               server_error_retries: int = 2, connection_retries: int = 2,
+               idempotent: bool = True) -> AsyncWebClient:
+    """An ``AsyncWebClient`` against ``settings.slack_api_url`` with slack_sdk's retry handlers.
+
+    Args:
+        settings: needs ``slack_bot_token``.
+        timeout: seconds per HTTP call.
+        rate_limit_retries: how many 429s in a row to wait out (each honours Retry-After).
+        server_error_retries: retries after HTTP 500/503 (idempotent clients only).
+        connection_retries: retries after a dropped connection (idempotent clients only).
+        idempotent: False for the client that posts messages: it retries 429 only.
+    """
+    if settings.slack_bot_token is None:
+        raise ValueError("SLACK_BOT_TOKEN is not set")
+    handlers: list[Any] = [AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)]
+    if idempotent:
+        handlers += [AsyncServerErrorRetryHandler(max_retry_count=server_error_retries),
+                     AsyncConnectionErrorRetryHandler(max_retry_count=connection_retries)]
+    return AsyncWebClient(token=settings.slack_bot_token.get_secret_value(),
+                          base_url=settings.slack_api_url, timeout=timeout,
+                          retry_handlers=handlers)
+
+
+def _error(method: str, exc: Exception) -> DeliveryError:
+    """A DeliveryError that names the method and Slack's error code (never the token)."""
+    if isinstance(exc, SlackApiError):
+        status = exc.response.status_code
+        code = ""
+        try:
+            code = str(exc.response.get("error") or "")
+        except (AttributeError, TypeError):
+            code = ""
+        if status == 429:
+            return DeliveryError(f"{method}: rate limited by Slack", retryable=True)
+        if status >= 500:
+            return _Ambiguous(f"{method}: Slack answered HTTP {status}", retryable=True)
+        code = code or f"HTTP {status}"
+        return DeliveryError(f"{method}: {code}", retryable=code in _RETRYABLE_CODES)
+    if isinstance(exc, TimeoutError | aiohttp.ClientError):
+        return _Ambiguous(f"{method}: {type(exc).__name__} talking to Slack", retryable=True)
+    return DeliveryError(f"{method}: {type(exc).__name__}", retryable=False)
+
+
+def _code(exc: DeliveryError) -> str:
+    return str(exc).rpartition(": ")[2]
+
+
+class SlackMessenger:
+    """Posts and updates approval cards in Slack channels and DMs.
+
+    Args:
+        settings: Signoff's settings (``slack_bot_token``, ``slack_api_url``, the policy path).
+        hmac_key: key for Signoff's own HMAC on button values.
+        timeout: seconds per Slack API call.
+        rate_limit_retries: 429s waited out per call (each honours ``Retry-After``).
+        post_attempts: attempts at posting one message after ambiguous failures (5xx,
+            timeouts), each preceded by a search for the message the last attempt may
+            have posted.
+        mention: maps a person (email) to a Slack user id for ``<@U…>`` mentions; by default
+            the policy directory's ``slack`` ids.
+        clock: wall clock for "time left" on cards.
+    """
+
+    kind = "slack"
+
+    def __init__(self, settings: Settings, hmac_key: bytes, *, timeout: int = 10,
+                 rate_limit_retries: int = 5, post_attempts: int = 3,
+                 mention: render.Mention | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._key = hmac_key
+        self._client = client_for(settings, timeout=timeout,
+                                  rate_limit_retries=rate_limit_retries)
+        self._post_client = client_for(settings, timeout=timeout,
+                                       rate_limit_retries=rate_limit_retries, idempotent=False)
+        self._post_attempts = max(post_attempts, 1)
+        self._mention = mention or self._directory_mention
+        self._clock = clock
+        self._names: dict[str, str] = {}
+        self._dms: dict[str, str] = {}
+        self._policy: Any = None
+
+    # --- Messenger ------------------------------------------------------------------------
+    async def post(self, view: CardView, destination: str) -> dict[str, Any]:
+        """Post the card; returns ``{"channel": id, "ts": ts}`` for updates."""
+        channel = await self._resolve(destination)
+        card = render.render_card(view, self._key, now=self._clock(), mention=self._mention)
+        ts = await self._post_once(channel, view, card, render.card_metadata(view),
+                                   lambda: self.find_posted(view, destination))
+        return {"channel": channel, "ts": ts}
+
+    async def update(self, view: CardView, destination: str, ref: dict[str, Any]) -> None:
+        """Replace a posted card with the current view, then thread a reply per new vote."""
+        channel, ts = str(ref["channel"]), str(ref["ts"])
+        card = render.render_card(view, self._key, now=self._clock(), mention=self._mention)
+        await self._call(self._client, "chat.update", channel=channel, ts=ts,
+                         metadata=render.card_metadata(view), **card)
+        await self._thread_votes(view, channel, ts)
+
+    async def tell(self, destination: str, text: str) -> None:
+        """A short message to a channel or a person (``U…``: their DM with the app)."""
+        channel = await self._resolve(destination)
+        await self._call(self._client, "chat.postMessage", channel=channel,
+                         text=render.clip_escaped(text, render.FALLBACK_TEXT),
+                         unfurl_links=False, unfurl_media=False)
+
+    async def find_posted(self, view: CardView, destination: str) -> dict[str, Any] | None:
+        """The card for ``view``'s request already posted at ``destination``, if any.
+
+        Reads the conversation's history since the request was created and matches the
+        message metadata Signoff attaches to every card. When the app may not read the
+        history (a missing scope, not a member) it cannot have posted there: ``None``.
+        """
+        try:
+            channel = await self._resolve(destination)
+            oldest = f"{max(view.created_at - 5.0, 0.0):.6f}"
+            cursor: str | None = None
+            for _ in range(HISTORY_PAGES):
+                args: dict[str, Any] = {"channel": channel, "oldest": oldest, "limit": 200,
+                                        "include_all_metadata": True}
+                if cursor:
+                    args["cursor"] = cursor
+                resp = await self._call(self._client, "conversations.history", **args)
+                for message in resp.get("messages") or []:
+                    if _is_card(message, view.request_id):
+                        return {"channel": channel, "ts": str(message["ts"])}
+                cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except DeliveryError as exc:
+            if exc.retryable:
+                raise
+            log.info("cannot search %s for an earlier card (%s); posting", destination, exc)
+        return None
+
+    # --- helpers ----------------------------------------------------------------------------
+    async def _post_once(self, channel: str, view: CardView, content: dict[str, Any],
+                         metadata: dict[str, Any],
+                         find: Callable[[], Any]) -> str:
+        """chat.postMessage that never duplicates: after an ambiguous failure it looks for
+        the message (``find``) before posting again."""
+        joined = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = await self._call(self._post_client, "chat.postMessage", channel=channel,
+                                        metadata=metadata, unfurl_links=False,
+                                        unfurl_media=False, **content)
+                return str(resp["ts"])
+            except _Ambiguous:
+                if attempt >= self._post_attempts:
+                    raise
+                await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
+                found = await find()
+                if found:
+                    log.info("found the message an earlier attempt posted in %s", channel)
+                    return str(found["ts"])
+            except DeliveryError as exc:
+                if _code(exc) == "not_in_channel" and not joined and channel.startswith("C"):
+                    # A public channel the app was not invited to: join it (channels:join)
+                    # and try once more; private channels need an invitation.
+                    joined = True
+                    await self._call(self._client, "conversations.join", channel=channel)
+                    continue
+                raise
+
+    async def _thread_votes(self, view: CardView, channel: str, ts: str) -> None:
+        """One thread reply per vote under the card, each posted once (found by metadata)."""
+        if not view.votes:
+            return
+        resp = await self._call(self._client, "conversations.replies", channel=channel, ts=ts,
+                                limit=200, include_all_metadata=True)
+        done = set()
+        for message in resp.get("messages") or []:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == render.VOTE_EVENT and \
+                    payload.get("request_id") == view.request_id:
+                done.add((payload.get("person"), payload.get("choice")))
+        for vote in view.votes:
+            if (vote.person, vote.choice) in done:
+                continue
+            text = render.vote_reply(view, vote.person, vote.choice, vote.comment, self._mention)
+            meta = render.vote_metadata(view, vote.person, vote.choice)
+
+            async def find(person: str = vote.person, choice: str = vote.choice
+                           ) -> dict[str, Any] | None:
+                again = await self._call(self._client, "conversations.replies", channel=channel,
+                                         ts=ts, limit=200, include_all_metadata=True)
+                for message in again.get("messages") or []:
+                    payload = (message.get("metadata") or {}).get("event_payload") or {}
+                    if payload.get("request_id") == view.request_id and \
+                            payload.get("person") == person and payload.get("choice") == choice:
+                        return {"ts": message["ts"]}
+                return None
+
+            await self._post_once(channel, view, {"text": text, "thread_ts": ts}, meta, find)
+
+    async def _resolve(self, destination: str) -> str:
+        """A conversation id for a destination: ``#name``, a conversation id or a user id."""
+        dest = destination.strip()
+        if _CONVERSATION_ID.match(dest):
+            return dest
+        if _USER_ID.match(dest):
+            if dest not in self._dms:
+                resp = await self._call(self._client, "conversations.open", users=dest)
+                self._dms[dest] = str(resp["channel"]["id"])
+            return self._dms[dest]
+        name = dest.lstrip("#").lower()
+        if name not in self._names:
+            await self._load_channels()
+        if name not in self._names:
+            raise DeliveryError(f"channel {destination} was not found (or the app cannot "
+                                "see it: invite it to private channels)", retryable=False)
+        return self._names[name]
+
+    async def _load_channels(self) -> None:
+        cursor: str | None = None
+        for _ in range(LIST_PAGES):
+            args: dict[str, Any] = {"types": "public_channel,private_channel",
+                                    "exclude_archived": True, "limit": 200}
+            if cursor:
+                args["cursor"] = cursor
+            resp = await self._call(self._client, "conversations.list", **args)
+            for ch in resp.get("channels") or []:
+                self._names[str(ch["name"]).lower()] = str(ch["id"])
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return
+
+    async def _call(self, client: AsyncWebClient, method: str, **kwargs: Any) -> Any:
+        """One Web API call through slack_sdk's typed method (``chat.update`` ->
+        ``client.chat_update``); every failure becomes a DeliveryError."""
+        func = getattr(client, method.replace(".", "_"))
+        try:
+            return await func(**kwargs)
+        except (TimeoutError, SlackApiError, aiohttp.ClientError) as exc:
+            raise _error(method, exc) from None
+
+    def _directory_mention(self, person: str) -> str | None:
+        """The Slack id the policy directory lists for ``person`` (loaded on first use)."""
+        try:
+            if self._policy is None:
+                from policy import PolicyHolder
+
+                self._policy = PolicyHolder(self.settings.policy_path)
+            found = self._policy.get().directory.person(person)
+        except Exception as exc:  # a broken policy file must not stop cards
+            log.warning("no Slack mentions: the policy could not be read (%s)",
+                        type(exc).__name__)
+            return None
+        return found.slack_id if found is not None else None
+
+
+def _is_card(message: dict[str, Any], request_id: str) -> bool:
+    meta = message.get("metadata") or {}
+    payload = meta.get("event_payload") or {}
+    return meta.get("event_type") == render.CARD_EVENT and payload.get("request_id") == request_id

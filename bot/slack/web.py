@@ -1,0 +1,323 @@
+"""Slack's inbound side: a slack-bolt ``AsyncApp`` mounted at ``POST /slack/events``.
+
+Order of checks for every click, all before ``ack()`` (Slack wants an answer within 3 s):
+
+1. bolt's request-verification middleware: the ``v0`` HMAC-SHA256 signature over
+   ``v0:{timestamp}:{body}`` with the signing secret, and the 5-minute timestamp window. A
+   failure is a 401 and nothing else runs.
+2. Signoff's own HMAC in the button value (:mod:`signoff.clicks`): the button was minted by
+   Signoff for this request and this choice.
+3. The Slack user is mapped to a person through the policy directory only (unknown: refused).
+4. :func:`signoff.lifecycle.submit_vote`: separation of duties, then one atomic Lua vote that
+   also refuses a replayed click (the nonce is the user and Slack's ``action_ts``) and counts
+   the quorum.
+
+The listener then acks; the slow Slack calls (the ephemeral answer, opening a modal) run in
+bolt's lazy listeners after the HTTP response, and card updates run in rq jobs that
+``submit_vote`` enqueued. bolt is configured with ``process_before_response=True`` so that
+the ack is returned the moment the listener calls it, rather than polled for.
+
+``setup(app, rt)`` mounts nothing unless the bot token and the signing secret are set; with
+``SLACK_APP_TOKEN`` it also connects over Socket Mode (:mod:`bot.slack.socket`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import commands
+from bot.slack import render
+from bot.slack.messenger import client_for
+from signoff import clicks, lifecycle
+from signoff.audit import Event
+
+if TYPE_CHECKING:
+    from policy import Person
+    from signoff.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+COMMAND = "/signoff"
+BOLT: web.AppKey[AsyncApp] = web.AppKey("slack_bolt", AsyncApp)
+
+NOT_OURS = ("This button was not issued by Signoff for this request, so nothing was recorded.")
+TRY_AGAIN = "Signoff could not record that just now; nothing changed. Please try again."
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What the ack step decided, for the lazy step (kept JSON-simple: bolt deep-copies it)."""
+
+    say: str = ""
+    modal: str = ""
+    ok: bool = False
+
+
+class SlackHandlers:
+    """The bolt listeners, bound to one runtime.
+
+    Args:
+        rt: the runtime (store, policy, audit, queue).
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.key = rt.hmac_key
+
+    # --- identity -------------------------------------------------------------------------
+    def person(self, slack_user: str | None) -> Person | None:
+        """The directory person with this Slack user id (``None``: not an approver)."""
+        return self.rt.policy.directory.by_slack(slack_user)
+
+    def mention(self, email: str) -> str | None:
+        found = self.rt.policy.directory.person(email)
+        return found.slack_id if found is not None else None
+
+    # --- votes ----------------------------------------------------------------------------
+    def _vote_sync(self, user: str, value: str, expected: str, nonce: str,
+                   comment: str | None = None) -> _Outcome:
+        """Steps 2-4 for one click (sync: Redis). Refusals are audited."""
+        try:
+            click = clicks.verify(self.key, value)
+            if click.choice != expected:
+                raise clicks.ClickError("the button's choice does not match its action")
+        except clicks.ClickError as exc:
+            self.rt.audit.append(Event.CLICK_REFUSED, "", f"slack:{user}", channel="slack",
+                                 code="bad_button", reason=str(exc))
+            return _Outcome(say=NOT_OURS)
+        person = self.person(user)
+        reply = lifecycle.submit_vote(self.rt, click.request_id, person, click.choice, comment,
+                                      channel="slack", nonce=nonce, actor_label=f"slack:{user}")
+        if reply.code == "comment_required" and comment is None:
+            return _Outcome(modal=click.request_id)
+        return _Outcome(say=reply.message, ok=reply.ok)
+
+    async def vote_ack(self, ack: Any, body: dict[str, Any], context: Any) -> None:
+        """Approve / Deny buttons: verify, vote atomically, then ack."""
+        action = (body.get("actions") or [{}])[0]
+        user = str((body.get("user") or {}).get("id") or "")
+        expected = "approve" if action.get("action_id") == render.APPROVE else "deny"
+        # Slack's action_ts is unique per click; with the user it makes the replay nonce.
+        nonce = f"slack:{user}:{action.get('action_ts') or body.get('trigger_id') or ''}"
+        try:
+            outcome = await asyncio.to_thread(self._vote_sync, user,
+                                              str(action.get("value") or ""), expected, nonce)
+        except Exception:
+            log.exception("vote from Slack user %s failed", user)
+            outcome = _Outcome(say=TRY_AGAIN)
+        context["signoff"] = {"say": outcome.say, "modal": outcome.modal}
+        await ack()
+
+    async def vote_after(self, body: dict[str, Any], client: AsyncWebClient,
+                         context: Any) -> None:
+        """After the ack: open the deny-reason modal, or tell the clicker what happened."""
+        info = context.get("signoff") or {}
+        user = str((body.get("user") or {}).get("id") or "")
+        channel = _channel_of(body)
+        if info.get("modal"):
+            record = await asyncio.to_thread(self.rt.store.get, info["modal"])
+            if record is None:
+                return
+            view = commands.view_for(record, self.person(user))
+            value = str((body.get("actions") or [{}])[0].get("value") or "")
+            await _slack(client.views_open(trigger_id=body.get("trigger_id"),
+                                           view=render.deny_modal(view, value, channel)))
+            return
+        if info.get("say") and channel:
+            await _slack(client.chat_postEphemeral(channel=channel, user=user,
+                                                   text=info["say"]))
+
+    # --- deny with a reason ---------------------------------------------------------------
+    async def deny_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any],
+                          context: Any) -> None:
+        """The deny-reason modal: re-verify the signed value, record the deny, close or
+        show why not in the modal."""
+        user = str((body.get("user") or {}).get("id") or "")
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+        except json.JSONDecodeError:
+            meta = {}
+        reason = (((view.get("state") or {}).get("values") or {}).get(render.REASON_BLOCK) or {}
+                  ).get(render.REASON_INPUT, {}).get("value") or ""
+        if not reason.strip():
+            await ack(response_action="errors",
+                      errors={render.REASON_BLOCK: "Please give a reason."})
+            return
+        nonce = f"slack:{user}:view:{view.get('id') or body.get('trigger_id') or ''}"
+        try:
+            outcome = await asyncio.to_thread(self._vote_sync, user, str(meta.get("v") or ""),
+                                              "deny", nonce, reason.strip())
+        except Exception:
+            log.exception("deny from Slack user %s failed", user)
+            outcome = _Outcome(say=TRY_AGAIN)
+        if not outcome.ok:
+            await ack(response_action="errors", errors={render.REASON_BLOCK: outcome.say})
+            return
+        context["signoff"] = {"say": outcome.say, "channel": str(meta.get("c") or "")}
+        await ack()
+
+    async def deny_after(self, body: dict[str, Any], client: AsyncWebClient,
+                         context: Any) -> None:
+        info = context.get("signoff") or {}
+        user = str((body.get("user") or {}).get("id") or "")
+        if info.get("say") and info.get("channel"):
+            await _slack(client.chat_postEphemeral(channel=info["channel"], user=user,
+                                                   text=info["say"]))
+
+    # --- details --------------------------------------------------------------------------
+    async def details_ack(self, ack: Any) -> None:
+        await ack()
+
+    async def details_open(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """"View details": the whole masked payload in a modal, for people in the directory."""
+        action = (body.get("actions") or [{}])[0]
+        user = str((body.get("user") or {}).get("id") or "")
+        channel = _channel_of(body)
+
+        def load() -> tuple[str, dict[str, Any] | None]:
+            try:
+                click = clicks.verify(self.key, str(action.get("value") or ""))
+            except clicks.ClickError:
+                return NOT_OURS, None
+            person = self.person(user)
+            if person is None:
+                return commands.UNKNOWN_PERSON, None
+            record = self.rt.store.get(click.request_id)
+            if record is None:
+                return f"There is no request {click.request_id}.", None
+            view = commands.view_for(record, person)
+            return "", render.details_modal(view, now=time.time(), mention=self.mention)
+
+        problem, modal = await asyncio.to_thread(load)
+        if modal is not None:
+            await _slack(client.views_open(trigger_id=body.get("trigger_id"), view=modal))
+        elif channel:
+            await _slack(client.chat_postEphemeral(channel=channel, user=user, text=problem))
+
+    # --- /signoff -------------------------------------------------------------------------
+    async def command_ack(self, ack: Any, body: dict[str, Any]) -> None:
+        """``/signoff status|pending|mine|help``: answered in the ack, ephemeral, masked."""
+        user = str(body.get("user_id") or "")
+        try:
+            message = await asyncio.to_thread(self._answer, user, str(body.get("text") or ""))
+        except Exception:
+            log.exception("/signoff from Slack user %s failed", user)
+            message = {"text": TRY_AGAIN}
+        await ack(response_type="ephemeral", **message)
+
+    def _answer(self, user: str, text: str) -> dict[str, Any]:
+        result = commands.answer(self.rt, self.person(user), text)
+        return render.command_message(result, self.key, now=time.time(), mention=self.mention)
+
+    async def page_ack(self, ack: Any) -> None:
+        await ack()
+
+    async def page_respond(self, body: dict[str, Any], respond: Any) -> None:
+        """"Next page" under a listing: replace the ephemeral answer with the next page."""
+        action = (body.get("actions") or [{}])[0]
+        user = str((body.get("user") or {}).get("id") or "")
+        message = await asyncio.to_thread(self._answer, user, str(action.get("value") or ""))
+        try:
+            await respond(replace_original=True, response_type="ephemeral", **message)
+        except Exception as exc:  # the response_url expired or Slack refused it
+            log.warning("could not show the next page: %s", type(exc).__name__)
+
+
+def _channel_of(body: dict[str, Any]) -> str:
+    return str((body.get("channel") or {}).get("id")
+               or (body.get("container") or {}).get("channel_id") or "")
+
+
+async def _slack(call: Any) -> None:
+    """Await a follow-up Slack call; failures are logged (the vote itself is already safe)."""
+    try:
+        await call
+    except SlackApiError as exc:
+        log.warning("Slack follow-up failed: %s", exc.response.get("error"))
+    except Exception as exc:
+        log.warning("Slack follow-up failed: %s", type(exc).__name__)
+
+
+def build_bolt_app(rt: Runtime, client: AsyncWebClient | None = None) -> AsyncApp:
+    """The slack-bolt app with Signoff's listeners.
+
+    Args:
+        rt: the runtime; ``settings.slack_bot_token`` must be set.
+        client: the Web API client (default: one against ``settings.slack_api_url`` with
+            slack_sdk's retry handlers, few rate-limit retries since users are waiting).
+    """
+    settings = rt.settings
+    secret = settings.slack_signing_secret.get_secret_value() \
+        if settings.slack_signing_secret is not None else ""
+    client = client or client_for(settings, timeout=5, rate_limit_retries=1,
+                                  server_error_retries=1, connection_retries=1)
+    bolt = AsyncApp(
+        name="signoff",
+        client=client,
+        signing_secret=secret,  # passed explicitly: bolt would otherwise read the environment
+        process_before_response=True,
+        request_verification_enabled=True,
+        url_verification_enabled=True,
+        ssl_check_enabled=True,
+    )
+    h = SlackHandlers(rt)
+    bolt.action(render.APPROVE)(ack=h.vote_ack, lazy=[h.vote_after])
+    bolt.action(render.DENY)(ack=h.vote_ack, lazy=[h.vote_after])
+    bolt.action(render.DETAILS)(ack=h.details_ack, lazy=[h.details_open])
+    bolt.action(render.PAGE)(ack=h.page_ack, lazy=[h.page_respond])
+    bolt.view(render.DENY_CALLBACK)(ack=h.deny_submit, lazy=[h.deny_after])
+    bolt.command(COMMAND)(ack=h.command_ack)
+    return bolt
+
+
+async def events(request: web.Request) -> web.Response:
+    """``POST /slack/events``: hand the raw request to bolt (which verifies it first)."""
+    bolt = request.app[BOLT]
+    raw = await request.read()
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Slack sends UTF-8 only; nothing else can carry a valid signature.
+        return web.json_response({"error": "invalid request"}, status=401)
+    headers: dict[str, str | Sequence[str]] = {
+        k.lower(): request.headers.getall(k) for k in request.headers}
+    bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
+    response = await bolt.async_dispatch(bolt_request)
+    return await to_aiohttp_response(response)
+
+
+def setup(app: web.Application, rt: Runtime) -> None:
+    """Mount Slack when it is configured (``bot.app.create_app`` calls this)."""
+    settings = rt.settings
+    if settings.slack_bot_token is None or not settings.slack_bot_token.get_secret_value():
+        return
+    http = settings.slack_signing_secret is not None and bool(
+        settings.slack_signing_secret.get_secret_value())
+    socket = settings.slack_app_token is not None and bool(
+        settings.slack_app_token.get_secret_value())
+    if not http and not socket:
+        log.warning("SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET (HTTP) nor "
+                    "SLACK_APP_TOKEN (Socket Mode) is: Slack clicks cannot be received")
+        return
+    bolt = build_bolt_app(rt)
+    app[BOLT] = bolt
+    if http:
+        app.router.add_post(EVENTS_PATH, events)
+    if socket:
+        from bot.slack.socket import attach
+
+        attach(app, bolt, settings)
