@@ -82,6 +82,27 @@ class Rule:
     window: Window | None = None
     resource_owner: OwnerRequirement | None = None
     _owner_cache: dict[str, Requirement] = field(default_factory=dict, compare=False, repr=False)
+    # (field index in _State.fields, regex match) per glob matcher, in checking order.
+    _fast: tuple[tuple[int, Any], ...] = field(default=(), compare=False, repr=False)
+    # "✗ id (line n): action '" and "' does not match 'glob'": lines for skipped rules.
+    _skip_text: tuple[str, str] = field(default=("", ""), compare=False, repr=False)
+    _label: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        fast = tuple(
+            (index, globs.matcher)
+            for index, globs in enumerate(
+                (self.action, self.resource, self.environment, self.requester,
+                 self.on_behalf_of, self.team)
+            )
+            if globs is not None
+        )
+        object.__setattr__(self, "_fast", fast)
+        label = f"{self.id} (line {self.line})" if self.line else self.id
+        object.__setattr__(self, "_label", label)
+        object.__setattr__(
+            self, "_skip_text", (f"✗ {label}: action '", f"' does not match {self.action}")
+        )
 
     @property
     def matches_everything(self) -> bool:
@@ -93,7 +114,7 @@ class Rule:
 
     def label(self) -> str:
         """``prod-data-export (line 40)``."""
-        return f"{self.id} (line {self.line})" if self.line else self.id
+        return self._label
 
     def requirement_for(self, request: AgentRequest, directory: Directory) -> tuple[Requirement, str]:
         """The requirement with the resource owner resolved, and a note saying how."""
@@ -207,6 +228,10 @@ class Policy:
     custom_detectors: tuple[dict[str, Any], ...] = ()
     _buckets: Mapping[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     _anywhere: tuple[int, ...] = field(default=(), repr=False)
+    _bucket_sets: Mapping[str, frozenset[int]] = field(default_factory=dict, repr=False)
+    _anywhere_set: frozenset[int] = field(default=frozenset(), repr=False)
+    _skip_heads: tuple[str, ...] = field(default=(), repr=False)
+    _skip_tails: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def build(
@@ -241,13 +266,22 @@ class Policy:
             for segment, indices in by_segment.items()
         }
         return cls(rules, default, directory, dict(masking_profiles), version, source,
-                   custom_detectors, buckets, tuple(anywhere))
+                   custom_detectors, buckets, tuple(anywhere),
+                   {k: frozenset(v) for k, v in buckets.items()}, frozenset(anywhere),
+                   tuple(r._skip_text[0] for r in rules), tuple(r._skip_text[1] for r in rules))
 
     def rule(self, rule_id: str) -> Rule | None:
         """The rule called ``rule_id`` (``"default"`` gives the default)."""
         if rule_id == DEFAULT_RULE_ID:
             return self.default
         return next((r for r in self.rules if r.id == rule_id), None)
+
+    def candidate_set(self, action: str) -> frozenset[int]:
+        """:meth:`candidates` as a set."""
+        segment = action.split(".", 1)[0] + "." if "." in action else None
+        if segment is not None and segment in self._bucket_sets:
+            return self._bucket_sets[segment]
+        return self._anywhere_set
 
     def candidates(self, action: str) -> tuple[int, ...]:
         """Indices of the rules that may match ``action``, in file order."""
@@ -278,25 +312,35 @@ class Policy:
         if when.tzinfo is None:
             when = when.replace(tzinfo=datetime.UTC)
         state = _State(request, self.directory, when)
-        misses: dict[int, str] = {}
+        fields = state.fields
+        rules = self.rules
+        condition_misses: dict[int, str] = {}
         matched: Rule = self.default
-        matched_index = len(self.rules)
+        matched_index = len(rules)
         match_notes: list[str] = []
         for index in self.candidates(request.action):
-            rule = self.rules[index]
-            miss, notes = _check(rule, state)
-            if miss is None:
-                matched, matched_index, match_notes = rule, index, notes
-                break
-            misses[index] = miss
-        explanation: list[str] = []
+            rule = rules[index]
+            for position, match in rule._fast:
+                value = fields[position]
+                if value is None or match(value) is None:
+                    break
+            else:
+                miss, notes = _check_rest(rule, state)
+                if miss is None:
+                    matched, matched_index, match_notes = rule, index, notes
+                    break
+                condition_misses[index] = miss
+        # Explanations are built only for the rules shown: formatting every miss of a long
+        # policy would cost more than finding the match.
         shown = matched_index if explain_limit is None else min(matched_index, explain_limit)
-        for index in range(shown):
-            rule = self.rules[index]
-            why = misses.get(index)
-            if why is None:
-                why = f"action '{request.action}' does not match {rule.action}"
-            explanation.append(f"✗ {rule.label()}: {why}")
+        action = request.action
+        candidates = self.candidate_set(action)
+        heads, tails = self._skip_heads, self._skip_tails
+        explanation = [
+            heads[i] + action + tails[i] if i not in candidates
+            else f"✗ {rules[i].label()}: {condition_misses.get(i) or _glob_reason(rules[i], state)}"
+            for i in range(shown)
+        ]
         if shown < matched_index:
             rest = matched_index - shown
             explanation.append(
@@ -365,6 +409,12 @@ class _State:
         self.directory = directory
         self.now = now
         self.agent = directory.agent(request.requester)
+        team = self.agent.team if self.agent is not None else None
+        # The order of Rule._fast's field indices.
+        self.fields: tuple[str | None, ...] = (
+            request.action, request.resource, request.environment, request.requester,
+            request.on_behalf_of, team,
+        )
         self._activation: dict[str, Any] | None = None
 
     @property
@@ -390,23 +440,36 @@ def _glob_miss(name: str, value: str | None, globs: GlobSet | None) -> str | Non
     return f"{name} '{value}' does not match {globs}"
 
 
-def _check(rule: Rule, state: _State) -> tuple[str | None, list[str]]:
-    """``(None, notes)`` when ``rule`` matches, else ``(why not, [])``."""
-    req = state.request
-    team = state.agent.team if state.agent is not None else None
-    for name, value, globs in (
-        ("action", req.action, rule.action),
-        ("resource", req.resource, rule.resource),
-        ("environment", req.environment, rule.environment),
-        ("requester", req.requester, rule.requester),
-        ("on_behalf_of", req.on_behalf_of, rule.on_behalf_of),
-        ("team", team, rule.team),
+_FIELD_NAMES = ("action", "resource", "environment", "requester", "on_behalf_of", "team")
+
+
+def _glob_reason(rule: Rule, state: _State) -> str:
+    """Why ``rule``'s glob or context matchers reject the request (it is known that one does)."""
+    for name, value, globs in zip(
+        _FIELD_NAMES,
+        state.fields,
+        (rule.action, rule.resource, rule.environment, rule.requester, rule.on_behalf_of,
+         rule.team),
+        strict=True,
     ):
         miss = _glob_miss(name, value, globs)
         if miss is not None:
-            return miss, []
+            return miss
     for ctx in rule.context:
-        miss = ctx.miss(req.context)
+        miss = ctx.miss(state.request.context)
+        if miss is not None:
+            return miss
+    return "did not match"
+
+
+def _check_rest(rule: Rule, state: _State) -> tuple[str | None, list[str]]:
+    """Context matchers and the condition of a rule whose globs all matched.
+
+    Returns:
+        ``(None, notes)`` when the rule matches, else ``(why not, [])``.
+    """
+    for ctx in rule.context:
+        miss = ctx.miss(state.request.context)
         if miss is not None:
             return miss, []
     notes: list[str] = []

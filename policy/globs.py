@@ -9,8 +9,13 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 _WILD = re.compile(r"[*?\[]")
+
+
+def _never(value: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,7 @@ class GlobSet:
 
     patterns: tuple[str, ...]
     _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _text: str = field(default="", compare=False, repr=False)
 
     @classmethod
     def of(cls, patterns: str | list[str] | tuple[str, ...]) -> GlobSet:
@@ -27,7 +33,12 @@ class GlobSet:
         if not items:
             return cls(())
         regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in items), re.DOTALL)
-        return cls(items, regex)
+        return cls(items, regex, " or ".join(f"'{p}'" for p in items))
+
+    @property
+    def matcher(self) -> Any:
+        """The compiled regex's ``match`` method (hot loops call it directly)."""
+        return self._regex.match if self._regex is not None else _never
 
     def match(self, value: str) -> bool:
         """Whether ``value`` matches any of the globs."""
@@ -39,4 +50,4 @@ class GlobSet:
         return tuple(_WILD.split(p, maxsplit=1)[0] for p in self.patterns)
 
     def __str__(self) -> str:
-        return " or ".join(f"'{p}'" for p in self.patterns)
+        return self._text
