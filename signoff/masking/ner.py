@@ -90,33 +90,64 @@ def wants_ner(text: str, key_norm: str | None) -> bool:
     return letters / n >= 0.7
 
 
+_SEP = "\n\n"
+CHUNK_CHARS = 4000
+
+
 def entities(texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int, int, str, float]]]:
-    """``[(start, end, entity, confidence), …]`` for each text (empty lists if spaCy is missing)."""
+    """``[(start, end, entity, confidence), …]`` for each text (empty lists if spaCy is missing).
+
+    Short texts are joined (blank line between them) into chunks of up to ``CHUNK_CHARS``
+    characters, so that one payload's few prose fields cost one model call, not several; the
+    entities are mapped back to each text.
+    """
     nlp = load()
     if nlp is None or not texts:
         return [[] for _ in texts]
-    out: list[list[tuple[int, int, str, float]]] = []
-    for doc in nlp.pipe(texts, batch_size=batch_size):
-        found: list[tuple[int, int, str, float]] = []
-        for ent in doc.ents:
-            entity = LABELS.get(ent.label_)
-            if entity is None:
-                continue
-            span = ent.text
-            if len(span.strip()) < 2 or not any(c.isupper() for c in span):
-                continue
-            if entity != "ORGANIZATION" and any(c.isdigit() for c in span):
-                continue  # "OPS-704" is a ticket, not a place
-            start, end = ent.start_char, ent.end_char
-            # Possessive and punctuation tails are not part of the name.
-            while end > start and doc.text[end - 1] in ".,;:'\u2019\"":
-                end -= 1
-            if doc.text[end - 2 : end] in ("'s", "\u2019s"):
-                end -= 2
-            if end > start:
-                found.append((start, end, entity, CONFIDENCE[entity]))
-        out.append(_merge_firm_names(doc.text, found))
+    chunks: list[list[int]] = []
+    size = 0
+    for i, t in enumerate(texts):
+        if not chunks or size + len(t) > CHUNK_CHARS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(i)
+        size += len(t) + len(_SEP)
+    out: list[list[tuple[int, int, str, float]]] = [[] for _ in texts]
+    joined = [_SEP.join(texts[i] for i in chunk) for chunk in chunks]
+    for chunk, doc in zip(chunks, nlp.pipe(joined, batch_size=batch_size), strict=True):
+        bounds = []
+        pos = 0
+        for i in chunk:
+            bounds.append((i, pos, pos + len(texts[i])))
+            pos += len(texts[i]) + len(_SEP)
+        found = _doc_entities(doc)
+        for i, lo, hi in bounds:
+            text = texts[i]
+            ents = [(s - lo, e - lo, ent, c) for s, e, ent, c in found if s >= lo and e <= hi]
+            out[i] = _merge_firm_names(text, ents)
     return out
+
+
+def _doc_entities(doc: Any) -> list[tuple[int, int, str, float]]:
+    found: list[tuple[int, int, str, float]] = []
+    for ent in doc.ents:
+        entity = LABELS.get(ent.label_)
+        if entity is None:
+            continue
+        span = ent.text
+        if len(span.strip()) < 2 or not any(c.isupper() for c in span):
+            continue
+        if entity != "ORGANIZATION" and any(c.isdigit() for c in span):
+            continue  # "OPS-704" is a ticket, not a place
+        start, end = ent.start_char, ent.end_char
+        # Possessive and punctuation tails are not part of the name.
+        while end > start and doc.text[end - 1] in ".,;:'\u2019\"":
+            end -= 1
+        if doc.text[end - 2 : end] in ("'s", "\u2019s"):
+            end -= 2
+        if end > start:
+            found.append((start, end, entity, CONFIDENCE[entity]))
+    return found
 
 
 _FIRM_JOIN = re.compile(r"^(?:,\s*(?:and\s+|&\s*)?|\s+(?:and|&)\s+)$")
