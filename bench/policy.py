@@ -14,14 +14,20 @@ import argparse
 import fnmatch
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from policy import Policy, parse_policy
-from signoff.models import AgentRequest
+# This file is bench/policy.py; drop its folder from the path so `import policy` finds the
+# package, not this script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from policy import Policy, parse_policy  # noqa: E402
+from signoff.models import AgentRequest  # noqa: E402
 
 NAMESPACES = [f"svc{i:02d}" for i in range(50)]
 VERBS = ["read", "write", "export", "delete", "grant", "apply", "update", "restart", "scale", "sync"]
