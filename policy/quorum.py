@@ -54,7 +54,7 @@ def quorum_met(requirement: Requirement, approvals: Mapping[str, Iterable[str]])
     required = [g for g, n in requirement.groups.items() if n > 0]
     if not required:
         return True
-    stand_in = requirement.escalation_groups - set(required)
+    stand_in = frozenset(requirement.stand_in_groups)
     reach: list[frozenset[str]] = []
     for groups in people.values():
         if groups & stand_in:
@@ -82,7 +82,7 @@ def slots_missing(requirement: Requirement, approvals: Mapping[str, Iterable[str
     A plain per-group count; :func:`quorum_met` is the authority on whether it is met.
     """
     people = _normalise(approvals)
-    stand_in = requirement.escalation_groups - set(requirement.groups)
+    stand_in = frozenset(requirement.stand_in_groups)
     out: dict[str, int] = {}
     for group, need in requirement.groups.items():
         have = sum(1 for g in people.values() if group in g or g & stand_in)

@@ -140,6 +140,12 @@ class Requirement:
         """Every group any escalation step adds."""
         return frozenset(g for step in self.escalation for g in step.add_groups)
 
+    @property
+    def stand_in_groups(self) -> tuple[str, ...]:
+        """Escalation groups that are not required groups: an approval counted toward one of
+        them may fill any per-group slot (what the store's quorum count needs to know)."""
+        return tuple(sorted(self.escalation_groups - set(self.groups)))
+
     def added_groups_at(self, elapsed_seconds: float) -> tuple[str, ...]:
         """Groups added by the escalation steps that have fired after ``elapsed_seconds``."""
         out: list[str] = []
