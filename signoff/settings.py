@@ -131,6 +131,34 @@ class Settings(BaseSettings):
         default="", validation_alias=_alias("SIGNOFF_TEAMS_ALLOWED_TENANTS", "teams_allowed_tenants")
     )
 
+    # --- web inbox: OpenID Connect sign-in (authorization code + PKCE) --------------------
+    oidc_issuer: str | None = Field(
+        default=None, validation_alias=_alias("SIGNOFF_OIDC_ISSUER", "oidc_issuer")
+    )
+    oidc_client_id: str | None = Field(
+        default=None, validation_alias=_alias("SIGNOFF_OIDC_CLIENT_ID", "oidc_client_id")
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=_alias("SIGNOFF_OIDC_CLIENT_SECRET", "oidc_client_secret")
+    )
+    oidc_redirect_url: str | None = Field(
+        default=None, validation_alias=_alias("SIGNOFF_OIDC_REDIRECT_URL", "oidc_redirect_url")
+    )
+    oidc_scopes: str = Field(
+        default="openid email profile",
+        validation_alias=_alias("SIGNOFF_OIDC_SCOPES", "oidc_scopes"),
+    )
+    oidc_email_claim: str = Field(
+        default="email", validation_alias=_alias("SIGNOFF_OIDC_EMAIL_CLAIM", "oidc_email_claim")
+    )
+    inbox_session_ttl: int = Field(
+        default=8 * 3600,
+        validation_alias=_alias("SIGNOFF_INBOX_SESSION_TTL", "inbox_session_ttl"),
+    )
+    demo_sign_in: bool = Field(
+        default=False, validation_alias=_alias("SIGNOFF_DEMO_SIGN_IN", "demo_sign_in")
+    )
+
     @field_validator("key_prefix")
     @classmethod
     def _prefix_ok(cls, value: str) -> str:
