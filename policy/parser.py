@@ -527,7 +527,13 @@ class _Builder:
                 f"quorum {quorum} needs more distinct people than the {len(voters)} who are "
                 "eligible, so it could never be approved",
             )
-        deny_quorum, _ = get("deny_quorum", 1)
+        deny_quorum, dwhere = get("deny_quorum", 1)
+        if groups and isinstance(deny_quorum, int) and deny_quorum > max(1, len(voters)):
+            self.error(
+                dwhere,
+                f"deny_quorum {deny_quorum} needs more distinct people than the {len(voters)} "
+                "who are eligible, so votes could never deny it",
+            )
         timeout_value, twhere = get("timeout", DEFAULT_TIMEOUT_SECONDS)
         timeout = self._duration(twhere, timeout_value, DEFAULT_TIMEOUT_SECONDS)
         reminders_spec, rwhere = get("reminders", [])

@@ -37,6 +37,8 @@ SEMANTIC: list[tuple[str, str, str, int | None]] = [
      "quorum 1 is less than the 2 approvals the groups need", 15),
     ("quorum above eligible", "rules:\n  - id: r\n    require:\n      approvers: 1 of platform\n      quorum: 2  #!\n",
      "quorum 2 needs more distinct people than the 1 who are eligible", None),
+    ("deny quorum above eligible", "rules:\n  - id: r\n    require:\n      approvers: 1 of secops\n      deny_quorum: 3  #!\n",
+     "deny_quorum 3 needs more distinct people than the 2 who are eligible", 20),
     ("reminder after timeout", "rules:\n  - id: r\n    require:\n      approvers: 1 of dba\n      timeout: 30m\n      reminders: [10m, 45m]  #!\n",
      "rules[0].require.reminders[1]: reminder at 45m comes at or after the 30m timeout", 24),
     ("escalation after timeout", "rules:\n  - id: r\n    require:\n      approvers: 1 of dba\n      timeout: 30m\n      escalation:\n        - {after: 1h, add: [admins]}  #!\n",

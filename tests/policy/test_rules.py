@@ -360,3 +360,19 @@ def test_explain_text_names_requirement_details(example: Any) -> None:
     text = example.evaluate(request(), MONDAY).explain_text()
     assert "✗ dev-auto" in text and "✓ prod-data-export" in text
     assert "2 of dba" in text and "times out after 1h" in text and "after 30m: add admins" in text
+
+
+def test_auto_approve_inside_a_window_only() -> None:
+    policy = make_policy(
+        """
+        rules:
+          - id: office-hours-reads
+            match: {action: "db.read"}
+            window: {timezone: UTC, days: [mon], hours: "09:00-17:00"}
+            decision: auto_approve
+        """
+    )
+    inside = policy.evaluate(request(action="db.read"), MONDAY)
+    outside = policy.evaluate(request(action="db.read"), SATURDAY)
+    assert inside.outcome is Outcome.AUTO_APPROVE
+    assert outside.outcome is Outcome.AUTO_DENY and outside.rule_id == "office-hours-reads"
