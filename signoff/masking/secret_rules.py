@@ -105,6 +105,7 @@ _TOKEN_RULES: list[tuple[str, str, tuple[str, ...], float]] = [
     ("private_packagist_token", _B + r"packagist_[ou][ru]t_[a-f0-9]{68}", ("packagist_",), 0.99),
     ("sumologic_access_id", _B + r"su[A-Za-z0-9]{12}" + _E, ("sumo",), 0.5),
     ("cohere_api_key", r"(?i)cohere.{0,40}?([a-zA-Z0-9]{40})" + _E, ("cohere",), 0.8),
+    ("facebook_app_token", r"(?<![\w|])\d{15,16}(?:\||%7[Cc])[0-9A-Za-z_-]{27,40}" + r"(?![\w-])", ("|", "%7c"), 0.9),
     ("sourcegraph_token", _B + r"sgp_(?:[a-fA-F0-9]{16}_|local_)?[a-fA-F0-9]{40}" + _E, ("sgp_",), 0.99),
     ("sidekiq_secret", r"(?i)BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM[\"']?\s*[:=]\s*[\"']?([a-f0-9]{8}:[a-f0-9]{8})", ("contribsys__com",), 0.99),
     ("jwt_base64", _B + r"ZXlK[A-Za-z0-9+/]{40,}={0,2}", ("zxlk",), 0.9),
