@@ -7,9 +7,10 @@ job from inside the event loop: the notify and update jobs call ``asyncio.run``)
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from signoff.settings import Settings
 from tests.conftest import EXAMPLE_POLICY, ROOT, TEST_SECRETS, make_settings
 
 IMG = ROOT / "docs" / "img"
-CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
+CSRF_RE = re.compile(r'name="csrf(?:" value|-token" content)="([^"]+)"')
 
 # Values masking must hide; the pages must never contain them.
 SECRET_EMAIL = "jane.doe@acme-corp.com"
@@ -61,7 +62,8 @@ def iam_body(rid: str = "iam-1", **over: Any) -> dict[str, Any]:
 
 
 def make_pending(rt: Runtime, *bodies: dict[str, Any]) -> None:
-    """Ingest and prepare requests in-process (the real lifecycle), leaving jobs queued."""
+    """Ingest and prepare requests in-process (the real lifecycle), dropping queued jobs."""
+    rt.__dict__["masker"] = shared_masker()
     for body in bodies:
         result = lifecycle.ingest(rt, json.dumps(body))
         assert result.outcome == "accepted", result
@@ -77,9 +79,9 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-@pytest.fixture(scope="session")
+@functools.cache
 def shared_masker() -> Any:
-    """One masking engine (spaCy loaded once) for every inbox test."""
+    """One masking engine (spaCy loaded once) for every inbox test that makes requests."""
     from policy import load_policy
     from signoff.masking import Masker
 
@@ -92,12 +94,6 @@ def shared_masker() -> Any:
 def settings(redis_url: str, tmp_path: Path) -> Settings:
     """The suite's settings with the demo sign-in on (loopback only, as ``signoff demo``)."""
     return make_settings(redis_url, tmp_path / "data", demo_sign_in=True)
-
-
-@pytest.fixture(autouse=True)
-def _masker(rt: Runtime, shared_masker: Any) -> Iterator[None]:
-    rt.__dict__["masker"] = shared_masker
-    yield
 
 
 @pytest.fixture
