@@ -3,6 +3,11 @@
 Tokens are ``v1.{kid}.{nonce}.{ciphertext}`` (base64url). The first key of the ring
 encrypts; every key decrypts, so keys rotate without losing old requests. The request id is
 bound as associated data: a ciphertext moved to another request does not decrypt.
+
+Rotation: put the new key first in ``SIGNOFF_DATA_KEYS`` (``k2:…,k1:…``), run
+``signoff keys rewrap`` to re-encrypt what ``k1`` sealed, then drop ``k1``. Each encryption
+uses a fresh random 96-bit nonce; at 2**32 encryptions under one key the nonce collision
+bound NIST SP 800-38D asks for is reached, which is far beyond one key's life here.
 """
 
 from __future__ import annotations
@@ -53,4 +58,27 @@ def decrypt(ring: dict[str, bytes], token: str, aad: bytes) -> bytes:
 
 def key_id(token: str) -> str:
     """The kid a token was encrypted with (for re-encryption after rotation)."""
-    return token.split(".")[1]
+    parts = token.split(".")
+    if len(parts) != 4:
+        raise DecryptError("malformed ciphertext")
+    return parts[1]
+
+
+def active_kid(ring: dict[str, bytes]) -> str:
+    """The id of the key that encrypts (the ring's first)."""
+    return next(iter(ring))
+
+
+def rewrap(ring: dict[str, bytes], token: str, aad: bytes) -> str | None:
+    """Re-encrypt ``token`` under the active key when another key sealed it.
+
+    Returns:
+        The new token, or None when it is already under the active key.
+
+    Raises:
+        DecryptError: the token does not decrypt with the ring (its key was dropped too early,
+            or it was tampered with).
+    """
+    if key_id(token) == active_kid(ring):
+        return None
+    return encrypt(ring, decrypt(ring, token, aad), aad)

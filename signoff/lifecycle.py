@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import jwt
 from pydantic import ValidationError
 
 from signoff import crypto
@@ -180,7 +181,10 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream") -> Inge
         if req.on_behalf_of:
             rt.redis.zadd(rt.keys.by_person(req.on_behalf_of.lower()), {req.id: now})
         rt.audit.append(Event.REQUESTED, req.id, req.requester, action=req.action,
-                        payload_sha256=fields["payload_sha256"], source=source)
+                        payload_sha256=fields["payload_sha256"], source=source,
+                        on_behalf_of=fields["on_behalf_of"])
+        if _apply_early_cancel(rt, req.id, req.requester, now):
+            return IngestResult("accepted", req.id)
     else:
         rt.audit.append(Event.DUPLICATE, req.id, req.requester, same_body=stored_sha == body_sha,
                         status=status.value)
@@ -211,8 +215,11 @@ def original(rt: Runtime, record: Record) -> AgentRequest:
 # --------------------------------------------------------------------------------------------
 # prepare
 # --------------------------------------------------------------------------------------------
-def prepare(rt: Runtime, request_id: str) -> str:
+def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
     """Evaluate policy, mask, and open the request (or decide it automatically).
+
+    ``now`` is the clock (default: the wall clock); the deadline, reminders and escalation
+    steps are counted from it.
 
     Returns:
         What happened (``pending``, ``approved``, ``denied``, ``rejected`` or ``unchanged``).
@@ -224,7 +231,7 @@ def prepare(rt: Runtime, request_id: str) -> str:
     policy = rt.policy
     evaluation = policy.evaluate(req)
     requirement = evaluation.requirement
-    now = time.time()
+    now = time.time() if now is None else now
 
     if requirement.require_reason and not (req.reason or "").strip():
         errors = [FieldError(field="reason",
@@ -264,9 +271,9 @@ def prepare(rt: Runtime, request_id: str) -> str:
         return to.value
 
     deadline = now + requirement.timeout_seconds
-    changed, _status = rt.store.open(request_id, fields, deadline,
-                                    list(requirement.eligible_groups), now=now)
-    if not changed:
+    opened, _status = rt.store.open(request_id, fields, deadline,
+                                   list(requirement.eligible_groups), now=now)
+    if not opened:
         return "unchanged"
     rt.audit.append(Event.PREPARED, request_id, "policy", rule=evaluation.rule_id,
                     summary=evaluation.summary, masking=json.loads(fields["masking_counts"]),
@@ -427,18 +434,197 @@ def expire(rt: Runtime, request_id: str, now: float | None = None) -> str:
     return result
 
 
-def cancel(rt: Runtime, request_id: str, by: str, reason: str = "") -> str:
-    """Cancel an open request (only its agent or the person it acts for may)."""
+def catch_up(rt: Runtime, now: float | None = None) -> int:
+    """Time out every open request whose deadline passed (a worker starting after downtime).
+
+    The rq scheduler's own timers fire too once a scheduler holds the lock again; both paths
+    close through the same atomic, deadline-checked transition, so nothing happens twice.
+
+    Returns:
+        How many requests were timed out.
+    """
+    now = time.time() if now is None else now
+    done = 0
+    while True:
+        due = rt.store.due_ids(now)
+        changed = [rid for rid in due if expire(rt, rid, now=now) == "changed"]
+        done += len(changed)
+        if len(due) < 500 or not changed:
+            return done
+
+
+def _late(rt: Runtime, record: Record, now: float) -> bool:
+    """A follow-up that runs at or after the deadline (the scheduler was down) does not
+    remind or escalate any more: it times the request out instead, keeping the order."""
+    if record.deadline and now >= record.deadline:
+        expire(rt, record.id, now=now)
+        return True
+    return False
+
+
+def remind(rt: Runtime, request_id: str, index: int, now: float | None = None) -> str:
+    """Decide and audit reminder ``index`` (the job then re-announces the cards).
+
+    Returns:
+        ``reminded``, ``done`` (already sent), ``closed`` or ``late`` (timed out instead).
+    """
+    now = time.time() if now is None else now
+    record = rt.store.get(request_id, with_votes=False)
+    if record is None or record.status is not Status.PENDING:
+        return "closed"
+    if _late(rt, record, now):
+        return "late"
+    stamp = repr(now)
+    if rt.store.set_once(request_id, f"reminded_{index}", stamp) != stamp:
+        return "done"
+    rt.audit.append(Event.REMINDED, request_id, "clock", index=index)
+    return "reminded"
+
+
+def escalate(rt: Runtime, request_id: str, index: int, now: float | None = None
+             ) -> tuple[str, Any]:
+    """Apply escalation step ``index``: make its groups eligible, and audit it.
+
+    Returns:
+        (``escalated`` with the policy's step, or ``done`` / ``closed`` / ``late`` /
+        ``no_step`` with None). The job pages the step's groups.
+    """
+    from policy import Evaluation
+
+    now = time.time() if now is None else now
+    record = rt.store.get(request_id, with_votes=False)
+    if record is None or record.status is not Status.PENDING:
+        return "closed", None
+    if _late(rt, record, now):
+        return "late", None
+    steps = Evaluation.from_dict(record.json("evaluation")).requirement.escalation
+    if index >= len(steps):
+        return "no_step", None
+    stamp = repr(now)
+    if rt.store.set_once(request_id, f"escalated_{index}", stamp) != stamp:
+        return "done", None
+    step = steps[index]
+    added = rt.store.add_groups(request_id, list(step.add_groups))
+    rt.audit.append(Event.ESCALATED, request_id, "clock", index=index, added=added,
+                    paged=list(step.page_groups))
+    return "escalated", step
+
+
+def followup_job_ids(request_id: str, requirement: Any) -> list[str]:
+    """The rq job ids of a request's scheduled timeout, reminders and escalation steps."""
+    key = _job_key(request_id)
+    return ([f"expire-{key}"] + [f"remind-{key}-{i}" for i in range(len(requirement.reminders))]
+            + [f"escalate-{key}-{i}" for i in range(len(requirement.escalation))])
+
+
+def unschedule(rt: Runtime, record: Record) -> int:
+    """Drop a closed request's timers from the rq scheduler (they would only run as no-ops,
+    each costing a job slot). Returns how many were removed."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+    from rq.serializers import JSONSerializer
+
+    from policy import Evaluation
+
+    raw = record.json("evaluation")
+    if not raw:
+        return 0
+    ids = followup_job_ids(record.id, Evaluation.from_dict(raw).requirement)
+    registry = ScheduledJobRegistry(queue=rt.queue)
+    pipe = rt.redis_bytes.pipeline(transaction=False)
+    for job_id in ids:
+        registry.remove(job_id, pipeline=pipe)
+    removed = [job_id for job_id, n in zip(ids, pipe.execute(), strict=True) if n]
+    for job_id in removed:
+        try:
+            Job.fetch(job_id, connection=rt.redis_bytes, serializer=JSONSerializer).delete()
+        except NoSuchJobError:
+            pass
+    return len(removed)
+
+
+def cancel(rt: Runtime, request_id: str, by: str, reason: str = "", *,
+           now: float | None = None, early_ok: bool = False) -> str:
+    """Cancel an open request (only its agent or the person it acts for may).
+
+    Args:
+        rt: the runtime.
+        request_id: the request.
+        by: who cancels: the requesting agent's id, or the email of the person it acts for.
+        reason: why (returned to the agent; the audit keeps its SHA-256 only).
+        now: the clock.
+        early_ok: when the request is unknown yet, remember the cancel so the request is
+            cancelled on arrival (the stream path: two intake consumers may take a request
+            and its cancel at the same time).
+
+    Returns:
+        ``changed``, ``unchanged`` (already closed), ``not_found``, ``forbidden`` or
+        ``deferred`` (remembered until the request arrives).
+    """
+    now = time.time() if now is None else now
     record = rt.store.get(request_id, with_votes=False)
     if record is None:
+        if early_ok:
+            rt.redis.set(rt.keys.cancel_early(request_id), json.dumps(
+                {"requester": by, "reason": reason, "at": now}), nx=True,
+                ex=rt.settings.reply_ttl)
+            return "deferred"
         return "not_found"
-    if by not in (record.requester, record.on_behalf_of):
+    if by != record.requester and by.strip().lower() != (record.on_behalf_of or "\0"):
+        rt.audit.append(Event.CANCEL_REFUSED, request_id, by,
+                        reason="only the requesting agent or the person it acts for may cancel")
         return "forbidden"
-    result, _ = rt.store.close(request_id, Status.CANCELLED, reason or f"cancelled by {by}")
+    result, _ = rt.store.close(request_id, Status.CANCELLED, reason or f"cancelled by {by}",
+                               now=now)
     if result == "changed":
-        rt.audit.append(Event.CANCELLED, request_id, by, reason=reason)
+        rt.audit.append(Event.CANCELLED, request_id, by, reason_given=bool(reason),
+                        reason_sha256=hashlib.sha256(reason.encode()).hexdigest()
+                        if reason else "")
         rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
     return result
+
+
+def _apply_early_cancel(rt: Runtime, request_id: str, requester: str, now: float) -> bool:
+    """Cancel a just-created request whose cancel arrived first; True when it did."""
+    raw = rt.redis.getdel(rt.keys.cancel_early(request_id))
+    if not raw:
+        return False
+    data = json.loads(raw)
+    return cancel(rt, request_id, str(data.get("requester", "")), str(data.get("reason", "")),
+                  now=now) == "changed"
+
+
+def cancel_message(rt: Runtime, raw: bytes | str | None, source: str = "stream") -> str:
+    """Handle a ``cancel`` message from the request stream: ``{"id", "requester", "reason"}``.
+
+    A malformed one goes to the dead-letter stream with the reason, like a malformed request.
+
+    Returns:
+        What :func:`cancel` returned, or ``dead``.
+    """
+    problem = ""
+    data: Any = None
+    try:
+        data = json.loads(raw if raw is not None else "")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        problem = "cancel is not JSON"
+    if not problem:
+        if not isinstance(data, dict):
+            problem = "cancel is not a JSON object"
+        elif not isinstance(data.get("id"), str) or not _ID_RE.match(data["id"]):
+            problem = "cancel has no usable id"
+        elif not isinstance(data.get("requester"), str) or not 0 < len(data["requester"]) <= 200:
+            problem = "cancel has no requester"
+        elif not isinstance(data.get("reason", ""), str | None) or len(
+                data.get("reason") or "") > 4000:
+            problem = "cancel reason must be a string of at most 4000 characters"
+    if problem:
+        rt.redis.xadd(rt.keys.dead, {"reason": problem, "source": source, "kind": "cancel"},
+                      maxlen=100_000, approximate=True)
+        log.warning("dead-lettered a cancel: %s", problem)
+        return "dead"
+    return cancel(rt, data["id"], data["requester"], data.get("reason") or "", early_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,6 +668,8 @@ def finalize(rt: Runtime, request_id: str) -> str:
         log.info("decision %s delivered for %s", record.status.value, request_id)
     if record.get("index_keys") is not None or record.get("eligible") is not None:
         rt.enqueue(JOB_UPDATE, request_id)
+    if delivered:
+        unschedule(rt, record)
     return "delivered" if delivered else "already_delivered"
 
 
@@ -490,9 +678,13 @@ def issue_grant(rt: Runtime, record: Record) -> str:
     from signoff.grants import GrantIssuer
 
     req = original(rt, record)
-    token = GrantIssuer(rt).issue(record, req)
+    issuer = GrantIssuer(rt)
+    token, claims = issuer.mint(record, req)
     stored = rt.store.set_once(record.id, "grant", token)
     if stored == token:
-        rt.audit.append(Event.GRANT_ISSUED, record.id, "signoff",
-                        payload_sha256=record.get("payload_sha256"))
+        # Only the grant that won is recorded: a racing finalize's mint is never delivered.
+        issuer.register(claims, str(jwt.get_unverified_header(token).get("kid", "")))
+        rt.audit.append(Event.GRANT_ISSUED, record.id, "signoff", jti=claims["jti"],
+                        payload_sha256=claims["psh"], approvers=claims["apr"],
+                        expires_at=claims["exp"])
     return stored
