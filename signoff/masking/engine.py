@@ -97,6 +97,7 @@ class _Job:
     disabled: frozenset[str]
     leaves: list[_Leaf] = field(default_factory=list)
     skeleton: Any = None
+    key_findings: list[Finding] = field(default_factory=list)
 
 
 class Masker:
@@ -222,8 +223,13 @@ class Masker:
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for k, v in value.items():
-                ks = str(k)
+                orig = ks = str(k)
                 kn = normalize_key(ks)
+                if not keep and ("@" in ks or sum(c.isdigit() for c in ks) >= 7):
+                    masked_key = self._mask_key(job, ks, path)
+                    while masked_key in out or (masked_key != ks and masked_key in value):
+                        masked_key += "'"
+                    ks = masked_key
                 child = _path_child(path, ks)
                 c_forced, c_keep = forced, keep
                 prof = job.profile
@@ -231,12 +237,12 @@ class Masker:
                     if prof.keep_keys and _key_rule_matches(prof.keep_keys, kn, child):
                         c_keep = True
                     elif prof.mask_keys and _key_rule_matches(prof.mask_keys, kn, child):
-                        c_forced = classify_key(ks, key or "") or "SENSITIVE"
+                        c_forced = classify_key(orig, key or "") or "SENSITIVE"
                     elif not c_keep:
-                        entity = classify_key(ks, key or "")
+                        entity = classify_key(orig, key or "")
                         if entity is not None and "key_name" not in job.disabled and entity not in job.disabled:
                             c_forced = entity
-                out[ks] = self._walk(job, v, child, ks, key, c_forced, c_keep, depth + 1)
+                out[ks] = self._walk(job, v, child, orig, key, c_forced, c_keep, depth + 1)
             return out
         if isinstance(value, list | tuple):
             return [
@@ -263,6 +269,28 @@ class Masker:
             return value
         # Anything else (bytes, objects) is not JSON; masked whole rather than risked.
         return self._leaf(job, str(value), path, None, "SENSITIVE", False)
+
+    def _mask_key(self, job: _Job, key: str, path: str) -> str:
+        """An object key that is itself personal data (``{"ann@acme.com": {...}}``)."""
+        prof = job.profile
+        spans = resolve(
+            [s for s in self.scanner.scan(key, job.disabled) if s.entity not in job.disabled],
+            prof.min_confidence,
+        )
+        if not spans:
+            return key
+        parts: list[str] = []
+        pos = 0
+        for s in spans:
+            strategy = prof.strategy_for(s.entity, job.viewer_groups)
+            if s.entity == "SECRET" and strategy is Strategy.PARTIAL:
+                strategy = prof.partial_fallback
+            token, applied = strategies.apply(strategy, s.entity, key[s.start : s.end], self.key, prof.partial_fallback)
+            parts += [key[pos : s.start], token]
+            pos = s.end
+            job.key_findings.append(Finding(s.detector, s.entity, f"{path}.<key>", s.start, s.end, applied.value, round(s.confidence, 2)))
+        parts.append(key[pos:])
+        return "".join(parts)
 
     def _detect(self, jobs: list[_Job]) -> None:
         ner_queue: list[_Leaf] = []
@@ -298,7 +326,7 @@ class Masker:
         hkey = key or self.key
         results = []
         for job in jobs:
-            findings: list[Finding] = []
+            findings: list[Finding] = list(job.key_findings)
             replaced: list[Any] = []
             prof = job.profile
             for leaf in job.leaves:

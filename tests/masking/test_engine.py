@@ -243,3 +243,11 @@ def test_cli_json_and_text(tmp_path) -> None:
     assert json.loads(res.output)["masked"] == {"email": "a***@acme.com"}
     res = runner.invoke(mask, [str(f), "--no-ner", "--profile", "nope"])
     assert res.exit_code != 0
+
+
+def test_keys_that_are_personal_data(masker: Masker) -> None:
+    r = masker.mask({"visits_by_user": {"ann@acme.com": {"visits": 3}, "bob@acme.com": 1}, "4111111111111111": "x"})
+    out = json.dumps(r.masked) + json.dumps([f.to_dict() for f in r.findings])
+    assert "ann@acme.com" not in out and "bob@acme.com" not in out and "4111111111111111" not in out
+    assert len(r.masked["visits_by_user"]) == 2  # distinct keys stay distinct
+    assert r.counts() == {"EMAIL": 2, "CREDIT_CARD": 1}
