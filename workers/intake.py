@@ -60,7 +60,17 @@ class IntakeConsumer:
                 raise
 
     def handle(self, msg_id: bytes, fields: dict[bytes, bytes]) -> None:
-        """Ingest one message, then acknowledge it."""
+        """Ingest one message, then acknowledge it.
+
+        A message with a ``cancel`` field (``{"id", "requester", "reason"}``) and no ``body``
+        cancels that request instead.
+        """
+        cancel = fields.get(b"cancel")
+        if cancel is not None and b"body" not in fields:
+            lifecycle.cancel_message(self.rt, cancel, source=f"stream:{msg_id.decode()}")
+            self.r.xack(self.stream, INTAKE_GROUP, msg_id)
+            self.handled += 1
+            return
         body = fields.get(b"body")
         lifecycle.ingest(self.rt, body, source=f"stream:{msg_id.decode()}")
         self.r.xack(self.stream, INTAKE_GROUP, msg_id)

@@ -52,9 +52,11 @@ def finalize(request_id: str) -> str:
     return lifecycle.finalize(current(), request_id)
 
 
-def expire(request_id: str) -> str:
-    """At the deadline: time the request out (no-op when decided or not yet due)."""
-    return lifecycle.expire(current(), request_id)
+def expire(request_id: str, now: float | None = None) -> str:
+    """At the deadline: time the request out (no-op when decided or not yet due).
+
+    ``now`` is for a controllable clock (tests drive the scheduled jobs with it)."""
+    return lifecycle.expire(current(), request_id, now=now)
 
 
 def _slot(kind: str, destination: str) -> str:
@@ -189,16 +191,16 @@ def _tell_requester(rt: Runtime, record: Any, view: Any, ms: dict[str, Messenger
         log.warning("could not tell %s about %s: %s", person.id, record.id, exc)
 
 
-def remind(request_id: str, index: int) -> str:
-    """Re-announce a still-pending request (reminder ``index`` of the policy)."""
+def remind(request_id: str, index: int, now: float | None = None) -> str:
+    """Re-announce a still-pending request (reminder ``index`` of the policy).
+
+    The lifecycle decides and audits (a reminder due after the deadline times the request
+    out instead); this job only re-announces."""
     rt = current()
+    outcome = lifecycle.remind(rt, request_id, index, now=now)
     record = rt.store.get(request_id, with_votes=False)
-    if record is None or record.status is not Status.PENDING:
-        return "closed"
-    stamp = repr(time.time())
-    if rt.store.set_once(request_id, f"reminded_{index}", stamp) != stamp:
-        return "done"
-    rt.audit.append(Event.REMINDED, request_id, "clock", index=index)
+    if outcome != "reminded" or record is None:
+        return outcome
     cards = rt.redis.hgetall(rt.keys.cards(request_id))
     ms = messengers(rt)
     for raw in cards.values():
@@ -215,22 +217,13 @@ def remind(request_id: str, index: int) -> str:
     return "reminded"
 
 
-def escalate(request_id: str, index: int) -> str:
-    """Apply escalation step ``index``: add approver groups and page others."""
-    from policy import Evaluation
-
+def escalate(request_id: str, index: int, now: float | None = None) -> str:
+    """Apply escalation step ``index``: add approver groups and page others (the lifecycle
+    decides and audits; a step due after the deadline times the request out instead)."""
     rt = current()
-    record = rt.store.get(request_id, with_votes=False)
-    if record is None or record.status is not Status.PENDING:
-        return "closed"
-    evaluation = Evaluation.from_dict(record.json("evaluation"))
-    steps = evaluation.requirement.escalation
-    if index >= len(steps):
-        return "no_step"
-    step = steps[index]
-    added = rt.store.add_groups(request_id, list(step.add_groups))
-    rt.audit.append(Event.ESCALATED, request_id, "clock", index=index, added=added,
-                    paged=list(step.page_groups))
+    outcome, step = lifecycle.escalate(rt, request_id, index, now=now)
+    if step is None:
+        return str(outcome)
     for group in list(step.add_groups) + list(step.page_groups):
         rt.enqueue("workers.jobs.notify", request_id, "slack_dm", group)
     rt.enqueue("workers.jobs.update_cards", request_id)
