@@ -104,6 +104,11 @@ def _body(request_id: str | None, action: str, resource: str, params: Any, reque
     return body
 
 
+def _slice(left: float) -> float:
+    """One BLPOP wait: short enough to stay under common client socket timeouts."""
+    return min(max(left, 0.01), 2.0)
+
+
 class Handle:
     """A sent request; :meth:`wait` blocks for its decision."""
 
@@ -126,7 +131,10 @@ class Handle:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ApprovalTimeout(f"no decision for {self.id} within {timeout}s")
-            got = self.client.redis.blpop([self.reply_key], timeout=min(max(left, 0.01), 5))
+            try:
+                got = self.client.redis.blpop([self.reply_key], timeout=_slice(left))
+            except redis.TimeoutError:
+                continue  # the client's socket timeout fired first; keep waiting
             if got:
                 self._decision = Decision.from_json(got[1])
                 return self._decision
@@ -195,7 +203,10 @@ class AsyncHandle:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ApprovalTimeout(f"no decision for {self.id} within {timeout}s")
-            got = await self.client.redis.blpop([self.reply_key], timeout=min(max(left, 0.01), 5))
+            try:
+                got = await self.client.redis.blpop([self.reply_key], timeout=_slice(left))
+            except redis.TimeoutError:
+                continue
             if got:
                 self._decision = Decision.from_json(got[1])
                 return self._decision

@@ -59,8 +59,8 @@ class IntakeConsumer:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def handle(self, msg_id: bytes, fields: dict[bytes, bytes]) -> None:
-        """Ingest one message, then acknowledge it.
+    def handle(self, msg_id: bytes, fields: dict[bytes, bytes]) -> str | None:
+        """Ingest one message; return the id to prepare, if any. The caller acknowledges.
 
         A message with a ``cancel`` field (``{"id", "requester", "reason"}``) and no ``body``
         cancels that request instead.
@@ -68,26 +68,50 @@ class IntakeConsumer:
         cancel = fields.get(b"cancel")
         if cancel is not None and b"body" not in fields:
             lifecycle.cancel_message(self.rt, cancel, source=f"stream:{msg_id.decode()}")
-            self.r.xack(self.stream, INTAKE_GROUP, msg_id)
             self.handled += 1
-            return
+            return None
         body = fields.get(b"body")
-        lifecycle.ingest(self.rt, body, source=f"stream:{msg_id.decode()}")
-        self.r.xack(self.stream, INTAKE_GROUP, msg_id)
+        result = lifecycle.ingest(self.rt, body, source=f"stream:{msg_id.decode()}",
+                                  enqueue=False)
         self.handled += 1
+        return result.request_id if result.needs_prepare else None
 
-    def _safe_handle(self, msg_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> None:
-        try:
-            self.handle(msg_id, fields)
-        except redis.ConnectionError:
-            raise
-        except Exception as exc:
-            log.exception("intake failed on %s (delivery %d)", msg_id.decode(), deliveries)
-            if deliveries >= MAX_DELIVERIES:
-                self.rt.redis.xadd(self.rt.keys.dead, {
-                    "reason": f"intake failed {deliveries} times: {type(exc).__name__}",
-                    "source": f"stream:{msg_id.decode()}"}, maxlen=100_000, approximate=True)
-                self.r.xack(self.stream, INTAKE_GROUP, msg_id)
+    def _flush(self, to_prepare: list[str], acks: list[bytes]) -> None:
+        """One prepare job for the batch, then acknowledge (a crash before the XACK only
+        redelivers: ingest is idempotent)."""
+        if to_prepare:
+            self.rt.enqueue(lifecycle.JOB_PREPARE_BATCH, to_prepare)
+        if acks:
+            self.r.xack(self.stream, INTAKE_GROUP, *acks)
+
+    def _handle_batch(self, messages: list[tuple[bytes, dict[bytes, bytes] | None]],
+                      deliveries: dict[bytes, int] | None = None) -> int:
+        to_prepare: list[str] = []
+        acks: list[bytes] = []
+        for msg_id, fields in messages:
+            if fields is None:  # deleted from the stream meanwhile
+                acks.append(msg_id)
+                continue
+            try:
+                rid = self.handle(msg_id, fields)
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._flush(to_prepare, acks)
+                raise
+            except Exception as exc:
+                n = (deliveries or {}).get(msg_id, 1)
+                log.exception("intake failed on %s (delivery %d)", msg_id.decode(), n)
+                if n >= MAX_DELIVERIES:
+                    self.rt.redis.xadd(self.rt.keys.dead, {
+                        "reason": f"intake failed {n} times: {type(exc).__name__}",
+                        "source": f"stream:{msg_id.decode()}"}, maxlen=100_000,
+                        approximate=True)
+                    acks.append(msg_id)
+                continue
+            if rid is not None and rid not in to_prepare:
+                to_prepare.append(rid)
+            acks.append(msg_id)
+        self._flush(to_prepare, acks)
+        return len(messages)
 
     def _deliveries(self, msg_id: bytes) -> int:
         rows = self.r.xpending_range(self.stream, INTAKE_GROUP, min=msg_id, max=msg_id, count=1)
@@ -102,12 +126,8 @@ class IntakeConsumer:
                                        min_idle_time=self.reclaim_idle_ms, start_id=start,
                                        count=self.batch)
             next_id, messages = result[0], result[1]
-            for msg_id, fields in messages:
-                if fields is None:  # deleted from the stream meanwhile
-                    self.r.xack(self.stream, INTAKE_GROUP, msg_id)
-                    continue
-                self._safe_handle(msg_id, fields, self._deliveries(msg_id))
-                claimed += 1
+            self._handle_batch(messages, {m: self._deliveries(m) for m, _ in messages})
+            claimed += len(messages)
             if next_id in (b"0-0", "0-0") or not messages:
                 return claimed
             start = next_id
@@ -118,9 +138,7 @@ class IntakeConsumer:
                                  block=self.block_ms if block_ms is None else block_ms)
         n = 0
         for _stream, messages in rows or []:
-            for msg_id, fields in messages:
-                self._safe_handle(msg_id, fields, 1)
-                n += 1
+            n += self._handle_batch(messages)
         return n
 
     def own_pending(self) -> int:
@@ -128,9 +146,7 @@ class IntakeConsumer:
         rows = self.r.xreadgroup(INTAKE_GROUP, self.name, {self.stream: "0"}, count=self.batch)
         n = 0
         for _stream, messages in rows or []:
-            for msg_id, fields in messages:
-                self._safe_handle(msg_id, fields, self._deliveries(msg_id))
-                n += 1
+            n += self._handle_batch(messages, {m: self._deliveries(m) for m, _ in messages})
         return n
 
     def run(self, stop: threading.Event | None = None, reclaim_every: float = 5.0) -> None:

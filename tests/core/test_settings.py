@@ -47,5 +47,5 @@ def test_external_redis_requires_secrets(tmp_path: Path) -> None:
 
 def test_settings_are_frozen(tmp_path: Path) -> None:
     s = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
-    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
+    with pytest.raises(Exception):
         s.port = 1  # type: ignore[misc]
