@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _ID_RE = re.compile(ID_PATTERN)
 
 JOB_PREPARE = "workers.jobs.prepare"
+JOB_PREPARE_BATCH = "workers.jobs.prepare_batch"
 JOB_NOTIFY = "workers.jobs.notify"
 JOB_FINALIZE = "workers.jobs.finalize"
 JOB_EXPIRE = "workers.jobs.expire"
@@ -58,6 +59,7 @@ class IngestResult:
     request_id: str | None = None
     errors: list[FieldError] = field(default_factory=list)
     reason: str = ""
+    needs_prepare: bool = False
 
 
 def _field_errors(exc: ValidationError) -> list[FieldError]:
@@ -128,12 +130,16 @@ def _sniff_id(prefix: bytes | str) -> str | None:
     return None
 
 
-def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream") -> IngestResult:
+def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
+           enqueue: bool = True) -> IngestResult:
     """Take one request body from an agent: store it once and enqueue ``prepare``.
 
     Invalid bodies with a usable id are rejected with field-by-field errors (a reply is
     delivered); bodies without one go to the dead-letter stream with the reason. Safe to
     call twice with the same message (the id is the idempotency key).
+
+    With ``enqueue=False`` the caller batches: a result with ``needs_prepare`` must be
+    prepared (the intake enqueues one ``prepare_batch`` job per stream read).
     """
     max_bytes = rt.settings.max_request_bytes
     req, rid, errors, dead_reason = parse_body(raw, max_bytes)
@@ -191,8 +197,9 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream") -> Inge
         if status is not Status.RECEIVED:
             return IngestResult("duplicate", req.id)
     # New, or still received (a crash between create and enqueue): (re-)enqueue prepare.
-    rt.enqueue(JOB_PREPARE, req.id, job_id=f"prepare-{_job_key(req.id)}")
-    return IngestResult("accepted" if created else "duplicate", req.id)
+    if enqueue:
+        rt.enqueue(JOB_PREPARE, req.id, job_id=f"prepare-{_job_key(req.id)}")
+    return IngestResult("accepted" if created else "duplicate", req.id, needs_prepare=True)
 
 
 def _job_key(request_id: str) -> str:
@@ -280,8 +287,9 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
                     deadline=deadline)
     rt.enqueue(JOB_EXPIRE, request_id, job_id=f"expire-{_job_key(request_id)}", at=deadline)
     schedule_followups(rt, request_id, now, requirement)
-    for target in requirement.channels:
-        rt.enqueue(JOB_NOTIFY, request_id, target.kind.value, target.target)
+    if requirement.channels:
+        # One job posts every channel's cards (each destination still recorded once).
+        rt.enqueue(JOB_NOTIFY, request_id)
     return "pending"
 
 
