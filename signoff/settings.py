@@ -82,6 +82,10 @@ class Settings(BaseSettings):
         default=1_000_000, validation_alias=_alias("SIGNOFF_MAX_REQUEST_BYTES", "max_request_bytes")
     )
     grant_ttl: int = Field(default=900, validation_alias=_alias("SIGNOFF_GRANT_TTL", "grant_ttl"))
+    audit_checkpoint_interval: float = Field(
+        default=300.0,
+        validation_alias=_alias("SIGNOFF_AUDIT_CHECKPOINT_INTERVAL", "audit_checkpoint_interval"),
+    )
     intake_reclaim_idle_ms: int = Field(
         default=30_000,
         validation_alias=_alias("SIGNOFF_INTAKE_RECLAIM_IDLE_MS", "intake_reclaim_idle_ms"),

@@ -9,6 +9,9 @@ state machine keeps atomically:
 - decided requests whose reply was not delivered: enqueue ``finalize`` again;
 - card posts claimed but never finished (a worker killed mid-notify): enqueue ``notify``.
 
+It also folds the agents' grant-use reports into the audit chain and signs an audit
+checkpoint when one is due.
+
 Every action is idempotent, so sweeping twice is harmless.
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 
-from signoff import lifecycle
+from signoff import audit, grants, lifecycle
 from signoff.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,9 @@ class Janitor:
             rt.redis.zrem(rt.keys.notifying, member)
             rt.enqueue(lifecycle.JOB_NOTIFY, rid, kind, dest)
             done["notify"] += 1
+        # Agents' grant-use reports join the audit chain; the chain gets a signed checkpoint.
+        done["grant_reports"] = grants.fold_reports(rt)
+        audit.checkpoint_if_due(rt, rt.settings.audit_checkpoint_interval, now=now)
         if any(done.values()):
             log.info("janitor repairs: %s", done)
         return done

@@ -12,10 +12,10 @@ import logging
 import time
 
 import redis
-
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
+from signoff import lifecycle
 from signoff.runtime import Runtime, set_current
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,47 @@ def warm(rt: Runtime) -> None:
         warm_masker()
 
 
+# A scheduler whose heartbeat (every second) is this old is dead: rq would keep its lock for
+# another minute (the lock's TTL), during which no timer fires.
+SCHEDULER_STALE_SECONDS = 15.0
+
+
+def reclaim_scheduler_lock(rt: Runtime, stale_after: float = SCHEDULER_STALE_SECONDS,
+                           now: float | None = None) -> bool:
+    """Release the rq scheduler lock of a scheduler that died without releasing it.
+
+    rq's scheduler renews its queue lock (TTL 61 s) with its heartbeat; after a SIGKILL the
+    lock outlives it and a restarted worker could not schedule anything until it expires. The
+    lock is released (token-checked, so a live scheduler keeps it) only when its owner's
+    heartbeat is older than ``stale_after`` seconds.
+
+    Returns:
+        True when a dead scheduler's lock was released.
+    """
+    from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+    from rq.scripts import release_lock
+    from rq.utils import utcparse
+
+    conn = rt.redis_bytes
+    lock_key = RQScheduler.get_locking_key(rt.keys.queue)
+    owner = conn.get(lock_key)
+    if not owner:
+        return False
+    name = owner.decode() if isinstance(owner, bytes) else str(owner)
+    beat = conn.hget(SCHEDULER_KEY_TEMPLATE % name, "last_heartbeat")
+    if beat is None:
+        return False  # between acquiring and registering, or both keys are about to expire
+    last = utcparse(beat.decode() if isinstance(beat, bytes) else str(beat)).timestamp()
+    now = time.time() if now is None else now
+    if now - last < stale_after:
+        return False
+    released = bool(release_lock(conn, lock_key, name))
+    if released:
+        log.warning("released the scheduler lock of %s (no heartbeat for %.0fs)", name,
+                    now - last)
+    return released
+
+
 def run_worker(rt: Runtime, burst: bool = False, with_scheduler: bool = True,
                name: str | None = None) -> bool:
     """Install the runtime, warm it, and work until stopped (or the queue is empty).
@@ -49,6 +90,11 @@ def run_worker(rt: Runtime, burst: bool = False, with_scheduler: bool = True,
     """
     set_current(rt)
     warm(rt)
+    if with_scheduler:
+        reclaim_scheduler_lock(rt)
+    caught = lifecycle.catch_up(rt)
+    if caught:
+        log.info("timed out %d request(s) whose deadline passed while no worker ran", caught)
     backoff = 0.2
     while True:
         try:
