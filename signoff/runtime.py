@@ -6,11 +6,14 @@ needs it; rq jobs reach it through :func:`current` (set by the worker before it 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import redis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
@@ -45,21 +48,56 @@ class Runtime:
         self.redis = connect(settings.redis_url)
         self.redis_bytes = connect(settings.redis_url, decode=False)
         self.store = Store(self.redis, self.keys)
-        self.audit = AuditLog(self.redis, self.keys)
+        self.audit = AuditLog(self.redis, self.keys, index_ttl=settings.record_ttl)
+        self._audited_policy: str | None = None
         self.tokens = TokenStore(self.redis, self.keys)
         self.queue = Queue(self.keys.queue, connection=self.redis_bytes,
                            serializer=JSONSerializer)
 
     @cached_property
     def policies(self) -> PolicyHolder:
-        """The live policy (reloaded when the file changes)."""
+        """The live policy (reloaded when the file changes; a refused file is audited)."""
         from policy import PolicyHolder
 
-        return PolicyHolder(self.settings.policy_path)
+        return PolicyHolder(self.settings.policy_path, on_error=self._policy_refused)
 
     @property
     def policy(self) -> Policy:
-        return self.policies.get()
+        policy = self.policies.get()
+        if policy.version != self._audited_policy:
+            self._policy_loaded(policy)
+        return policy
+
+    def _policy_loaded(self, policy: Policy) -> None:
+        """Audit a policy version once across every process (each one reloads on its own)."""
+        from signoff.audit import Event
+
+        previous = self._audited_policy
+        self._audited_policy = policy.version
+        try:
+            first = self.redis.set(self.keys.policy_seen(policy.version), repr(time.time()),
+                                   nx=True)
+            if first:
+                self.audit.append(Event.POLICY_RELOADED, "", "signoff", version=policy.version,
+                                  previous=previous or "", path=str(self.settings.policy_path),
+                                  rules=len(policy.rules))
+        except redis.RedisError as exc:  # auditing must not take the policy away
+            self._audited_policy = previous
+            log.warning("could not audit policy version %s: %s", policy.version, exc)
+
+    def _policy_refused(self, error: Exception) -> None:
+        from signoff.audit import Event
+
+        issues = getattr(error, "errors", [])
+        digest = hashlib.sha256(str(error).encode()).hexdigest()
+        try:
+            if self.redis.set(self.keys.policy_seen("refused:" + digest[:16]), "1", nx=True,
+                              ex=86400):
+                self.audit.append(Event.POLICY_REFUSED, "", "signoff",
+                                  path=str(self.settings.policy_path), errors=len(issues),
+                                  error_sha256=digest, kept=self._audited_policy or "")
+        except redis.RedisError as exc:
+            log.warning("could not audit a refused policy: %s", exc)
 
     @cached_property
     def masker(self) -> Masker:
