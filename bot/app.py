@@ -24,7 +24,8 @@ from signoff.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-CHANNEL_MOUNTS = ("bot.slack.web", "bot.teams.web", "bot.inbox.web", "bot.wellknown")
+CHANNEL_MOUNTS = ("bot.slack.web", "bot.teams.web", "bot.inbox.web", "bot.wellknown",
+                  "bot.grants_api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
