@@ -48,7 +48,7 @@ def verify(key: bytes, value: str | dict[str, object]) -> Click:
     try:
         data = json.loads(value) if isinstance(value, str) else dict(value)
         request_id = str(data["r"])
-        version = int(data["v"])  # type: ignore[call-overload]
+        version = int(str(data["v"]))
         choice = str(data["c"])
         given = str(data["s"])
     except (ValueError, KeyError, TypeError) as exc:
