@@ -126,8 +126,40 @@ class EmbeddedRedis:
             self.process.wait(timeout)
 
 
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int, str | None]:
+    """Split ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``.
+
+    Returns:
+        (sentinel addresses, service name, database, password).
+    """
+    rest = url[len(SENTINEL_SCHEME):]
+    password = None
+    if "@" in rest:
+        auth, rest = rest.rsplit("@", 1)
+        password = auth.split(":", 1)[-1] or None
+    hosts, _, path = rest.partition("/")
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        raise ValueError("redis+sentinel:// URL needs the service name: .../mymaster[/db]")
+    service = parts[0]
+    db = int(parts[1]) if len(parts) > 1 else 0
+    addresses = []
+    for hp in hosts.split(","):
+        host, _, port = hp.rpartition(":")
+        addresses.append((host or "127.0.0.1", int(port or 26379)))
+    return addresses, service, db, password
+
+
 def connect(url: str, *, decode: bool = True, **kwargs: object) -> redis.Redis:
-    """A client for ``url``; ``decode=False`` gives the bytes client rq needs."""
+    """A client for ``url``; ``decode=False`` gives the bytes client rq needs.
+
+    ``redis+sentinel://h1:26379,h2:26379,h3:26379/mymaster/0`` connects through Redis
+    Sentinel: the client asks the sentinels for the current primary on every (re)connect,
+    so a failover needs no restart.
+    """
     options: dict[str, object] = {
         "decode_responses": decode,
         "socket_connect_timeout": 5,
@@ -135,6 +167,12 @@ def connect(url: str, *, decode: bool = True, **kwargs: object) -> redis.Redis:
         "retry_on_timeout": True,
     }
     options.update(kwargs)
+    if url.startswith(SENTINEL_SCHEME):
+        from redis.sentinel import Sentinel
+
+        addresses, service, db, password = parse_sentinel_url(url)
+        sentinel = Sentinel(addresses, socket_timeout=2, socket_connect_timeout=2)
+        return sentinel.master_for(service, db=db, password=password, **options)
     return redis.Redis.from_url(url, **options)  # type: ignore[arg-type]
 
 
