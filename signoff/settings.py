@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     teams_allowed_tenants: str = Field(
         default="", validation_alias=_alias("SIGNOFF_TEAMS_ALLOWED_TENANTS", "teams_allowed_tenants")
     )
+    teams_login_url: str = Field(
+        default="https://login.microsoftonline.com",
+        validation_alias=_alias("SIGNOFF_TEAMS_LOGIN_URL", "teams_login_url"),
+    )
+    teams_conversations: str = Field(
+        default="", validation_alias=_alias("SIGNOFF_TEAMS_CONVERSATIONS", "teams_conversations")
+    )
 
     # --- web inbox: OpenID Connect sign-in (authorization code + PKCE) --------------------
     oidc_issuer: str | None = Field(

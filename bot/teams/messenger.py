@@ -1,0 +1,259 @@
+"""Proactive Teams cards: post, update in place, short messages.
+
+The workers call this through :class:`bot.messenger.Messenger`. Each call is one proactive
+turn through botbuilder's ``CloudAdapter.continue_conversation`` with a saved conversation
+reference (:mod:`bot.teams.conversations`); posting uses ``send_activity`` and updating uses
+``update_activity`` on the posted activity id.
+
+Faults: Signoff's own retry policy (tenacity) covers every Bot Connector call: 429 and 5xx
+and network errors are retried with backoff, honouring ``Retry-After`` up to a cap; what is
+still failing becomes a retryable :class:`~bot.messenger.DeliveryError`, so the rq job
+retries later and, after its last try, records the failure on the request (shown on every
+card and in the audit log). botbuilder's connector client would otherwise retry PUT but not
+POST (urllib3 2 ignores msrest's method list), so its built-in retries are switched off per
+call to keep one visible policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import requests
+from botbuilder.core import MessageFactory, TurnContext
+from botbuilder.integration.aiohttp import CloudAdapter
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    Attachment,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationReference,
+    ErrorResponseException,
+)
+from botframework.connector import Channels
+from botframework.connector.auth import BotFrameworkAuthentication
+from msrest.exceptions import ClientRequestError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from urllib3.util.retry import Retry
+
+from bot.cards.view import CardView
+from bot.messenger import DeliveryError
+from bot.teams.auth import build_authentication
+from bot.teams.conversations import ConversationBook, SavedConversation
+from bot.teams.render import CONTENT_TYPE, render_card
+from signoff.settings import Settings
+
+if TYPE_CHECKING:
+    from signoff.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ATTEMPTS = 3
+MAX_RETRY_AFTER = 10.0  # longer waits are left to the job's own retry schedule
+CALL_TIMEOUT = 30.0
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class ConnectorError(Exception):
+    """One failed Bot Connector call, classified (message safe to show: no tokens)."""
+
+    def __init__(self, message: str, status: int | None, retryable: bool,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def _retry_after(response: Any) -> float | None:
+    raw = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return max(float(raw), 0.0) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def classify(exc: BaseException) -> ConnectorError:
+    """Turn whatever a connector call raised into a :class:`ConnectorError`."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    if isinstance(exc, ErrorResponseException):
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        retryable = status in RETRYABLE_STATUS if status is not None else True
+        if status == 413:
+            text = "the card is too large for Teams (HTTP 413)"
+        elif status in (401, 403):
+            text = f"the Bot Connector refused Signoff's credentials (HTTP {status})"
+        elif status == 404:
+            text = "Teams does not know this conversation or message (HTTP 404)"
+        else:
+            text = f"the Bot Connector answered HTTP {status}"
+        return ConnectorError(text, status, retryable, _retry_after(response))
+    if isinstance(exc, (ClientRequestError, requests.RequestException, ConnectionError,
+                        TimeoutError)):
+        return ConnectorError(f"could not reach the Bot Connector ({type(exc).__name__})",
+                              None, True)
+    if isinstance(exc, PermissionError):
+        return ConnectorError(str(exc) or "could not get a Bot Framework token", None, False)
+    return ConnectorError(f"unexpected error talking to Teams ({type(exc).__name__})",
+                          None, False)
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    after = exc.retry_after if isinstance(exc, ConnectorError) else None
+    if after is not None:
+        return min(after, MAX_RETRY_AFTER)
+    return float(min(0.25 * (2 ** (state.attempt_number - 1)), 4.0))
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectorError) and exc.retryable and not (
+        exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER)
+
+
+def _no_connector_retries(context: TurnContext, adapter: CloudAdapter) -> None:
+    client = context.turn_state.get(adapter.BOT_CONNECTOR_CLIENT_KEY)
+    config = getattr(client, "config", None)
+    if config is None:
+        return
+    config.retry_policy.policy = Retry(total=0, connect=0, read=0, status_forcelist=(),
+                                       respect_retry_after_header=False,
+                                       raise_on_status=False)
+    config.connection.timeout = CALL_TIMEOUT
+
+
+class TeamsMessenger:
+    """Messenger for Microsoft Teams.
+
+    Args:
+        settings: the Teams settings (app id, password, tenant, URLs, configured names).
+        rt: the runtime (Redis for conversation references, the HMAC key for buttons).
+        authentication: botbuilder authentication to use (built from ``settings`` when
+            omitted).
+    """
+
+    kind = "teams"
+
+    def __init__(self, settings: Settings, rt: Runtime,
+                 authentication: BotFrameworkAuthentication | None = None) -> None:
+        if not settings.microsoft_app_id:
+            raise ValueError("MICROSOFT_APP_ID is not set")
+        self.app_id = settings.microsoft_app_id
+        self.hmac_key = rt.hmac_key
+        self.book = ConversationBook(rt.redis, rt.keys, settings.teams_conversations)
+        self.adapter = CloudAdapter(authentication or build_authentication(settings))
+
+    # --- the Messenger protocol ---------------------------------------------------------
+    async def post(self, view: CardView, destination: str) -> dict[str, Any]:
+        saved = await self._resolve(destination)
+        activity = card_activity(render_card(view, self.hmac_key), view)
+
+        async def send(context: TurnContext) -> str:
+            response = await context.send_activity(activity)
+            if response is None or not response.id:
+                raise ConnectorError("the Bot Connector returned no message id", None, False)
+            return str(response.id)
+
+        activity_id = await self._call(saved.reference, send, "post")
+        reference = saved.reference
+        return {"conversation_id": saved.conversation_id, "activity_id": activity_id,
+                "service_url": reference.service_url,
+                "tenant_id": reference.conversation.tenant_id if reference.conversation
+                else None}
+
+    async def update(self, view: CardView, destination: str, ref: dict[str, Any]) -> None:
+        reference = await self._reference_for(ref)
+        activity = card_activity(render_card(view, self.hmac_key), view)
+        activity.id = str(ref["activity_id"])
+
+        async def replace(context: TurnContext) -> None:
+            await context.update_activity(activity)
+
+        await self._call(reference, replace, "update")
+
+    async def tell(self, destination: str, text: str) -> None:
+        saved = await self._resolve(destination)
+        message = MessageFactory.text(text)
+
+        async def send(context: TurnContext) -> None:
+            await context.send_activity(message)
+
+        await self._call(saved.reference, send, "message")
+
+    async def find_posted(self, view: CardView, destination: str) -> dict[str, Any] | None:
+        """Teams gives a bot no way to list a conversation's messages, so there is nothing
+        to look up: the notify job records each post as soon as :meth:`post` returns, and
+        that record is what keeps a retried job from posting twice."""
+        return None
+
+    # --- internals ----------------------------------------------------------------------
+    async def _resolve(self, destination: str) -> SavedConversation:
+        saved = await asyncio.to_thread(self.book.resolve, destination)
+        if saved is None:
+            raise DeliveryError(
+                f"no Teams conversation is named {destination!r}: install the Signoff app "
+                "there, or map the name with SIGNOFF_TEAMS_CONVERSATIONS",
+                retryable=False)
+        return saved
+
+    async def _reference_for(self, ref: dict[str, Any]) -> ConversationReference:
+        conversation_id = str(ref.get("conversation_id") or "")
+        saved = await asyncio.to_thread(self.book.get, conversation_id)
+        if saved is not None:
+            return saved.reference
+        if not ref.get("service_url") or not conversation_id:
+            raise DeliveryError("the posted card's reference is incomplete", retryable=False)
+        # The conversation was forgotten (the app was removed), yet the message may remain.
+        return ConversationReference(
+            channel_id=Channels.ms_teams,
+            service_url=str(ref["service_url"]),
+            conversation=ConversationAccount(id=conversation_id,
+                                             tenant_id=ref.get("tenant_id")),
+            bot=ChannelAccount(id=f"28:{self.app_id}"),
+        )
+
+    async def _call(self, reference: ConversationReference,
+                    operation: Callable[[TurnContext], Awaitable[T]], what: str) -> T:
+        results: list[T] = []
+
+        async def logic(context: TurnContext) -> None:
+            _no_connector_retries(context, self.adapter)
+            results.append(await operation(context))
+
+        async def attempt() -> None:
+            results.clear()
+            try:
+                await asyncio.wait_for(
+                    self.adapter.continue_conversation(reference, logic, self.app_id),
+                    timeout=CALL_TIMEOUT)
+            except Exception as exc:
+                raise classify(exc) from exc
+
+        try:
+            async for try_ in AsyncRetrying(stop=stop_after_attempt(ATTEMPTS), wait=_wait,
+                                            retry=retry_if_exception(_is_retryable),
+                                            reraise=True):
+                with try_:
+                    await attempt()
+        except ConnectorError as exc:
+            log.warning("Teams %s failed: %s", what, exc)
+            raise DeliveryError(f"Teams {what} failed: {exc}", retryable=exc.retryable) from exc
+        if not results:
+            raise DeliveryError(f"Teams {what} did not run", retryable=True)
+        return results[0]
+
+
+def card_activity(card: dict[str, Any], view: CardView) -> Activity:
+    """A message activity carrying one Adaptive Card."""
+    activity = MessageFactory.attachment(Attachment(content_type=CONTENT_TYPE, content=card))
+    activity.type = ActivityTypes.message
+    # Notification and chat-list preview text: ids and actions are pattern-checked.
+    activity.summary = f"Approval request {view.request_id}: {view.action}"
+    return activity
