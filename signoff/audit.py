@@ -305,11 +305,13 @@ def sign_checkpoint(rt: Runtime, *, exported: bool = False, now: float | None = 
     """
     from signoff.grants import KeyRing, Purpose
 
-    seq, digest, entry_id = rt.audit.head()
-    if seq == 0:
+    if rt.audit.head()[0] == 0:
         return None
-    now = time.time() if now is None else now
+    # The key first: creating the first audit key appends its own entry, which the
+    # checkpoint should cover.
     key = KeyRing(rt, Purpose.AUDIT).active()
+    seq, digest, entry_id = rt.audit.head()
+    now = time.time() if now is None else now
     claims = {"iss": CHECKPOINT_ISSUER, "aud": CHECKPOINT_AUDIENCE, "iat": int(now),
               "log": rt.keys.audit, "seq": seq, "hash": digest, "entry": entry_id}
     token = jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
