@@ -141,7 +141,14 @@ MAC_RE = re.compile(
 )
 
 
+IPV6_V4_RE = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+
+
 def find_ipv6(text: str) -> Iterator[tuple[int, int, float]]:
+    if "." in text:
+        for m in IPV6_V4_RE.finditer(text):  # ::ffff:192.0.2.1
+            if v.ipv6(m.group(0)):
+                yield (m.start(), m.end(), 0.92)
     for m in IPV6_RE.finditer(text):
         s = m.group(0)
         if v.ipv6(s):
