@@ -100,7 +100,9 @@ class EmbeddedRedis:
             "--logfile", str(self.dir / "redis.log"),
             *self.extra_args,
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        # Its own session: Ctrl-C in a terminal signals the whole foreground process group,
+        # and the database must outlive its clients' clean shutdown; stop() ends it last.
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
