@@ -183,7 +183,8 @@ class Demo:
         try:
             decision = handle.wait(timeout=AGENT_WAIT)
         except Exception as exc:
-            self.out.say(f"{step.label} the agent gave up waiting: {exc}", fg="red")
+            if not self.stop.is_set():  # on Ctrl-C the agent simply stops waiting
+                self.out.say(f"{step.label} the agent gave up waiting: {exc}", fg="red")
             step.decision = {"status": "agent_timeout"}
             return
         step.final_shown.wait(3)  # let the watcher print the decision first

@@ -1,0 +1,153 @@
+"""``signoff demo`` end to end as a subprocess: a fresh data folder, the embedded Redis, every
+process, the scripted agent and the three outcomes; and Ctrl-C stopping all of it."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def demo_env(data_dir: Path) -> dict[str, str]:
+    """A clean environment: no REDIS_URL (so the embedded Redis), a fresh data folder."""
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith(("SIGNOFF_", "SLACK_", "MICROSOFT_")) or
+                   k in ("REDIS_URL", "HOST", "PORT"))}
+    env["SIGNOFF_DATA_DIR"] = str(data_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Lines:
+    """Reads a process's output in a thread; ``until`` waits (bounded) for a matching line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.q: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        assert proc.stdout is not None
+        threading.Thread(target=self._read, args=(proc.stdout,), daemon=True).start()
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.q.put(line.rstrip("\n"))
+        self.q.put(None)
+
+    def until(self, pattern: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.q.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.seen))
+
+    def rest(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.q.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+        return "\n".join(self.seen)
+
+
+def start_demo(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "signoff.cli", "demo", "--port", str(port),
+                             *args], cwd=ROOT, env=demo_env(tmp_path / "data"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    return proc, port
+
+
+def processes_using(data_dir: Path) -> list[int]:
+    """Pids whose environment names this data folder (the demo's children inherit it)."""
+    marker = f"SIGNOFF_DATA_DIR={data_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def test_demo_runs_unattended_with_the_three_outcomes(tmp_path: Path) -> None:
+    proc, port = start_demo(tmp_path, "--auto-approve-after", "1", "--exit-when-done",
+                            "--timeout", "150")
+    out = Lines(proc)
+    try:
+        out.until(rf"Inbox:\s+http://127\.0\.0\.1:{port}/inbox", 90)
+        # The real web process serves the inbox with the demo sign-in listing the people.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/inbox/login", timeout=5) as resp:
+            page = resp.read().decode()
+        assert 'data-email="alice@example.com"' in page and "Demo mode." in page
+        out.until(r"\[2\] waiting for approval: 2 of dba — 0 so far", 60)
+        out.until(r"To approve: open http://127\.0\.0\.1:\d+/inbox/r/demo-", 10)
+        out.until(r"\[3\] dave@example\.com tries to approve their own request → refused", 30)
+        out.until(r"demo: 3 of 3 outcomes as expected", 120)
+        text = out.rest(30)
+        assert proc.wait(30) == 0, text
+    finally:
+        stop(proc)
+    assert "[1] approved automatically by policy rule dev-auto" in text
+    assert re.search(r"\[1\] ✓ agent:deploy-bot proceeds", text)
+    assert "[2] alice@example.com approved via demo-script — 2 of dba — 1 so far" in text
+    assert "[2] Approved by alice@example.com, bob@example.com" in text
+    assert re.search(r"\[2\] ✓ agent:export-bot proceeds .* grant verified", text)
+    assert re.search(r"\[3\] OK +iam\.grant: self-approval by dave@example\.com refused "
+                     r"\(on_behalf_of\)", text)
+    assert "Stopped web, worker, intake and the embedded Redis." in text
+    # Masked data only: the export's secret never reaches the terminal.
+    assert "sk_live" not in text
+    assert not processes_using(tmp_path / "data")
+
+
+def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    proc, port = start_demo(tmp_path)
+    out = Lines(proc)
+    try:
+        out.until(r"\[2\] waiting for approval", 120)
+        assert processes_using(tmp_path / "data"), "the demo's processes should be running"
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        text = out.rest(40)
+        assert proc.wait(40) == 0, text
+    finally:
+        stop(proc)
+    assert "Stopped web, worker, intake and the embedded Redis." in text
+    deadline = time.monotonic() + 10
+    while processes_using(tmp_path / "data") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not processes_using(tmp_path / "data")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
