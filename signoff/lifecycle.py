@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -285,7 +286,10 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
     rt.audit.append(Event.PREPARED, request_id, "policy", rule=evaluation.rule_id,
                     summary=evaluation.summary, masking=json.loads(fields["masking_counts"]),
                     deadline=deadline)
-    rt.enqueue(JOB_EXPIRE, request_id, job_id=f"expire-{_job_key(request_id)}", at=deadline)
+    # rq schedules to whole seconds (it floors); rounding up keeps the timeout from firing
+    # before the deadline, where the deadline-checked close would refuse it as not due.
+    rt.enqueue(JOB_EXPIRE, request_id, job_id=f"expire-{_job_key(request_id)}",
+               at=math.ceil(deadline))
     schedule_followups(rt, request_id, now, requirement)
     if requirement.channels:
         # One job posts every channel's cards (each destination still recorded once).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -62,8 +63,15 @@ def finalize(request_id: str) -> str:
 def expire(request_id: str, now: float | None = None) -> str:
     """At the deadline: time the request out (no-op when decided or not yet due).
 
-    ``now`` is for a controllable clock (tests drive the scheduled jobs with it)."""
-    return lifecycle.expire(current(), request_id, now=now)
+    ``now`` is for a controllable clock (tests drive the scheduled jobs with it). Run early
+    (another host's clock is behind), it schedules itself again at the deadline."""
+    rt = current()
+    result = lifecycle.expire(rt, request_id, now=now)
+    if result == "not_due":
+        deadline = rt.store.get(request_id, with_votes=False)
+        if deadline is not None and deadline.deadline:
+            rt.enqueue(lifecycle.JOB_EXPIRE, request_id, at=math.ceil(deadline.deadline) + 1)
+    return result
 
 
 def _slot(kind: str, destination: str) -> str:
