@@ -152,7 +152,7 @@ class CardActions:
                     channel="teams", code="tenant_not_allowed", reason=TENANT_REFUSED)
             return card_response(render_notice_card("Not allowed", TENANT_REFUSED))
         # 4. The AAD object id, through the policy directory (unknown: None, refused later).
-        person = self.rt.policy.directory.by_teams(aad) if aad else None
+        person = await asyncio.to_thread(self._person, aad)
         if verb == VERB_REFRESH:
             return await self._current(click.request_id, person, None, refresh=True)
         comment = data.get(COMMENT_INPUT_ID)
@@ -164,6 +164,9 @@ class CardActions:
         tone = Tone.GOOD if reply.ok else Tone.BAD
         text = reply.message if reply.ok else f"Not recorded: {reply.message}"
         return await self._current(click.request_id, person, Notice(text, tone))
+
+    def _person(self, aad: str) -> Person | None:
+        return self.rt.policy.directory.by_teams(aad) if aad else None
 
     async def _current(self, request_id: str, person: Person | None, notice: Notice | None,
                        refresh: bool = False) -> dict[str, Any]:

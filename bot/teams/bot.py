@@ -159,8 +159,9 @@ class SignoffTeamsBot(ActivityHandler):  # type: ignore[misc]
             log.exception("Teams card action failed")
             body = {"statusCode": 500, "type": "application/vnd.microsoft.error",
                     "value": {"code": "InternalError",
-                              "message": "Signoff could not handle this click; nothing was "
-                                         "recorded unless the card says so. Try again."}}
+                              "message": "Signoff could not answer this click. Message the "
+                                         "bot 'status <request id>' to see whether your vote "
+                                         "was recorded."}}
         # Returned as a model and serialized once by the web handler: botbuilder 4.17's
         # on_adaptive_card_invoke path would serialize it twice.
         return InvokeResponse(status=int(HTTPStatus.OK), body=AdaptiveCardInvokeResponse(

@@ -104,6 +104,10 @@ def names_from(activity: Activity, person_email: str | None) -> list[str]:
     out = []
     for name in names:
         norm = normalize_name(name)
+        # Only a personal chat may carry a person's email as its name: a team called
+        # "alice@example.com" must not catch the cards meant for Alice.
+        if "@" in norm and not (kind == "personal" and name == person_email):
+            continue
         if norm and norm not in out:
             out.append(norm)
     return out[:MAX_NAMES]

@@ -37,7 +37,6 @@ from botframework.connector import Channels
 from botframework.connector.auth import BotFrameworkAuthentication
 from msrest.exceptions import ClientRequestError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from urllib3.util.retry import Retry
 
 from bot.cards.view import CardView
 from bot.messenger import DeliveryError
@@ -123,9 +122,12 @@ def _no_connector_retries(context: TurnContext, adapter: CloudAdapter) -> None:
     config = getattr(client, "config", None)
     if config is None:
         return
-    config.retry_policy.policy = Retry(total=0, connect=0, read=0, status_forcelist=(),
-                                       respect_retry_after_header=False,
-                                       raise_on_status=False)
+    # The requests session may already hold this Retry object: change it in place.
+    policy = config.retry_policy.policy
+    policy.total = policy.connect = policy.read = 0
+    policy.status_forcelist = frozenset()
+    policy.respect_retry_after_header = False
+    policy.raise_on_status = False
     config.connection.timeout = CALL_TIMEOUT
 
 

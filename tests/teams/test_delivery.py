@@ -42,6 +42,9 @@ def test_installs_name_conversations_first_come_and_removal_frees_them(
     assert teams.post(removal).status_code == 201
     assert book.resolve("approvals") is None and book.get(APPROVALS) is None
     assert teams.install("19:new@thread.tacv2", "Approvals").status_code == 201
+    # A team named like a person does not get that person's name.
+    assert teams.install("19:sly@thread.tacv2", "bob@example.com").status_code == 201
+    assert book.resolve("bob@example.com") is None
     assert book.resolve("approvals").conversation_id == "19:new@thread.tacv2"  # type: ignore[union-attr]
     # A personal install is saved under the person's email.
     personal = teams.base("installationUpdate", "bob", "a:personal-bob", "personal")
@@ -126,6 +129,21 @@ def test_messenger_contract(trt: Runtime, bf: FakeBotFramework, teams: TeamsClie
     assert asyncio.run(messenger.find_posted(view, "approvals")) is None
     asyncio.run(messenger.tell("approvals", "Reminder: request x3 is still waiting."))
     assert bf.posts()[-1].body["text"] == "Reminder: request x3 is still waiting."
+    # Three failing answers exhaust Signoff's three attempts: botbuilder's own connector
+    # retries are off, so nothing else quietly absorbs them.
+    posted = bf.posts()[0]
+    ref = {"conversation_id": posted.conversation_id, "activity_id": posted.activity_id,
+           "service_url": bf.service_url}
+    bf.inject("PUT", 502, times=3)
+    try:
+        asyncio.run(messenger.update(view, "approvals", ref))
+    except DeliveryError as exc:
+        assert exc.retryable and "HTTP 502" in str(exc)
+    else:
+        raise AssertionError("three failed attempts must fail the update")
+    assert bf.refused.count(502) == 3
+    asyncio.run(messenger.update(view, "approvals", ref))
+    assert bf.updates()[-1].activity_id == posted.activity_id
     # A message Teams no longer has cannot be updated: not retried.
     gone = {"conversation_id": APPROVALS, "activity_id": "1:999",
             "service_url": bf.service_url}
