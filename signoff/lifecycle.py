@@ -307,18 +307,31 @@ def schedule_followups(rt: Runtime, request_id: str, created: float, requirement
                    job_id=f"escalate-{_job_key(request_id)}-{i}")
 
 
-def masked_fields(rt: Runtime, req: AgentRequest, evaluation: Any) -> dict[str, str]:
-    """The masked views of a request, as record fields (the original never leaves here)."""
-    from signoff.masking import MaskingProfile
+def masking_profile(rt: Runtime, requirement: Any) -> Any:
+    """The rule's masking profile: the policy's named profile (or the default) with the
+    policy's shared detectors, the rule's disabled detectors and its partial-view groups."""
+    config = rt.masking_config()
+    name = requirement.masking_profile or "default"
+    try:
+        profile = config.profile(name, disable_detectors=requirement.disable_detectors)
+    except KeyError:
+        # `policy check` refuses unknown names; a policy swapped underneath falls back safely.
+        log.warning("masking profile %r not found; using the default", name)
+        profile = config.profile("default", disable_detectors=requirement.disable_detectors)
+    extra = [g for g in (getattr(requirement, "partial_groups", ()) or ())
+             if g not in profile.partial_groups]
+    if extra:
+        profile = profile.model_copy(update={"partial_groups": [*profile.partial_groups, *extra]})
+    return profile
 
-    policy = rt.policy
-    requirement = evaluation.requirement
-    profile_name = requirement.masking_profile
-    raw_profile = policy.masking_profiles.get(profile_name) if profile_name else None
-    profile = MaskingProfile.model_validate(raw_profile) if raw_profile else None
-    if profile is not None and requirement.disable_detectors:
-        profile = profile.model_copy(update={"disabled_detectors": list(
-            set(profile.disabled_detectors) | set(requirement.disable_detectors))})
+
+def masked_fields(rt: Runtime, req: AgentRequest, evaluation: Any) -> dict[str, str]:
+    """The masked views of a request, as record fields (the original never leaves here).
+
+    ``masked`` is what every card, log and audit entry sees; ``masked_partial`` is the view
+    for members of the profile's partial groups (the inbox and DMs to them).
+    """
+    profile = masking_profile(rt, evaluation.requirement)
     view = {"resource": req.resource, "params": req.params, "reason": req.reason or "",
             "context": req.context}
     result = rt.masker.mask(view, profile=profile, viewer_groups=())
@@ -328,13 +341,10 @@ def masked_fields(rt: Runtime, req: AgentRequest, evaluation: Any) -> dict[str, 
         "masking_counts": json.dumps(result.counts()),
         "findings": json.dumps([f.to_dict() for f in result.findings]),
     }
-    partial_groups = list(getattr(requirement, "partial_groups", ()) or ())
-    if profile is not None:
-        partial_groups += list(getattr(profile, "partial_groups", []) or [])
-    if partial_groups:
-        partial = rt.masker.mask(view, profile=profile, viewer_groups=partial_groups)
+    if profile.partial_groups:
+        partial = rt.masker.mask(view, profile=profile, viewer_groups=profile.partial_groups)
         fields["masked_partial"] = json.dumps(partial.masked)
-        fields["partial_groups"] = json.dumps(sorted(set(partial_groups)))
+        fields["partial_groups"] = json.dumps(sorted(set(profile.partial_groups)))
     return fields
 
 

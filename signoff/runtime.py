@@ -25,7 +25,7 @@ from signoff.tokens import TokenStore
 
 if TYPE_CHECKING:
     from policy import Policy, PolicyHolder
-    from signoff.masking import Masker
+    from signoff.masking import Masker, MaskingConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class Runtime:
         self.store = Store(self.redis, self.keys)
         self.audit = AuditLog(self.redis, self.keys, index_ttl=settings.record_ttl)
         self._audited_policy: str | None = None
+        self._masking_config: tuple[str, MaskingConfig] | None = None
         self.tokens = TokenStore(self.redis, self.keys)
         self.queue = Queue(self.keys.queue, connection=self.redis_bytes,
                            serializer=JSONSerializer)
@@ -104,8 +105,21 @@ class Runtime:
         """The masking engine, loaded once per process."""
         from signoff.masking import Masker
 
-        return Masker(key=self.settings.pseudonym_key(),
-                      custom_detectors=self.policy.custom_detectors)
+        # Detectors declared in the policy travel with each rule's profile
+        # (lifecycle.masking_profile), so a policy reload needs no new masker.
+        return Masker(key=self.settings.pseudonym_key())
+
+    def masking_config(self) -> MaskingConfig:
+        """The policy's ``masking:`` section as the engine's config, rebuilt per policy version."""
+        from signoff.masking import MaskingConfig
+
+        policy = self.policy
+        if self._masking_config is None or self._masking_config[0] != policy.version:
+            config = MaskingConfig.model_validate({
+                "profiles": dict(policy.masking_profiles),
+                "detectors": list(policy.custom_detectors)})
+            self._masking_config = (policy.version, config)
+        return self._masking_config[1]
 
     @cached_property
     def data_keyring(self) -> dict[str, bytes]:

@@ -35,6 +35,10 @@ def test_prod_export_needs_two_dbas_and_replies_once(rt: Runtime) -> None:
     masked = json.dumps(rec.json("masked"))
     assert "sk_live_abcdef0123456789abcdef" not in masked
     assert "jane.doe@example.org" not in masked
+    # The rule's profile gives DBAs a partial view; secrets stay redacted even there.
+    partial = json.dumps(rec.json("masked_partial"))
+    assert rec.json("partial_groups") == ["dba"]
+    assert "sk_live_abcdef0123456789abcdef" not in partial
     d = rt.policy.directory
     r1 = lifecycle.submit_vote(rt, "r1", d.person("alice@example.com"), "approve")
     assert r1.ok and r1.code == "recorded"
