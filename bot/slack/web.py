@@ -280,7 +280,7 @@ def build_bolt_app(rt: Runtime, client: AsyncWebClient | None = None) -> AsyncAp
     bolt.action(render.DETAILS)(ack=h.details_ack, lazy=[h.details_open])
     bolt.action(render.PAGE)(ack=h.page_ack, lazy=[h.page_respond])
     bolt.view(render.DENY_CALLBACK)(ack=h.deny_submit, lazy=[h.deny_after])
-    bolt.command(COMMAND)(ack=h.command_ack)
+    bolt.command(COMMAND)(h.command_ack)
     return bolt
 
 
