@@ -830,13 +830,14 @@ class FakeSlack:
 
 
 def iter_blocks_text(blocks: list[dict[str, Any]]) -> Iterator[str]:
-    """Every text string in a list of blocks (for assertions about what a card shows)."""
-    stack: list[Any] = list(blocks)
+    """Every text string in a list of blocks, in document order (for assertions about what
+    a card shows)."""
+    stack: list[Any] = list(reversed(blocks))
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
             if isinstance(item.get("text"), str):
                 yield item["text"]
-            stack.extend(item.values())
+            stack.extend(reversed(list(item.values())))
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend(reversed(item))
