@@ -61,6 +61,7 @@ class Event(str, Enum):
 
     REQUESTED = "requested"
     DUPLICATE = "duplicate"
+    MERGED = "merged"
     REJECTED = "rejected"
     PREPARED = "prepared"
     CARD_POSTED = "card_posted"

@@ -69,6 +69,14 @@ class Keys:
         """Sorted set of pending request ids that ``group`` may decide, by creation time."""
         return f"{self.prefix}:pending:group:{group}"
 
+    def open_for_agent(self, agent: str) -> str:
+        """Sorted set of an agent's open (received or pending) request ids (pending cap)."""
+        return f"{self.prefix}:open:agent:{agent}"
+
+    def followers(self, request_id: str) -> str:
+        """List of identical requests merged onto this one's card."""
+        return f"{self.prefix}:followers:{request_id}"
+
     def by_person(self, person: str) -> str:
         """Sorted set of request ids made on behalf of ``person``."""
         return f"{self.prefix}:mine:{person}"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from pydantic import ValidationError
 
-from signoff import crypto
+from signoff import crypto, merging
 from signoff.audit import Event
 from signoff.models import (
     ID_PATTERN,
@@ -182,6 +182,8 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
         "payload_sha256": req.payload_sha256(),
         "body_sha256": body_sha,
         "ciphertext": crypto.encrypt(rt.data_keyring, body_json, req.id.encode()),
+        # Indexes removed by whichever transition closes the request.
+        "index_keys": json.dumps([rt.keys.open_for_agent(req.requester)]),
     }
     created, status, stored_sha = rt.store.create(req.id, fields, now)
     if created:
@@ -279,6 +281,19 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
         return to.value
 
     deadline = now + requirement.timeout_seconds
+    fp = merging.fingerprint(record.requester, record.action, record.get("payload_sha256") or "")
+    leader = merging.leader_for(rt, request_id, fp, deadline)
+    if leader is not None:
+        # Identical to a pending request of the same agent: no card of its own (×N on the
+        # leader's), indexed for no approver; decided with the leader.
+        opened, _status = rt.store.open(request_id, {**fields, "merged_into": leader},
+                                       deadline, [], now=now)
+        if opened:
+            merging.attach(rt, leader, request_id)
+            rt.enqueue(JOB_EXPIRE, request_id, job_id=f"expire-{_job_key(request_id)}",
+                       at=math.ceil(deadline))
+            rt.enqueue(JOB_UPDATE, leader)
+        return "merged" if opened else "unchanged"
     opened, _status = rt.store.open(request_id, fields, deadline,
                                    list(requirement.eligible_groups), now=now)
     if not opened:
@@ -656,7 +671,7 @@ def build_decision(rt: Runtime, record: Record, grant: str | None) -> Decision:
     """The agent-facing decision for a closed request."""
     errors = record.json("error")
     approvers = [{"person": v.person, "at": v.at, "channel": v.channel}
-                 for v in record.approvers]
+                 for v in record.approvers] or record.json("merged_approvers", [])
     reason = record.get("decision_reason") or None
     if record.status is Status.DENIED and record.deniers:
         d = record.deniers[0]
@@ -692,6 +707,8 @@ def finalize(rt: Runtime, request_id: str) -> str:
         rt.enqueue(JOB_UPDATE, request_id)
     if delivered:
         unschedule(rt, record)
+    if record.get("merged_count"):
+        merging.settle_followers(rt, record)
     return "delivered" if delivered else "already_delivered"
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _current: Runtime | None = None
+_MASKERS: dict[bytes, Masker] = {}
 
 
 class Runtime:
@@ -106,8 +107,13 @@ class Runtime:
         from signoff.masking import Masker
 
         # Detectors declared in the policy travel with each rule's profile
-        # (lifecycle.masking_profile), so a policy reload needs no new masker.
-        return Masker(key=self.settings.pseudonym_key())
+        # (lifecycle.masking_profile), so a policy reload needs no new masker; one masker
+        # (one spaCy model) per key and process, shared by every runtime in it.
+        key = self.settings.pseudonym_key()
+        masker = _MASKERS.get(key)
+        if masker is None:
+            masker = _MASKERS[key] = Masker(key=key)
+        return masker
 
     def masking_config(self) -> MaskingConfig:
         """The policy's ``masking:`` section as the engine's config, rebuilt per policy version."""

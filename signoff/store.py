@@ -152,7 +152,6 @@ class Store:
         """received -> pending, with the prepared view and the group indexes."""
         now = time.time() if now is None else now
         index_keys = [self.keys.pending_for_group(g) for g in sorted(set(index_groups))]
-        fields = {**fields, "index_keys": json.dumps(index_keys)}
         result, status = self._open(
             keys=[self.keys.request(request_id), self.keys.pending, self.keys.deadlines,
                   self.keys.received],

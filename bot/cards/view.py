@@ -68,6 +68,17 @@ class CardView:
     votes: tuple[VoteLine, ...] = field(default_factory=tuple)
     require_deny_comment: bool = False
     notify_failures: tuple[str, ...] = field(default_factory=tuple)
+    merged_count: int = 0
+
+    @property
+    def repeats(self) -> int:
+        """How many identical requests this card stands for (1 + merged followers)."""
+        return 1 + self.merged_count
+
+    @property
+    def title(self) -> str:
+        """The card's headline: the action, with "×N" when identical requests were merged."""
+        return f"{self.action} ×{self.repeats}" if self.merged_count else self.action
 
     @property
     def open(self) -> bool:
@@ -169,4 +180,5 @@ def build_view(record: Record, *, partial: bool = False) -> CardView:
         votes=votes,
         require_deny_comment=bool(requirement.get("require_deny_comment", False)),
         notify_failures=failures,
+        merged_count=int(record.get("merged_count") or 0),
     )

@@ -19,4 +19,8 @@ flat[#flat + 1] = 'version'; flat[#flat + 1] = '1'
 redis.call('HSET', KEYS[1], unpack(flat))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+-- Indexes that live until the request closes (close/vote remove every index_keys entry).
+for _, k in ipairs(cjson.decode(fields['index_keys'] or '[]')) do
+  redis.call('ZADD', k, ARGV[2], ARGV[1])
+end
 return {1, 'received', fields['body_sha256'] or ''}

@@ -6,6 +6,14 @@ local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'not_found', ''} end
 if st ~= 'received' then return {'unchanged', st} end
 local fields = cjson.decode(ARGV[4])
+-- Keep the indexes create added (open requests per agent) beside the group indexes.
+local index = cjson.decode(ARGV[5])
+local seen = {}
+for _, k in ipairs(index) do seen[k] = true end
+for _, k in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'index_keys') or '[]')) do
+  if not seen[k] then index[#index + 1] = k; seen[k] = true end
+end
+fields['index_keys'] = cjson.encode(index)
 local flat = {}
 for k, v in pairs(fields) do
   flat[#flat + 1] = k
