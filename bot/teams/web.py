@@ -13,6 +13,9 @@ botbuilder 4.17 pitfalls:
   is refused up front;
 - the adaptive-card invoke response: the bot returns the response model and this handler
   serializes it exactly once.
+
+Only activities from the Teams channel are served: a registration may also have Web Chat or
+Direct Line enabled, whose clients write their own ``from`` (and so any AAD object id).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from aiohttp import web
 from botbuilder.core import serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
+from botframework.connector import Channels
 from botframework.connector.auth import EmulatorValidation, SkillValidation
 from msrest.serialization import Model
 
@@ -87,6 +91,11 @@ class TeamsEndpoint:
             # without the token.
             log.info("Teams request refused: %s: %s", type(exc).__name__, exc)
             return _unauthorized("the token did not validate")
+        if activity.channel_id != Channels.ms_teams:
+            # The same registration may have Web Chat or Direct Line enabled, whose clients
+            # choose their own "from" and channelData: only Teams' word on who clicked counts.
+            return web.json_response({"error": "only Microsoft Teams activities are accepted"},
+                                     status=403)
         try:
             response = await self.adapter.process_activity(auth_result, activity,
                                                            self.bot.on_turn)

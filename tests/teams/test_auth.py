@@ -79,6 +79,12 @@ def test_bad_tokens_are_401_and_change_nothing(trt: Runtime, bf: FakeBotFramewor
     install["membersAdded"] = [{"id": install["recipient"]["id"]}]
     assert teams.post(install, token=bf.mint(audience="other")).status_code == 401
 
+    # A valid token for another channel of the same bot (Web Chat, Direct Line), whose
+    # clients choose their own "from": refused before the bot sees it.
+    webchat = invoke_activity()
+    webchat["channelId"] = "webchat"
+    assert teams.post(webchat).status_code == 403
+
     after = trt.store.get("a1")
     assert after is not None and after.votes == {} and after.version == before.version
     assert trt.redis.hgetall(trt.keys.teams_conversations) == saved_before
