@@ -196,7 +196,7 @@ def status_line(view: CardView, mention: Mention = _no_mention) -> str:
 
 def fallback_text(view: CardView) -> str:
     """The notification text (what a phone shows); plain, short, escaped."""
-    head = f"{view.action} by {view.requester}"
+    head = f"{view.title} by {view.requester}"
     if view.open:
         text = f"Approval needed: {head} on {view.resource} — {view.progress}"
     else:
@@ -278,7 +278,7 @@ def card_blocks(view: CardView, hmac_key: bytes, *, now: float,
     """The approval card's blocks (at most :data:`MESSAGE_BLOCKS`)."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "block_id": _block_id("head", view),
-         "text": plain(f"{view.action}", HEADER_TEXT)},
+         "text": plain(view.title, HEADER_TEXT)},
     ]
     if not view.open:
         blocks.append({"type": "section", "block_id": _block_id("status", view),
@@ -296,6 +296,9 @@ def card_blocks(view: CardView, hmac_key: bytes, *, now: float,
         blocks.append({"type": "section", "block_id": _block_id("votes", view),
                        "text": mrkdwn(clip(_votes_text(view, mention), SECTION_TEXT))})
     context = [f"Request {_code(clip(view.request_id, 200))}"]
+    if view.merged_count:
+        context.append(f":repeat: {view.repeats} identical requests from this agent; "
+                       "one decision answers them all")
     if view.payload_sha256:
         context.append(f"sha256 {_code(view.payload_sha256[:16])}")
     if view.open and view.deadline:
@@ -350,7 +353,7 @@ def details_modal(view: CardView, *, now: float,
     """The "View details" modal: every masked field, the whole payload in as many blocks as
     a modal allows (truncated only beyond :data:`MODAL_BLOCKS`)."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": plain(view.action, HEADER_TEXT)},
+        {"type": "header", "text": plain(view.title, HEADER_TEXT)},
     ]
     if not view.open:
         blocks.append({"type": "section", "text": mrkdwn(status_line(view, mention))})

@@ -291,8 +291,10 @@ def view_submission(user: str, view: dict[str, Any], reason: str | None,
 # --- requests -----------------------------------------------------------------------------
 def export_body(rid: str, **over: Any) -> dict[str, Any]:
     """A prod data export (rule prod-data-export: 2 of dba, reason, deny comment)."""
+    # "batch" makes each payload distinct: identical pending requests from one agent are
+    # merged onto one card (tests of that pass the same params explicitly).
     body = {"id": rid, "action": "db.export", "resource": "warehouse.customers",
-            "params": {"table": "customers", "columns": ["email", "country"],
+            "params": {"table": "customers", "columns": ["email", "country"], "batch": rid,
                        "contact": "jane.doe@example.org", "api_key": "sk_live_51Hx0000secret"},
             "requester": "agent:export-bot", "on_behalf_of": "frank@example.com",
             "reason": "Quarterly churn analysis <!channel> for Frank",
