@@ -12,7 +12,6 @@ import pytest
 from bot.cards.view import CardView
 from bot.cli import preview_view
 from bot.messenger import DeliveryError
-from bot.slack import render
 from bot.slack.messenger import SlackMessenger
 from signoff import lifecycle
 from signoff.models import AgentRequest, Status
@@ -54,7 +53,7 @@ def test_429_storm_loses_and_duplicates_nothing(srt: Runtime, fake_slack: FakeSl
     for rid in ids:
         assert len(fake_slack.cards(rid)) == 1, rid
         recorded = srt.redis.hgetall(srt.keys.cards(rid))
-        assert f"slack:#approvals" in recorded
+        assert "slack:#approvals" in recorded
         failures = srt.store.get(rid).json("notify_failures", [])  # type: ignore[union-attr]
         assert not [f for f in failures if f.startswith("slack")], failures
     assert len(fake_slack.messages(APPROVALS)) == len(ids)
