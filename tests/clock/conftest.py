@@ -74,7 +74,7 @@ def crt(clock_settings: Settings) -> Iterator[Runtime]:
 
 def request_body(rid: str, action: str = "db.export", **extra: Any) -> dict[str, Any]:
     return {"id": rid, "action": action, "resource": "warehouse.orders",
-            "params": {"rows": 10}, "requester": "agent:bot",
+            "params": {"rows": 10, "ref": rid}, "requester": "agent:bot",
             "on_behalf_of": "frank@example.com", "reason": "report", **extra}
 
 

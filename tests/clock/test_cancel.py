@@ -39,7 +39,7 @@ def reply(rt: Runtime, rid: str) -> Decision:
 def test_agent_cancels_over_the_stream(crt: Runtime) -> None:
     pending(crt, "x-1")
     client = Client(crt.settings.redis_url, requester="agent:bot")
-    handle = client.request("db.export", "warehouse.orders", {"rows": 10}, id="x-1b",
+    handle = client.request("db.export", "warehouse.orders", {"rows": 11}, id="x-1b",
                             on_behalf_of="frank@example.com", reason="r")
     run_intake(crt)
     run_jobs(crt)
