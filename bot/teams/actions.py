@@ -134,17 +134,14 @@ class CardActions:
         aad = (activity.from_property.aad_object_id if activity.from_property else None) or ""
         actor = f"teams:{aad or 'unknown'}"
         # 2. Replay: a click is accepted once (checked again atomically by the vote).
-        nonce = ""
+        nonce, replayed = "", False
         if verb != VERB_REFRESH:
             if not activity.id:
                 return card_response(render_notice_card("Button not valid", BAD_BUTTON))
             nonce = click_nonce(activity)
-            seen = await asyncio.to_thread(self.rt.redis.sismember,
-                                           self.rt.keys.clicks(click.request_id), nonce)
-            if seen:
-                return await self._current(click.request_id, None, Notice(
-                    "This click was already received.", Tone.BAD))
-        # 3. The tenant allow-list.
+            replayed = await asyncio.to_thread(self.rt.redis.sismember,
+                                               self.rt.keys.clicks(click.request_id), nonce)
+        # 3. The tenant allow-list (before anything about the request is shown).
         if not self.tenants.allows(activity_tenant(activity)):
             if verb != VERB_REFRESH:
                 await asyncio.to_thread(
@@ -153,6 +150,9 @@ class CardActions:
             return card_response(render_notice_card("Not allowed", TENANT_REFUSED))
         # 4. The AAD object id, through the policy directory (unknown: None, refused later).
         person = await asyncio.to_thread(self._person, aad)
+        if replayed:
+            return await self._current(click.request_id, person, Notice(
+                "This click was already received.", Tone.BAD))
         if verb == VERB_REFRESH:
             return await self._current(click.request_id, person, None, refresh=True)
         comment = data.get(COMMENT_INPUT_ID)

@@ -257,5 +257,5 @@ def card_activity(card: dict[str, Any], view: CardView) -> Activity:
     activity = MessageFactory.attachment(Attachment(content_type=CONTENT_TYPE, content=card))
     activity.type = ActivityTypes.message
     # Notification and chat-list preview text: ids and actions are pattern-checked.
-    activity.summary = f"Approval request {view.request_id}: {view.action}"
+    activity.summary = f"Approval request {view.request_id}: {view.title}"
     return activity

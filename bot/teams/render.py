@@ -264,7 +264,7 @@ def _envelope(view: CardView) -> dict[str, Any]:
         "version": CARD_VERSION,
         "msteams": {"width": "Full"},
         # Shown by clients that cannot render the card; ids and actions are pattern-checked.
-        "fallbackText": f"Signoff request {view.request_id} ({view.action}): "
+        "fallbackText": f"Signoff request {view.request_id} ({view.title}): "
                         f"{view.status_text}",
     }
 
@@ -288,9 +288,12 @@ def refresh_block(view: CardView, key: bytes) -> dict[str, Any]:
 def _header(view: CardView, budget: _Budget) -> dict[str, Any]:
     items: list[dict[str, Any]] = [
         _text(_TITLE[view.status], size="Large", weight="Bolder"),
-        _rich(_run(view.action, weight="Bolder", fontType="Monospace"),
+        _rich(_run(view.title, weight="Bolder", fontType="Monospace"),
               _run(" on "), _run(clip(view.resource, budget.text_chars), weight="Bolder")),
     ]
+    if view.merged_count:
+        items.append(_text(f"One decision for {view.repeats} identical requests from this "
+                           "agent: each gets its own reply and grant.", isSubtle=True))
     if not view.open:
         items.append(_rich(_run(clip(view.final_line(), budget.text_chars))))
     return {"type": "Container", "style": _STATUS_STYLE[view.status], "bleed": True,
@@ -411,7 +414,7 @@ def _minimal_card(view: CardView, key: bytes, can: bool | None, now: float
                   ) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
         _text(_TITLE[view.status], size="Large", weight="Bolder"),
-        _rich(_run(view.action, fontType="Monospace"), _run(f" · {view.request_id}")),
+        _rich(_run(view.title, fontType="Monospace"), _run(f" · {view.request_id}")),
         _rich(_run(view.progress if view.open else clip(view.final_line(), 200))),
         _text("This request is too large to show in Teams; open it in the web inbox.",
               isSubtle=True),
@@ -451,7 +454,7 @@ def _list_item(view: CardView, now: float) -> dict[str, Any]:
         "type": "Container", "separator": True, "spacing": "Small",
         "items": [
             _rich(_run(view.request_id, fontType="Monospace", weight="Bolder"),
-                  _run("  "), _run(view.action, fontType="Monospace"), _run(" on "),
+                  _run("  "), _run(view.title, fontType="Monospace"), _run(" on "),
                   _run(clip(view.resource, 200))),
             _rich(_run(clip(state, 300), isSubtle=True), spacing="None"),
         ],

@@ -178,6 +178,13 @@ def test_absurd_payloads_fall_back_to_a_minimal_card() -> None:
     assert "too large to show in Teams" in texts(card) and verbs(card) == ["approve", "deny"]
 
 
+def test_merged_requests_show_how_many_one_click_decides() -> None:
+    card = render_card(make_view(merged_count=2), KEY, now=NOW)
+    assert_valid(card)
+    assert "db.export ×3" in texts(card) and "3 identical requests" in texts(card)
+    assert "identical" not in texts(render_card(make_view(), KEY, now=NOW))
+
+
 def test_time_left_text() -> None:
     assert time_left_text(0) == "deadline passed"
     assert time_left_text(30) == "less than a minute left"
