@@ -201,7 +201,7 @@ class FakeBotFramework:
         app.router.add_post("/v3/conversations/{cid}/activities", self._send)
         app.router.add_post("/v3/conversations/{cid}/activities/{reply_to}", self._send)
         app.router.add_put("/v3/conversations/{cid}/activities/{aid}", self._update)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         http_site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await http_site.start()

@@ -115,7 +115,7 @@ class WebServer:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
-            runner = web.AppRunner(create_app(self.rt), access_log=None)
+            runner = web.AppRunner(create_app(self.rt), access_log=None, shutdown_timeout=2.0)
             try:
                 loop.run_until_complete(runner.setup())
                 site = web.TCPSite(runner, "127.0.0.1", 0)
