@@ -105,6 +105,12 @@ def _fit_prefix(raw: str, budget: int) -> int:
     return lo
 
 
+def plain_safe(raw: str) -> str:
+    """Agent text for a plain_text object: Slack parses no mentions there, but angle
+    brackets are still swapped for look-alikes so nothing resembling one is shown."""
+    return raw.replace("<", "\u2039").replace(">", "\u203a")
+
+
 def _code(raw: str) -> str:
     """Inline code without breaking out of the backticks."""
     return "`" + escape(raw.replace("`", "'")) + "`"
@@ -227,8 +233,8 @@ def _fields(view: CardView, mention: Mention) -> dict[str, Any]:
 
 
 def _confirm_approve(view: CardView) -> dict[str, Any]:
-    text = f"Approve {view.action} on {view.resource}? The agent gets a grant to run exactly " \
-           "this payload."
+    text = f"Approve {view.action} on {plain_safe(view.resource)}? The agent gets a grant " \
+           "to run exactly this payload."
     return {"title": plain("Approve this request?", CONFIRM_TITLE),
             "text": plain(text, CONFIRM_TEXT),
             "confirm": plain("Approve", CONFIRM_BUTTON),
@@ -278,7 +284,7 @@ def card_blocks(view: CardView, hmac_key: bytes, *, now: float,
     """The approval card's blocks (at most :data:`MESSAGE_BLOCKS`)."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "block_id": _block_id("head", view),
-         "text": plain(view.title, HEADER_TEXT)},
+         "text": plain(plain_safe(view.title), HEADER_TEXT)},
     ]
     if not view.open:
         blocks.append({"type": "section", "block_id": _block_id("status", view),
@@ -353,7 +359,7 @@ def details_modal(view: CardView, *, now: float,
     """The "View details" modal: every masked field, the whole payload in as many blocks as
     a modal allows (truncated only beyond :data:`MODAL_BLOCKS`)."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": plain(view.title, HEADER_TEXT)},
+        {"type": "header", "text": plain(plain_safe(view.title), HEADER_TEXT)},
     ]
     if not view.open:
         blocks.append({"type": "section", "text": mrkdwn(status_line(view, mention))})

@@ -123,13 +123,14 @@ class WebThread:
         self._baseline = set(asyncio.all_tasks())
 
     async def _cleanup(self) -> None:
-        # Let lazy listeners that are still talking to the fake finish first.
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        pending = [t for t in pending if t not in self._baseline]
-        if pending:
-            await asyncio.wait(pending, timeout=5)
+        # Close the app first (this also closes a Socket Mode connection), then let lazy
+        # listeners that are still talking to the fake finish.
         if self._runner is not None:
             await self._runner.cleanup()
+        pending = [t for t in asyncio.all_tasks()
+                   if t is not asyncio.current_task() and t not in self._baseline]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
 
     def stop(self) -> None:
         if self.loop is not None and self._thread.is_alive():
