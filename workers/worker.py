@@ -99,10 +99,17 @@ def run_worker(rt: Runtime, burst: bool = False, with_scheduler: bool = True,
     while True:
         try:
             worker = build_worker(rt, name=name)
-            return bool(worker.work(burst=burst, with_scheduler=with_scheduler,
-                                    logging_level=rt.settings.log_level))
+            worked = bool(worker.work(burst=burst, with_scheduler=with_scheduler,
+                                      logging_level=rt.settings.log_level))
+            # rq's work() also *returns* after an error it caught ("found an unhandled
+            # exception, quitting": e.g. Redis gone longer than its own retries). Only a
+            # requested stop (SIGTERM/SIGINT) or burst mode may end the process.
+            if burst or worker._shutdown_requested_date is not None:
+                return worked
+            log.warning("rq worker quit without a stop request; starting a fresh one in "
+                        "%.1fs", backoff)
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
             log.warning("worker lost Redis (%s); restarting in %.1fs", exc, backoff)
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
-            name = None  # the old registration may linger until its TTL
+        time.sleep(backoff)
+        backoff = min(backoff * 2, 5.0)
+        name = None  # the old registration may linger until its TTL
