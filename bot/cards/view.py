@@ -69,6 +69,7 @@ class CardView:
     require_deny_comment: bool = False
     notify_failures: tuple[str, ...] = field(default_factory=tuple)
     merged_count: int = 0
+    grant_revoked_by: str | None = None
 
     @property
     def repeats(self) -> int:
@@ -108,7 +109,8 @@ class CardView:
                 "%H:%M UTC")
         if self.status is Status.APPROVED:
             who = ", ".join(self.approvers) or "policy"
-            return f"Approved by {who}{when}"
+            revoked = f" · grant revoked by {self.grant_revoked_by}" if self.grant_revoked_by else ""
+            return f"Approved by {who}{when}{revoked}"
         if self.status is Status.DENIED:
             who = ", ".join(self.deniers) or "policy"
             reason = f": {self.decision_reason}" if self.decision_reason and not self.deniers else ""
@@ -181,4 +183,5 @@ def build_view(record: Record, *, partial: bool = False) -> CardView:
         require_deny_comment=bool(requirement.get("require_deny_comment", False)),
         notify_failures=failures,
         merged_count=int(record.get("merged_count") or 0),
+        grant_revoked_by=record.get("grant_revoked_by") or None,
     )

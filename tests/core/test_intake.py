@@ -151,5 +151,5 @@ def test_crashed_consumer_entries_are_reclaimed(rt: Runtime) -> None:
 
 def test_requests_sent_before_intake_ever_ran_are_read(rt: Runtime) -> None:
     for i in range(5):
-        send(rt, export_request(f"early-{i}"))
+        send(rt, export_request(f"early-{i}", params={"rows": i}))
     assert run_intake(rt) == 5

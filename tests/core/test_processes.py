@@ -92,6 +92,11 @@ class Stack:
                          for p in sorted(self.workdir.glob("*.log")))
 
 
+def distinct(rid: str, i: int) -> dict:
+    """A request whose payload differs from its neighbours' (identical ones would merge)."""
+    return export_request(rid, params={"rows": 1000 + i})
+
+
 @pytest.fixture
 def stack(rt: Runtime, tmp_path: Path) -> Iterator[Stack]:
     s = Stack(rt.settings, tmp_path)
@@ -140,7 +145,7 @@ def test_agent_decorator_runs_only_after_two_dbas_approve(rt: Runtime, stack: St
 def test_worker_sigkilled_mid_job_loses_nothing(rt: Runtime, stack: Stack) -> None:
     n = 20
     for i in range(n):
-        rt.redis.xadd(rt.keys.requests, {"body": json.dumps(export_request(f"k-{i}"))})
+        rt.redis.xadd(rt.keys.requests, {"body": json.dumps(distinct(f"k-{i}", i))})
     registry = StartedJobRegistry(rt.keys.queue, connection=rt.redis_bytes)
     wait_for(lambda: registry.count > 0, timeout=30, interval=0.001, message="a job in flight")
     stack.kill("worker")
@@ -164,10 +169,10 @@ def test_worker_sigkilled_mid_job_loses_nothing(rt: Runtime, stack: Stack) -> No
 def test_redis_restart_mid_flight_loses_nothing(rt: Runtime, stack: Stack,
                                                 redis_server: RedisServer) -> None:
     for i in range(10):
-        rt.redis.xadd(rt.keys.requests, {"body": json.dumps(export_request(f"a-{i}"))})
+        rt.redis.xadd(rt.keys.requests, {"body": json.dumps(distinct(f"a-{i}", i))})
     redis_server.restart()  # SIGTERM: the AOF is flushed; the processes must reconnect
     for i in range(10):
-        rt.redis.xadd(rt.keys.requests, {"body": json.dumps(export_request(f"b-{i}"))})
+        rt.redis.xadd(rt.keys.requests, {"body": json.dumps(distinct(f"b-{i}", 100 + i))})
     try:
         wait_for(lambda: rt.store.count_pending() == 20, timeout=60, message="all pending")
     except AssertionError:
