@@ -123,6 +123,9 @@ def explain(request_file: str, policy_path: Path | None, at: str | None, who: bo
         click.echo(json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False))
         return
     click.echo(evaluation.explain_text())
+    if evaluation.requirement.require_reason and evaluation.outcome is Outcome.REQUIRE_APPROVAL \
+            and not (request.reason or "").strip():
+        click.echo("\nNote: this request gives no reason, so Signoff would reject it.")
     if who and evaluation.outcome is Outcome.REQUIRE_APPROVAL:
         click.echo("\nWho may decide:")
         for person in loaded.directory.people:

@@ -56,6 +56,7 @@ def test_explain(tmp_path: Path) -> None:
     assert "✗ dev-auto (line" in out and "environment 'prod' does not match 'dev'" in out
     assert "✓ alice@example.com (counts for dba)" in out
     assert "✗ erin@example.com: You own the agent" in out
+    assert "gives no reason, so Signoff would reject it" in out
     code, out, _ = run("explain", "-", "--policy", str(EXAMPLE), "--json",
                        stdin=json.dumps({"body": req.read_text()}))
     assert code == 0 and json.loads(out)["rule_id"] == "prod-data-export"

@@ -58,7 +58,7 @@ def oracle(rules: list[dict[str, Any]], action: str, env: str, rows: int | None)
     return "default", "default"
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     rules=rules(),
     default=st.sampled_from([None, "require_approval", "auto_deny"]),

@@ -147,7 +147,7 @@ def _conflicted(directory: Directory, req: AgentRequest) -> set[str]:
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(worlds(), st.booleans())
 def test_no_conflicted_person_ever_decides(world: Any, escalated: bool) -> None:
     """Requester, principal, agent owner and agent identities are always refused; quorum
