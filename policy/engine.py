@@ -217,7 +217,19 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class Policy:
-    """A loaded, validated policy. Immutable; reloading builds a new one."""
+    """A loaded, validated policy. Immutable; reloading builds a new one.
+
+    Attributes:
+        rules: The rules in file order.
+        default: What a request matching no rule gets (id ``"default"``; never auto-approves).
+        directory: People, groups, agents and resource owners.
+        masking_profiles: ``masking.profiles`` as plain dicts, each with its ``name``; the
+            masking engine validates them (``MaskingProfile.model_validate``).
+        version: The first 12 hex digits of the SHA-256 of the file text.
+        source: The file name, for messages.
+        custom_detectors: ``masking.detectors`` as plain dicts (the masking engine's
+            ``CustomDetector`` shape), shared by every profile.
+    """
 
     rules: tuple[Rule, ...]
     default: Rule

@@ -31,7 +31,7 @@ from policy.requirement import (
 )
 from policy.schema import schema_issues
 from policy.window import DAYS, Window, parse_hours
-from policy.yamlsource import Path, SourceMap, load_yaml
+from policy.yamlsource import Path, SourceMap, format_path, load_yaml
 
 # Validates the whole `masking:` section; raises on errors (a pydantic ValidationError, whose
 # locations are mapped to lines, or any exception with a message).
@@ -394,8 +394,6 @@ class _Builder:
             return compile_condition(source)
         except ConditionSyntaxError as exc:
             line, column = self._position_in_scalar(path, exc.line, exc.column)
-            from policy.yamlsource import format_path
-
             self.issues.append(PolicyIssue(line, column, f"{format_path(path)}: {exc}"))
             return None
 
