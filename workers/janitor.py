@@ -25,6 +25,10 @@ from signoff.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+# A card post claimed longer ago than CLAIM_FACTOR x stale_after is taken over (and the
+# notify job's claim lock expires at that same age: workers.jobs).
+CLAIM_FACTOR = 4
+
 
 class Janitor:
     """Periodic repair sweep.
@@ -55,11 +59,15 @@ class Janitor:
         for rid in rt.store.undelivered(now - self.stale_after):
             rt.enqueue(lifecycle.JOB_FINALIZE, rid)
             done["finalize"] += 1
-        stale = rt.redis.zrangebyscore(rt.keys.notifying, "-inf", now - self.stale_after * 4)
+        stale = rt.redis.zrangebyscore(rt.keys.notifying, "-inf",
+                                       now - self.stale_after * CLAIM_FACTOR)
         for member in stale:
             rid, kind, dest = member.split("|", 2)
             rt.redis.zrem(rt.keys.notifying, member)
             rt.enqueue(lifecycle.JOB_NOTIFY, rid, kind, dest)
+            # A killed notify job never reached the request's later channels: post those too
+            # (notify skips every destination already recorded).
+            rt.enqueue(lifecycle.JOB_NOTIFY, rid)
             done["notify"] += 1
         # Agents' grant-use reports join the audit chain; the chain gets a signed checkpoint.
         done["grant_reports"] = grants.fold_reports(rt)

@@ -21,11 +21,11 @@ from signoff import lifecycle
 from signoff.audit import Event
 from signoff.models import Status
 from signoff.runtime import Runtime, current
+from workers.janitor import CLAIM_FACTOR
 from workers.messengers import CHANNEL_MESSENGER, build_messengers, destinations
 
 log = logging.getLogger(__name__)
 
-CLAIM_SECONDS = 120
 _messengers: dict[str, Messenger] | None = None
 
 
@@ -111,7 +111,11 @@ def _post_one(rt: Runtime, messenger: Messenger, request_id: str, kind: str, tar
     if rt.redis.hexists(cards_key, slot):
         return False  # posted before: a retried job never posts a second card
     lock = f"{cards_key}:lock:{slot}"
-    if not rt.redis.set(lock, str(time.time()), nx=True, ex=CLAIM_SECONDS):
+    # The claim lasts exactly as long as the janitor waits before taking a claim over
+    # (CLAIM_FACTOR x SIGNOFF_REPAIR_AFTER: 120 s by default): a longer one would make the
+    # janitor's retry of a SIGKILLed worker's post find the dead claim and drop the card.
+    claim_ms = max(int(rt.settings.repair_after * CLAIM_FACTOR * 1000), 1000)
+    if not rt.redis.set(lock, str(time.time()), nx=True, px=claim_ms):
         return False  # another worker is posting it right now
     member = f"{request_id}|{kind}|{target}"
     rt.redis.zadd(rt.keys.notifying, {member: time.time()})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from signoff.models import Status
 from signoff.runtime import Runtime
 from signoff.tokens import TokenKind
 from tests.conftest import RedisServer, wait_for
@@ -15,8 +16,10 @@ from tests.reliability.support import (
     api_vote,
     assert_exactly_once,
     body,
+    diagnose,
     send,
     slack_card,
+    slack_card_final,
     slack_click,
     teams_click,
     wait_pending,
@@ -56,3 +59,34 @@ def test_redis_sigkilled_twice_mid_flight_loses_nothing(
     wait_replies(rrt, ids, stack=stack)
     outcome = assert_exactly_once(rrt, ids, fake=stack.fake, bf=stack.bf)
     assert set(outcome.statuses.values()) == {"approved"}
+
+
+def test_worker_sigkilled_mid_notify_posts_each_card_once(
+        rrt: Runtime, make_stack: StackFactory) -> None:
+    stack = make_stack()
+    fake = stack.fake
+    assert fake is not None
+    # Slack stores the first card, then holds the answer: the worker is inside the post.
+    fake.inject("chat.postMessage", "timeout_after", times=1, delay=6.0)
+    ids = [f"wk-{i}" for i in range(4)]
+    send(rrt, *(body(rid) for rid in ids))
+    wait_for(lambda: fake.cards(ids[0]), timeout=30, message="the stalled card")
+    stack.kill("worker")
+    stack.start("worker")
+
+    def all_recorded() -> bool:
+        return all(rrt.redis.hexists(rrt.keys.cards(rid), "slack:#approvals") for rid in ids)
+
+    try:
+        wait_for(all_recorded, timeout=45, interval=0.2, message="every Slack card recorded")
+    except AssertionError:
+        print(stack.logs())
+        print(diagnose(rrt, ids))
+        raise
+    for rid in ids:
+        status, _ = slack_click(stack, rid, "U0CAROL", "signoff_approve")
+        assert status == 200
+    wait_replies(rrt, ids, stack=stack)
+    assert_exactly_once(rrt, ids, fake=fake, bf=stack.bf, status=Status.APPROVED)
+    wait_for(lambda: all(slack_card_final(fake, rid) for rid in ids), timeout=30,
+             message="every Slack card shows the decision")
