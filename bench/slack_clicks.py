@@ -253,7 +253,7 @@ def main() -> None:
     b, c = summary(base_lat), summary(click_lat)
     a, t, e = summary(ack), summary(total), summary(empty)
     rows = [
-        ("requests/s, concurrency %d" % args.concurrency, len(bodies) / click_s,
+        (f"requests/s, concurrency {args.concurrency}", len(bodies) / click_s,
          len(bodies) / base_s),
         ("latency under load, p50 ms", c["p50"], b["p50"]),
         ("latency under load, p99 ms", c["p99"], b["p99"]),
