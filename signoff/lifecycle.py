@@ -263,6 +263,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
     fields["req_quorum"] = str(requirement.quorum)
     fields["req_groups"] = json.dumps(requirement.groups) if requirement.groups else "{}"
     fields["req_deny_quorum"] = str(requirement.deny_quorum)
+    fields["req_stand_in"] = json.dumps(list(requirement.stand_in_groups))
     fields["eligible"] = json.dumps(list(requirement.eligible_groups))
 
     from policy import Outcome

@@ -31,6 +31,11 @@ def _script(name: str) -> str:
     return resources.files("signoff.lua").joinpath(f"{name}.lua").read_text()
 
 
+def _vote_script() -> str:
+    """The vote script with the policy's quorum rule prepended (one rule, one source)."""
+    return resources.files("policy").joinpath("quorum.lua").read_text() + "\n" + _script("vote")
+
+
 class VoteResult(str, Enum):
     """What :meth:`Store.vote` did."""
 
@@ -128,7 +133,7 @@ class Store:
         self.keys = keys
         self._create = client.register_script(_script("create"))
         self._open = client.register_script(_script("open"))
-        self._vote = client.register_script(_script("vote"))
+        self._vote = client.register_script(_vote_script())
         self._close = client.register_script(_script("close"))
         self._deliver = client.register_script(_script("deliver"))
 

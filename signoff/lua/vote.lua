@@ -1,4 +1,7 @@
 -- Record one vote and, in the same atomic step, count the quorum and close the request.
+-- The quorum rule is policy/quorum.lua's quorum_met (prepended by signoff.store), the Lua twin
+-- of policy.quorum_met: distinct people, one slot each (Hall's condition), escalation
+-- stand-ins; tests/policy/test_quorum_lua.py checks it against the Python.
 -- KEYS[1] record, KEYS[2] votes hash, KEYS[3] clicks set, KEYS[4] pending zset,
 -- KEYS[5] deadlines zset, KEYS[6] outbox zset
 -- ARGV[1] id, ARGV[2] person, ARGV[3] vote JSON ({choice, groups, ...}), ARGV[4] nonce or '',
@@ -20,24 +23,24 @@ if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 
-local req = redis.call('HMGET', KEYS[1], 'req_quorum', 'req_groups', 'req_deny_quorum', 'index_keys')
+local req = redis.call('HMGET', KEYS[1], 'req_quorum', 'req_groups', 'req_deny_quorum',
+                      'index_keys', 'req_stand_in')
 local quorum = tonumber(req[1]) or 1
 local need = cjson.decode(req[2] or '{}')
 local deny_quorum = tonumber(req[3]) or 1
-local approvals, denials, per = 0, 0, {}
-for _, raw in ipairs(redis.call('HVALS', KEYS[2])) do
-  local v = cjson.decode(raw)
+local stand_in = cjson.decode(req[5] or '[]')
+local approvals, denials, by_person = 0, 0, {}
+local flat = redis.call('HGETALL', KEYS[2])
+for i = 1, #flat, 2 do
+  local v = cjson.decode(flat[i + 1])
   if v['choice'] == 'approve' then
     approvals = approvals + 1
-    for _, g in ipairs(v['groups'] or {}) do per[g] = (per[g] or 0) + 1 end
+    by_person[flat[i]] = v['groups'] or {}
   else
     denials = denials + 1
   end
 end
-local met = approvals >= quorum
-for g, n in pairs(need) do
-  if (per[g] or 0) < tonumber(n) then met = false end
-end
+local met = quorum_met(need, quorum, stand_in, by_person)
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
 local final = nil
