@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from pydantic import ValidationError
 
-from signoff import crypto, merging
+from signoff import crypto, limits, merging
 from signoff.audit import Event
 from signoff.models import (
     ID_PATTERN,
@@ -185,8 +185,18 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
         # Indexes removed by whichever transition closes the request.
         "index_keys": json.dumps([rt.keys.open_for_agent(req.requester)]),
     }
+    if rt.store.status(req.id) is None:
+        refused = limits.check(rt, req.requester, req.action,
+                               rt.policy.limits_for(req.requester), now=now)
+        if refused is not None:
+            return _reject_flood(rt, req, fields, refused, now)
     created, status, stored_sha = rt.store.create(req.id, fields, now)
-    if created:
+    # An intake killed between create and its audit entry: the redelivered message finishes
+    # what the first delivery began (the request's audit names it once, as requested).
+    resumed = (not created and status is Status.RECEIVED and stored_sha == body_sha
+               and not any(e.event == Event.REQUESTED.value
+                           for e in rt.audit.for_request(req.id)))
+    if created or resumed:
         if req.on_behalf_of:
             rt.redis.zadd(rt.keys.by_person(req.on_behalf_of.lower()), {req.id: now})
         rt.audit.append(Event.REQUESTED, req.id, req.requester, action=req.action,
@@ -203,6 +213,24 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
     if enqueue:
         rt.enqueue(JOB_PREPARE, req.id, job_id=f"prepare-{_job_key(req.id)}")
     return IngestResult("accepted" if created else "duplicate", req.id, needs_prepare=True)
+
+
+def _reject_flood(rt: Runtime, req: AgentRequest, fields: dict[str, str],
+                  refused: limits.Verdict, now: float) -> IngestResult:
+    """Answer an over-limit request with ``rejected`` and the limit's code, once per id."""
+    errors = [FieldError(field="requester", message=refused.message)]
+    flood_fields = {k: v for k, v in fields.items() if k not in ("ciphertext", "index_keys")}
+    flood_fields.update(error=json.dumps([e.model_dump() for e in errors]),
+                        error_code=refused.code)
+    created, _status, _ = rt.store.create(req.id, flood_fields, now)
+    if not created:
+        return IngestResult("duplicate", req.id)
+    rt.store.close(req.id, Status.REJECTED, refused.code, allowed_from=(Status.RECEIVED,),
+                   now=now)
+    rt.audit.append(Event.REJECTED, req.id, req.requester, code=refused.code,
+                    action=req.action)
+    rt.enqueue(JOB_FINALIZE, req.id, job_id=f"finalize-{_job_key(req.id)}")
+    return IngestResult("rejected", req.id, errors, refused.code)
 
 
 def _job_key(request_id: str) -> str:
@@ -683,6 +711,8 @@ def build_decision(rt: Runtime, record: Record, grant: str | None) -> Decision:
         id=record.id, status=record.status, action=record.action or None,
         approvers=approvers, reason=reason, grant=grant,
         error=[FieldError(**e) for e in errors] if errors else None,
+        code=(record.get("error_code") or "invalid") if record.status is Status.REJECTED
+        else None,
         payload_sha256=record.get("payload_sha256") or None,
         decided_at=record.number("decided_at", time.time()),
         policy=record.get("rule_id") or None,

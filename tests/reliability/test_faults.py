@@ -5,8 +5,11 @@ every card posted once, and the audit chain verifies."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
+from signoff.keys import INTAKE_GROUP
 from signoff.models import Status
 from signoff.runtime import Runtime
 from signoff.tokens import TokenKind
@@ -90,3 +93,43 @@ def test_worker_sigkilled_mid_notify_posts_each_card_once(
     assert_exactly_once(rrt, ids, fake=fake, bf=stack.bf, status=Status.APPROVED)
     wait_for(lambda: all(slack_card_final(fake, rid) for rid in ids), timeout=30,
              message="every Slack card shows the decision")
+
+
+def test_intake_killed_with_unacknowledged_messages_loses_none(
+        rrt: Runtime, make_stack: StackFactory) -> None:
+    stack = make_stack()
+    stream = rrt.keys.requests
+    # 1. The intake SIGKILLed in the middle of a burst it had read.
+    burst = [f"ik-a{i}" for i in range(60)]
+    send(rrt, *(body(rid, action="db.drop") for rid in burst))
+    wait_for(lambda: rrt.redis.zcard(rrt.keys.all_requests) >= 3, timeout=30, interval=0.002,
+             message="the intake inside the burst")
+    stack.kill("intake")
+    # 2. Another consumer of the group read messages and died before acknowledging any.
+    ghosts = [f"ik-b{i}" for i in range(10)]
+    send(rrt, *(body(rid, action="db.drop") for rid in ghosts))
+    taken = rrt.redis.xreadgroup(INTAKE_GROUP, "ghost-host-1", {stream: ">"}, count=200)
+    assert taken and taken[0][1], "the ghost consumer read nothing"
+    pending = rrt.redis.xpending(stream, INTAKE_GROUP)["pending"]
+    assert pending >= len(ghosts)
+    # 3. Messages nobody has read yet.
+    later = [f"ik-c{i}" for i in range(10)]
+    send(rrt, *(body(rid, action="db.drop") for rid in later))
+    stack.start("intake")
+    ids = burst + ghosts + later
+    wait_pending(rrt, ids, stack=stack)
+    assert rrt.redis.xpending(stream, INTAKE_GROUP)["pending"] == 0
+    assert rrt.redis.xlen(rrt.keys.dead) == 0
+    # Each request was created once: a redelivered message is a duplicate, never a second one.
+    created = Counter(e.request_id for e in rrt.audit.iter_entries() if e.event == "requested")
+    assert all(created[rid] == 1 for rid in ids), {r: created[r] for r in ids if created[r] != 1}
+    alice = rrt.tokens.create(TokenKind.PERSON, "alice@example.com")
+    bob = rrt.tokens.create(TokenKind.PERSON, "bob@example.com")
+    for rid in ids:
+        assert api_vote(stack.url, alice, rid).status_code == 200
+        assert api_vote(stack.url, bob, rid, "deny" if rid.endswith("7") else "approve"
+                        ).status_code == 200
+    wait_replies(rrt, ids, stack=stack)
+    outcome = assert_exactly_once(rrt, ids, fake=stack.fake, bf=stack.bf)
+    assert {rid for rid, s in outcome.statuses.items() if s == "denied"} == {
+        rid for rid in ids if rid.endswith("7")}
