@@ -9,6 +9,7 @@ from __future__ import annotations
 from policy.directory import Agent, Directory, Person
 from policy.engine import DEFAULT_RULE_ID, Evaluation, Policy, Rule
 from policy.errors import PolicyError, PolicyIssue
+from policy.limits import Limits
 from policy.loader import PolicyHolder, load_policy
 from policy.parser import parse_policy, policy_version
 from policy.quorum import denial_met, quorum_met, slots_missing
@@ -24,6 +25,7 @@ __all__ = [
     "Directory",
     "Escalation",
     "Evaluation",
+    "Limits",
     "Outcome",
     "Person",
     "Policy",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from policy.conditions import Condition, ConditionEvalError, activation_for
 from policy.directory import Directory
 from policy.globs import GlobSet
+from policy.limits import Limits
 from policy.requirement import DEFAULT_GROUP, Outcome, Requirement
 from policy.window import Window
 
@@ -244,6 +245,8 @@ class Policy:
     _anywhere_set: frozenset[int] = field(default=frozenset(), repr=False)
     _skip_heads: tuple[str, ...] = field(default=(), repr=False)
     _skip_tails: tuple[str, ...] = field(default=(), repr=False)
+    limits: Limits = field(default_factory=Limits)
+    agent_limits: Mapping[str, Limits] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -256,6 +259,8 @@ class Policy:
         source: str = "policy.yaml",
         *,
         custom_detectors: tuple[dict[str, Any], ...] = (),
+        limits: Limits | None = None,
+        agent_limits: Mapping[str, Limits] | None = None,
     ) -> Policy:
         """Assemble a policy and its action index.
 
@@ -280,7 +285,12 @@ class Policy:
         return cls(rules, default, directory, dict(masking_profiles), version, source,
                    custom_detectors, buckets, tuple(anywhere),
                    {k: frozenset(v) for k, v in buckets.items()}, frozenset(anywhere),
-                   tuple(r._skip_text[0] for r in rules), tuple(r._skip_text[1] for r in rules))
+                   tuple(r._skip_text[0] for r in rules), tuple(r._skip_text[1] for r in rules),
+                   limits or Limits(), dict(agent_limits or {}))
+
+    def limits_for(self, agent_id: str) -> Limits:
+        """The flood limits for ``agent_id`` (its own over the file's ``limits:``)."""
+        return self.agent_limits.get(agent_id, self.limits)
 
     def rule(self, rule_id: str) -> Rule | None:
         """The rule called ``rule_id`` (``"default"`` gives the default)."""

@@ -20,6 +20,7 @@ from policy.durations import format_duration, parse_duration
 from policy.engine import DEFAULT_RULE_ID, ContextMatch, OwnerRequirement, Policy, Rule
 from policy.errors import PolicyError, PolicyIssue
 from policy.globs import GlobSet
+from policy.limits import Limits
 from policy.requirement import (
     DEFAULT_GROUP,
     DEFAULT_TIMEOUT_SECONDS,
@@ -138,14 +139,17 @@ class _Builder:
 
     # --- whole file -----------------------------------------------------------------------
     def build(self, version: str, source: str) -> Policy:
+        self.agent_limits: dict[str, dict[str, Any]] = {}
         self.directory = self._directory(_dict(self.data.get("directory")))
         self._masking(_dict(self.data.get("masking")))
         defaults = _dict(self.data.get("defaults"))
         default = self._default(_dict(self.data.get("default")), defaults)
         rules = self._rules(_list(self.data.get("rules")), defaults, default.requirement)
+        limits = Limits.from_spec(_dict(self.data.get("limits")))
         return Policy.build(
             rules, default, self.directory, self.profiles, version, source,
-            custom_detectors=self.detectors,
+            custom_detectors=self.detectors, limits=limits,
+            agent_limits={a: Limits.from_spec(spec, limits) for a, spec in self.agent_limits.items()},
         )
 
     # --- directory ------------------------------------------------------------------------
@@ -222,6 +226,8 @@ class _Builder:
             if owner.strip().lower() not in emails:
                 self.error((*path, "owner"), f"owner '{owner}' is not a person in directory.people")
             team = entry.get("team")
+            if isinstance(entry.get("limits"), dict):
+                self.agent_limits[agent_id] = entry["limits"]
             agents.append(Agent(agent_id, owner.strip().lower(), team if isinstance(team, str) else None))
         directory = Directory.build(
             people, agents, groups, group_descriptions=descriptions

@@ -16,6 +16,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from policy.durations import DURATION_PATTERN
 from policy.errors import PolicyIssue
+from policy.limits import SCHEMA as LIMITS_SCHEMA
 from policy.yamlsource import Path, SourceMap
 
 SCHEMA_ID = "https://signoff.dev/schemas/policy.v1.json"
@@ -27,6 +28,7 @@ APPROVERS_PATTERN = (
     r"^\s*[1-9][0-9]*\s+(of|from)\s+[A-Za-z0-9][A-Za-z0-9._-]*"
     r"(\s+(and|AND|&)\s+[1-9][0-9]*\s+(of|from)\s+[A-Za-z0-9][A-Za-z0-9._-]*)*\s*$"
 )
+
 
 _DURATION = {
     "description": "Seconds, or a duration such as 90s, 15m, 1h30m, 2d.",
@@ -327,6 +329,7 @@ SCHEMA: dict[str, Any] = {
                                 "x-message": "must be the owner's email address",
                             },
                             "team": {"type": "string", "minLength": 1},
+                            "limits": LIMITS_SCHEMA,
                         },
                     },
                 },
@@ -358,6 +361,7 @@ SCHEMA: dict[str, Any] = {
                 "detectors": {"type": "array", "items": {"type": "object"}},
             },
         },
+        "limits": LIMITS_SCHEMA,
         "defaults": {
             **_REQUIRE,
             "description": "Requirement settings every rule starts from (a rule's own win).",

@@ -154,6 +154,7 @@ class Decision(BaseModel):
     reason: str | None = None
     grant: str | None = None
     error: list[FieldError] | None = None
+    code: str | None = None  # why it was rejected: invalid | rate_limited | pending_cap
     payload_sha256: str | None = None
     decided_at: float = Field(default_factory=time.time)
     policy: str | None = None
