@@ -3,6 +3,8 @@ process, the scripted agent and the three outcomes; and Ctrl-C stopping all of i
 
 from __future__ import annotations
 
+import contextlib
+import http.cookiejar
 import os
 import queue
 import re
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pytest
 
 from tests.conftest import ROOT, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def demo_env(data_dir: Path) -> dict[str, str]:
@@ -96,10 +99,15 @@ def processes_using(data_dir: Path) -> list[int]:
     return found
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
+def stop(proc: subprocess.Popen[str], data_dir: Path) -> None:
+    """Last resort after a failure: kill the demo's group and anything left using its folder
+    (the embedded redis-server runs in its own session)."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+    for pid in processes_using(data_dir):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_demo_runs_unattended_with_the_three_outcomes(tmp_path: Path) -> None:
@@ -119,7 +127,7 @@ def test_demo_runs_unattended_with_the_three_outcomes(tmp_path: Path) -> None:
         text = out.rest(30)
         assert proc.wait(30) == 0, text
     finally:
-        stop(proc)
+        stop(proc, tmp_path / "data")
     assert "[1] approved automatically by policy rule dev-auto" in text
     assert re.search(r"\[1\] ✓ agent:deploy-bot proceeds", text)
     assert "[2] alice@example.com approved via demo-script — 2 of dba — 1 so far" in text
@@ -133,17 +141,39 @@ def test_demo_runs_unattended_with_the_three_outcomes(tmp_path: Path) -> None:
     assert not processes_using(tmp_path / "data")
 
 
-def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+def approve_in_inbox(base: str, path: str, email: str) -> None:
+    """What a person does: open the request page, sign in as a demo person, click Approve."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(base + path, timeout=10) as resp:  # redirected to the sign-in page
+        page = resp.read().decode()
+    token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({"csrf": token, "email": email, "next": path}).encode()
+    with opener.open(base + "/inbox/auth/demo", data=form, timeout=10) as resp:
+        page = resp.read().decode()
+    assert 'name="choice" value="approve"' in page
+    token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({"csrf": token, "choice": "approve"}).encode()
+    with opener.open(base + path + "/decide", data=form, timeout=10) as resp:
+        assert "Vote recorded; waiting for more approvals." in resp.read().decode()
+
+
+def test_approve_in_the_inbox_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
     proc, port = start_demo(tmp_path)
     out = Lines(proc)
     try:
         out.until(r"\[2\] waiting for approval", 120)
+        line = out.until(r"To approve: open http://127\.0\.0\.1:\d+/inbox/r/demo-\S+-db-export", 10)
+        url = line.split("open ", 1)[1].strip()
+        approve_in_inbox(f"http://127.0.0.1:{port}", url.split(str(port), 1)[1],
+                         "alice@example.com")
+        out.until(r"\[2\] alice@example\.com approved via web — 2 of dba — 1 so far", 20)
         assert processes_using(tmp_path / "data"), "the demo's processes should be running"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         text = out.rest(40)
         assert proc.wait(40) == 0, text
     finally:
-        stop(proc)
+        stop(proc, tmp_path / "data")
     assert "Stopped web, worker, intake and the embedded Redis." in text
     deadline = time.monotonic() + 10
     while processes_using(tmp_path / "data") and time.monotonic() < deadline:

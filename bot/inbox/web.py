@@ -120,9 +120,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                                            "X-Accel-Buffering": "no",
                                            "X-Content-Type-Options": "nosniff",
                                            "Content-Security-Policy": CSP})
-    await response.prepare(request)
-    queue = ctx.hub.subscribe()
+    queue = ctx.hub.subscribe()  # before the headers go out: the page is live from onopen
     try:
+        await response.prepare(request)
         await response.write(b"retry: 3000\n: connected\n\n")
         while True:
             try:

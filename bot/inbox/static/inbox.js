@@ -85,12 +85,10 @@
   var url = body.getAttribute("data-events");
   if (!live || !url || !window.EventSource) return;
   setInterval(refresh, 60000);
-  var opened = false;
   var source = new EventSource(url);
   source.onopen = function () {
     body.setAttribute("data-sse", "open");
-    if (opened) soon();  // reconnected: catch up on anything missed
-    opened = true;
+    soon();  // catch up on anything that changed since the page was rendered (or offline)
   };
   source.onerror = function () { body.setAttribute("data-sse", "retry"); };
   source.addEventListener("change", function (event) {
