@@ -123,7 +123,7 @@ class SlackHandlers:
         await ack()
 
     async def vote_after(self, body: dict[str, Any], client: AsyncWebClient,
-                         context: Any) -> None:
+                         context: Any, respond: Any) -> None:
         """After the ack: open the deny-reason modal, or tell the clicker what happened."""
         info = context.get("signoff") or {}
         user = str((body.get("user") or {}).get("id") or "")
@@ -137,9 +137,8 @@ class SlackHandlers:
             await _slack(client.views_open(trigger_id=body.get("trigger_id"),
                                            view=render.deny_modal(view, value, channel)))
             return
-        if info.get("say") and channel:
-            await _slack(client.chat_postEphemeral(channel=channel, user=user,
-                                                   text=info["say"]))
+        if info.get("say"):
+            await _tell_clicker(body, client, respond, info["say"])
 
     # --- deny with a reason ---------------------------------------------------------------
     async def deny_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any],
@@ -182,11 +181,11 @@ class SlackHandlers:
     async def details_ack(self, ack: Any) -> None:
         await ack()
 
-    async def details_open(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def details_open(self, body: dict[str, Any], client: AsyncWebClient,
+                           respond: Any) -> None:
         """"View details": the whole masked payload in a modal, for people in the directory."""
         action = (body.get("actions") or [{}])[0]
         user = str((body.get("user") or {}).get("id") or "")
-        channel = _channel_of(body)
 
         def load() -> tuple[str, dict[str, Any] | None]:
             try:
@@ -205,8 +204,8 @@ class SlackHandlers:
         problem, modal = await asyncio.to_thread(load)
         if modal is not None:
             await _slack(client.views_open(trigger_id=body.get("trigger_id"), view=modal))
-        elif channel:
-            await _slack(client.chat_postEphemeral(channel=channel, user=user, text=problem))
+        else:
+            await _tell_clicker(body, client, respond, problem)
 
     # --- /signoff -------------------------------------------------------------------------
     async def command_ack(self, ack: Any, body: dict[str, Any]) -> None:
@@ -235,6 +234,21 @@ class SlackHandlers:
             await respond(replace_original=True, response_type="ephemeral", **message)
         except Exception as exc:  # the response_url expired or Slack refused it
             log.warning("could not show the next page: %s", type(exc).__name__)
+
+
+async def _tell_clicker(body: dict[str, Any], client: AsyncWebClient, respond: Any,
+                        text: str) -> None:
+    """An ephemeral answer to whoever clicked: on a card, chat.postEphemeral in its channel;
+    on an ephemeral message (a /signoff answer, possibly in a channel the app is not in),
+    through the click's response_url."""
+    container = body.get("container") or {}
+    if container.get("is_ephemeral") and body.get("response_url"):
+        await _slack(respond(text=text, response_type="ephemeral", replace_original=False))
+        return
+    channel = _channel_of(body)
+    user = str((body.get("user") or {}).get("id") or "")
+    if channel and user:
+        await _slack(client.chat_postEphemeral(channel=channel, user=user, text=text))
 
 
 def _channel_of(body: dict[str, Any]) -> str:

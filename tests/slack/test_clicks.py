@@ -279,3 +279,15 @@ def test_button_values_carry_our_hmac(srt: Runtime, fake_slack: FakeSlack) -> No
         verified = clicks.verify(srt.hmac_key, buttons[action_id]["value"])
         assert (verified.request_id, verified.choice) == ("r-hmac", choice)
     assert buttons[render.APPROVE]["confirm"]["confirm"]["text"] == "Approve"
+
+
+def test_deny_without_required_reason_is_one_click(srt: Runtime, fake_slack: FakeSlack,
+                                                    web: SlackClient) -> None:
+    # iam-grant does not ask for a deny comment: Deny records the vote at once, no modal.
+    submit(srt, export_body("r-quick", action="iam.grant", resource="role/db-reader",
+                            params={"role": "db-reader", "user": "frank@example.com"}))
+    card = next(c for c in fake_slack.cards("r-quick") if c.channel == APPROVALS)
+    assert click(web, fake_slack, "U0DAVE", card, render.DENY)[0] == 200
+    assert srt.store.status("r-quick") is Status.DENIED
+    assert until(lambda: ephemeral_for(fake_slack, "U0DAVE")) == ["Request denied."]
+    assert fake_slack.views() == []

@@ -74,6 +74,10 @@ def test_vote_from_a_status_answer(srt: Runtime, fake_slack: FakeSlack,
     payload["container"] = {"type": "message", "is_ephemeral": True, "channel_id": "C0GENERAL"}
     assert web.interact(payload)[0] == 200
     assert list(srt.store.get("r-eph").votes) == ["bob@example.com"]  # type: ignore[union-attr]
+    # The answer goes back through the response_url (the app need not be in that channel).
+    answer_back = until(fake_slack.responses, what="response_url answer")[0]
+    assert answer_back["text"] == "Vote recorded; waiting for more approvals."
+    assert answer_back["replace_original"] is False and fake_slack.ephemerals() == []
 
 
 def test_pending_pages_newest_first(srt: Runtime, fake_slack: FakeSlack,
