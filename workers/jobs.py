@@ -192,6 +192,10 @@ def update_cards(request_id: str) -> str:
             card["version"] = view.version
             rt.redis.hset(rt.keys.cards(request_id), slot, json.dumps(card))
             updated += 1
+        if "web" in ms and not any(str(slot).startswith("web:") for slot in cards):
+            # Open inbox pages show every request someone may look at, not only those the
+            # policy routes to the web channel: announce the change to them too.
+            asyncio.run(ms["web"].update(view, "inbox", {}))
         if record.status.final:
             _tell_requester(rt, record, view, ms)
         return f"updated {updated}"
