@@ -7,11 +7,13 @@ job after a killed worker) and the second run changes nothing.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from rq import get_current_job
 
@@ -25,6 +27,20 @@ from workers.janitor import CLAIM_FACTOR
 from workers.messengers import CHANNEL_MESSENGER, build_messengers, destinations
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a messenger coroutine from a sync job. Jobs normally run in a worker with no event
+    loop; when one is running in this thread (a job executed inline from async code), the
+    coroutine runs on its own loop in a helper thread instead of failing."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
 
 _messengers: dict[str, Messenger] | None = None
 
@@ -78,9 +94,13 @@ def _slot(kind: str, destination: str) -> str:
     return f"{kind}:{destination}"
 
 
-def notify(request_id: str, kind: str | None = None, target: str | None = None) -> str:
+def notify(request_id: str, kind: str | None = None, target: str | None = None,
+           later: int = 0) -> str:
     """Post the cards for one policy channel target, or for every target of the request's
-    policy when none is given (each destination once, ever)."""
+    policy when none is given (each destination once, ever).
+
+    ``later`` counts the slow rounds (:data:`LATER_ROUNDS`) a card post still failing after
+    rq's own retries has had."""
     rt = current()
     record = rt.store.get(request_id)
     if record is None or record.status is not Status.PENDING:
@@ -89,7 +109,18 @@ def notify(request_id: str, kind: str | None = None, target: str | None = None) 
         from policy import Evaluation
 
         channels = Evaluation.from_dict(record.json("evaluation")).requirement.channels
-        return "; ".join(notify(request_id, c.kind.value, c.target) for c in channels)
+        # One channel failing (Slack rate-limiting) must not hold the others' cards back:
+        # every channel is tried, then the job fails for rq to retry (posted ones are kept).
+        done: list[str] = []
+        failed: DeliveryError | None = None
+        for c in channels:
+            try:
+                done.append(notify(request_id, c.kind.value, c.target))
+            except DeliveryError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+        return "; ".join(done)
     mkind = CHANNEL_MESSENGER.get(kind)
     messenger = messengers(rt).get(mkind or "")
     if messenger is None:
@@ -99,13 +130,20 @@ def notify(request_id: str, kind: str | None = None, target: str | None = None) 
     view = build_view(record)
     posted = 0
     for dest in destinations(rt, kind, target):
-        if _post_one(rt, messenger, request_id, kind, target, dest, view):
+        if _post_one(rt, messenger, request_id, kind, target, dest, view, later):
             posted += 1
     return f"posted {posted}"
 
 
+# After rq's three retries (about a minute with Slack's in-call 429 waits), a post that is
+# still failing for a reason that may pass (429, 5xx, timeouts) is tried again this often,
+# this many times, while the request is open; only then is it recorded as undeliverable.
+LATER_DELAY = 60.0
+LATER_ROUNDS = 10
+
+
 def _post_one(rt: Runtime, messenger: Messenger, request_id: str, kind: str, target: str,
-              dest: str, view: Any) -> bool:
+              dest: str, view: Any, later: int = 0) -> bool:
     slot = _slot(messenger.kind, dest)
     cards_key = rt.keys.cards(request_id)
     if rt.redis.hexists(cards_key, slot):
@@ -122,9 +160,9 @@ def _post_one(rt: Runtime, messenger: Messenger, request_id: str, kind: str, tar
     try:
         if rt.redis.hexists(cards_key, slot):
             return False
-        ref = asyncio.run(messenger.find_posted(view, dest))
+        ref = _run(messenger.find_posted(view, dest))
         if ref is None:
-            ref = asyncio.run(messenger.post(view, dest))
+            ref = _run(messenger.post(view, dest))
         card = {"kind": messenger.kind, "destination": dest, "ref": ref,
                 "version": view.version, "posted_at": time.time()}
         rt.redis.hset(cards_key, slot, json.dumps(card))
@@ -138,6 +176,12 @@ def _post_one(rt: Runtime, messenger: Messenger, request_id: str, kind: str, tar
         last_try = job is None or not job.retries_left or not exc.retryable
         if last_try:
             rt.redis.zrem(rt.keys.notifying, member)
+            if exc.retryable and job is not None and later < LATER_ROUNDS:
+                log.warning("card for %s to %s:%s still failing (%s); trying again in %.0fs",
+                            request_id, messenger.kind, dest, exc, LATER_DELAY)
+                rt.enqueue(lifecycle.JOB_NOTIFY, request_id, kind, target, later + 1,
+                           at=time.time() + LATER_DELAY)
+                return False
             _record_failure(rt, request_id, messenger.kind, dest, str(exc), final=True)
             return False
         raise
@@ -159,8 +203,12 @@ def _record_failure(rt: Runtime, request_id: str, kind: str, dest: str, error: s
     log.warning("card for %s could not be delivered to %s:%s: %s", request_id, kind, dest, error)
 
 
-def update_cards(request_id: str) -> str:
-    """Bring every posted card for a request up to the current version."""
+def update_cards(request_id: str, later: int = 0) -> str:
+    """Bring every posted card for a request up to the current version.
+
+    A card whose update keeps failing for a reason that may pass does not hold the others
+    back; after rq's retries it is tried again every :data:`LATER_DELAY` seconds
+    (:data:`LATER_ROUNDS` times), so a decided request's cards do not keep live buttons."""
     rt = current()
     lock = f"{rt.keys.cards(request_id)}:updating"
     if not rt.redis.set(lock, "1", nx=True, ex=30):
@@ -175,6 +223,7 @@ def update_cards(request_id: str) -> str:
         cards = rt.redis.hgetall(rt.keys.cards(request_id))
         ms = messengers(rt)
         updated = 0
+        failed: DeliveryError | None = None
         for slot, raw in cards.items():
             card = json.loads(raw)
             if int(card.get("version", 0)) >= view.version:
@@ -183,11 +232,11 @@ def update_cards(request_id: str) -> str:
             if messenger is None:
                 continue
             try:
-                asyncio.run(messenger.update(view, card["destination"], card["ref"]))
+                _run(messenger.update(view, card["destination"], card["ref"]))
             except DeliveryError as exc:
                 log.warning("could not update card %s for %s: %s", slot, request_id, exc)
                 if exc.retryable:
-                    raise
+                    failed = failed or exc
                 continue
             card["version"] = view.version
             rt.redis.hset(rt.keys.cards(request_id), slot, json.dumps(card))
@@ -195,9 +244,16 @@ def update_cards(request_id: str) -> str:
         if "web" in ms and not any(str(slot).startswith("web:") for slot in cards):
             # Open inbox pages show every request someone may look at, not only those the
             # policy routes to the web channel: announce the change to them too.
-            asyncio.run(ms["web"].update(view, "inbox", {}))
+            _run(ms["web"].update(view, "inbox", {}))
         if record.status.final:
             _tell_requester(rt, record, view, ms)
+        if failed is not None:
+            job = get_current_job()
+            if job is None or job.retries_left:
+                raise failed
+            if later < LATER_ROUNDS:
+                rt.enqueue("workers.jobs.update_cards", request_id, later + 1,
+                           at=time.time() + LATER_DELAY)
         return f"updated {updated}"
     finally:
         rt.redis.delete(lock)
@@ -215,7 +271,7 @@ def _tell_requester(rt: Runtime, record: Any, view: Any, ms: dict[str, Messenger
         return
     text = f"Your request `{record.action}` ({record.id}) was {view.final_line()}."
     try:
-        asyncio.run(ms["slack"].tell(person.slack_id, text))
+        _run(ms["slack"].tell(person.slack_id, text))
     except DeliveryError as exc:
         log.warning("could not tell %s about %s: %s", person.id, record.id, exc)
 
@@ -238,7 +294,7 @@ def remind(request_id: str, index: int, now: float | None = None) -> str:
         if m is None or card["kind"] == "web":
             continue
         try:
-            asyncio.run(m.tell(card["destination"],
+            _run(m.tell(card["destination"],
                                f"Reminder: request {request_id} ({record.action}) is still "
                                "waiting for approval."))
         except DeliveryError as exc:
