@@ -5,6 +5,7 @@ every card posted once, and the audit chain verifies."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -133,3 +134,45 @@ def test_intake_killed_with_unacknowledged_messages_loses_none(
     outcome = assert_exactly_once(rrt, ids, fake=stack.fake, bf=stack.bf)
     assert {rid for rid, s in outcome.statuses.items() if s == "denied"} == {
         rid for rid in ids if rid.endswith("7")}
+
+
+RATE_LIMITED_FOR = 8.0  # the issue's "a minute", scaled down (Retry-After 1 s)
+
+
+def test_slack_rate_limiting_for_a_while_loses_no_card_and_no_decision(
+        rrt: Runtime, make_stack: StackFactory) -> None:
+    stack = make_stack()
+    fake = stack.fake
+    assert fake is not None
+    alice = rrt.tokens.create(TokenKind.PERSON, "alice@example.com")
+    start = time.monotonic()
+    for method in ("chat.postMessage", "chat.update", "conversations.list"):
+        fake.inject(method, "429", seconds=RATE_LIMITED_FOR, retry_after=1)
+    early = [f"sl-a{i}" for i in range(4)]
+    send(rrt, *(body(rid) for rid in early))
+    wait_pending(rrt, early, stack=stack)
+    # Decided over the API while Slack refuses everything: the agents are still answered.
+    for rid in early[:2]:
+        assert api_vote(stack.url, alice, rid).status_code == 200
+    wait_replies(rrt, early[:2], timeout=60, stack=stack)
+    replied_after = time.monotonic() - start
+    late = [f"sl-b{i}" for i in range(4)]
+    send(rrt, *(body(rid) for rid in late))
+    undecided = early[2:] + late
+    wait_pending(rrt, late, stack=stack)
+    # Once Slack answers again every open request has its one card, and clicks work.
+    for rid in undecided:
+        slack_card(fake, rid, timeout=60)
+        status, _ = slack_click(stack, rid, "U0BOB", "signoff_approve")
+        assert status == 200
+    ids = early + late
+    wait_replies(rrt, ids, stack=stack)
+    assert_exactly_once(rrt, ids, fake=fake, bf=stack.bf, status=Status.APPROVED,
+                        unposted_ok=True)
+    wait_for(lambda: all(slack_card_final(fake, rid) for rid in undecided), timeout=30,
+             message="every Slack card shows the decision")
+    refused = [c for c in fake.calls() if c.status == 429]
+    assert refused, "Slack never rate-limited anything"
+    print([(c.method, round(c.at - fake.calls()[0].at, 1), c.status) for c in fake.calls()][:40])
+    print(f"replies during the rate limit after {replied_after:.1f}s; "
+          f"{len(refused)} calls answered 429")
