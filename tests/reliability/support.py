@@ -401,3 +401,127 @@ def slack_card_final(fake: FakeSlack, rid: str) -> bool:
 
 
 __all__ = ["AAD", "APPROVALS"]
+
+
+# --- a connector that stops answering -----------------------------------------------------
+class StallingProxy:
+    """An HTTP proxy in front of the fake Bot Connector that can hold calls unanswered.
+
+    ``hold(method, times, seconds, deliver)``: the next ``times`` calls of ``method`` get no
+    answer for ``seconds`` (the caller's timeout fires first); with ``deliver`` the call is
+    then passed on anyway (the connector did the work, only the answer was lost), else it is
+    dropped. Everything else is forwarded as it comes.
+    """
+
+    def __init__(self, target: str) -> None:
+        import asyncio
+        import threading
+
+        self.target = target.rstrip("/")
+        self.port = 0
+        self.held: list[tuple[str, str, bool]] = []
+        self._plans: list[list[Any]] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def hold(self, method: str, times: int, seconds: float, deliver: bool = False) -> None:
+        with self._lock:
+            self._plans.append([method.upper(), times, seconds, deliver])
+
+    def _take(self, method: str) -> tuple[float, bool] | None:
+        with self._lock:
+            for plan in self._plans:
+                if plan[0] == method and plan[1] > 0:
+                    plan[1] -= 1
+                    return float(plan[2]), bool(plan[3])
+        return None
+
+    def start(self) -> StallingProxy:
+        import asyncio
+        import threading
+
+        from aiohttp import ClientSession, web
+
+        ready = threading.Event()
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            raw = await request.read()
+            plan = self._take(request.method)
+            if plan is not None:
+                seconds, deliver = plan
+                with self._lock:
+                    self.held.append((request.method, request.path, deliver))
+                await asyncio.sleep(seconds)
+                if not deliver:
+                    return web.Response(status=504)
+            headers = {k: v for k, v in request.headers.items()
+                       if k.lower() in ("authorization", "content-type")}
+            async with ClientSession() as http, http.request(
+                    request.method, self.target + request.path_qs, data=raw,
+                    headers=headers) as resp:
+                body = await resp.read()
+                return web.Response(status=resp.status, body=body,
+                                    content_type=resp.content_type)
+
+        async def serve() -> None:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", forward)
+            runner = web.AppRunner(app, access_log=None)
+            self._runner = runner
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(serve())
+            ready.set()
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="stalling-proxy", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("proxy did not start")
+        return self
+
+    def stop(self) -> None:
+        import asyncio
+
+        if self._loop is not None:
+            if self._runner is not None:
+                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def install_teams(rt: Runtime, service_url: str, conversation: str = APPROVALS,
+                  name: str = "Approvals") -> None:
+    """Save a Teams conversation as an install would, reached through ``service_url``."""
+    from botbuilder.schema import Activity
+
+    from bot.teams.conversations import ConversationBook
+
+    activity = Activity().deserialize({
+        "type": "conversationUpdate", "id": "f:install", "channelId": "msteams",
+        "serviceUrl": service_url,
+        "from": {"id": "29:erin", "name": "Erin"},
+        "recipient": {"id": f"28:{APP_ID}", "name": "Signoff"},
+        "conversation": {"id": conversation, "conversationType": "channel",
+                         "tenantId": TENANT, "isGroup": True},
+        "channelData": {"tenant": {"id": TENANT}, "channel": {"id": conversation},
+                        "team": {"id": conversation, "name": name},
+                        "eventType": "teamMemberAdded"},
+        "membersAdded": [{"id": f"28:{APP_ID}"}],
+    })
+    saved = ConversationBook(rt.redis, rt.keys).save(activity, TENANT)
+    assert saved is not None and saved.names
