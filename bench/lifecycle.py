@@ -98,9 +98,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--rate", type=float, default=10.0, help="decisions per second")
     ap.add_argument("--decisions", type=int, default=100)
+    ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the processes")
     args = ap.parse_args()
 
-    stack = BenchStack(POLICY)
+    stack = BenchStack(POLICY, env=dict(e.split("=", 1) for e in args.env))
     (Path(__file__).resolve().parent / "_run.py").write_text(WORKER_CODE)
     try:
         url = stack.start_redis()
@@ -157,6 +158,9 @@ def main() -> None:
             lat.append((got[0] - start) * 1000)
             time.sleep(max(1 / args.rate - lat[-1] / 1000, 0))
         dec = summary(lat)
+        slow = [(i, round(v)) for i, v in enumerate(lat) if v > 10 * dec["p50"]]
+        if slow:
+            print(f"samples over 10x p50 (index, ms): {slow}")
         print(f"Signoff lifecycle benchmark ({args.workers} worker process(es), "
               f"{args.requests} requests, {args.decisions} decisions at {args.rate}/s)")
         print(f"{'measure':44} {'signoff':>10} {'baseline':>10} {'ratio':>8}")

@@ -196,6 +196,12 @@ class Keys:
 
     # --- rq queue names -----------------------------------------------------------------
     @property
+    def urgent_queue(self) -> str:
+        """The rq queue workers take first: delivering decisions and refreshing cards, so a
+        backlog of card posts never delays an agent's reply."""
+        return f"{self.prefix}:urgent"
+
+    @property
     def queue(self) -> str:
-        """The rq queue all Signoff jobs run on."""
+        """The rq queue every other Signoff job runs on (and every scheduled one)."""
         return f"{self.prefix}"

@@ -47,7 +47,9 @@ class _StateCollector(Collector):
         pipe.zcard(keys.outbox)
         pipe.xlen(keys.dead)
         pipe.llen(f"rq:queue:{keys.queue}")
-        pending, outbox, dead, queued = pipe.execute()
+        pipe.llen(f"rq:queue:{keys.urgent_queue}")
+        pending, outbox, dead, queued, urgent = pipe.execute()
+        queued += urgent
         yield GaugeMetricFamily("signoff_pending_requests", "Requests waiting for a decision",
                                 value=pending)
         yield GaugeMetricFamily("signoff_undelivered_decisions",

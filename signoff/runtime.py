@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _current: Runtime | None = None
+
+# Jobs that answer people: delivering a decision to its agent and refreshing cards after a
+# vote. They go to the urgent queue, which workers always take first.
+URGENT_JOBS = frozenset({"workers.jobs.finalize", "workers.jobs.update_cards"})
 _MASKERS: dict[bytes, Masker] = {}
 
 
@@ -53,6 +57,8 @@ class Runtime:
         self._audited_policy: str | None = None
         self._masking_config: tuple[str, MaskingConfig] | None = None
         self.tokens = TokenStore(self.redis, self.keys)
+        self.urgent_queue = Queue(self.keys.urgent_queue, connection=self.redis_bytes,
+                                  serializer=JSONSerializer)
         self.queue = Queue(self.keys.queue, connection=self.redis_bytes,
                            serializer=JSONSerializer)
 
@@ -143,7 +149,8 @@ class Runtime:
             when = datetime.fromtimestamp(at, tz=UTC)
             self.queue.enqueue_at(when, func, *args, job_id=job_id, retry=retry)
         else:
-            self.queue.enqueue(func, *args, job_id=job_id, retry=retry)
+            queue = self.urgent_queue if func in URGENT_JOBS else self.queue
+            queue.enqueue(func, *args, job_id=job_id, retry=retry)
 
     def close(self) -> None:
         self.redis.close()

@@ -119,7 +119,7 @@ def run_jobs(rt: Runtime, max_rounds: int = 20) -> int:
 
     total = 0
     for _ in range(max_rounds):
-        queued = rt.queue.count
+        queued = rt.queue.count + rt.urgent_queue.count
         if queued == 0:
             break
         worker = build_worker(rt)

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 def build_worker(rt: Runtime, name: str | None = None,
                  maintenance_interval: int | None = None) -> SimpleWorker:
     """A worker on Signoff's queue using the runtime's bytes connection."""
-    queue = Queue(rt.keys.queue, connection=rt.redis_bytes, serializer=JSONSerializer)
-    return SimpleWorker([queue], connection=rt.redis_bytes, serializer=JSONSerializer,
+    queues = [Queue(name, connection=rt.redis_bytes, serializer=JSONSerializer)
+              for name in (rt.keys.urgent_queue, rt.keys.queue)]  # in priority order
+    return SimpleWorker(queues, connection=rt.redis_bytes, serializer=JSONSerializer,
                         name=name, maintenance_interval=maintenance_interval
                         or rt.settings.worker_maintenance_interval,
                         job_monitoring_interval=5)
