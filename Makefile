@@ -28,7 +28,7 @@ test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	for b in bench/*.py; do $(BIN)/python $$b; done
+	for b in bench/[a-z]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .signoff

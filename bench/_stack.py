@@ -113,3 +113,8 @@ class BenchStack:
                 p.kill()
         self.procs.clear()
         self.redis.stop()
+
+
+def noop(i: int) -> int:
+    """The baseline rq job: does nothing (what an rq round trip costs by itself)."""
+    return i

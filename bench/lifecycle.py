@@ -73,7 +73,7 @@ def rq_baseline(stack: BenchStack, n: int, rate: float, samples: int) -> dict[st
     r = redis.Redis.from_url(stack.redis.url)
     q = Queue("bench", connection=r, serializer=JSONSerializer)
     for i in range(n):
-        q.enqueue("bench.noop.noop", i)
+        q.enqueue("bench._stack.noop", i)
     t0 = time.perf_counter()
     stack.spawn("bench._run", stack.redis.url, "burst").wait()
     throughput = n / (time.perf_counter() - t0)
@@ -82,7 +82,7 @@ def rq_baseline(stack: BenchStack, n: int, rate: float, samples: int) -> dict[st
     lat = []
     for i in range(samples):
         start = time.perf_counter()
-        job = q.enqueue("bench.noop.noop", i)
+        job = q.enqueue("bench._stack.noop", i)
         while job.get_status(refresh=True).value != "finished":
             time.sleep(0.0005)
         lat.append((time.perf_counter() - start) * 1000)
