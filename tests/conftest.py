@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from signoff.redis_conn import EmbeddedRedis, connect
 from signoff.runtime import Runtime, set_current
@@ -163,3 +164,19 @@ def drive(rt: Runtime) -> Callable[[], None]:
         run_jobs(rt)
 
     return _drive
+
+
+@pytest.fixture
+async def server(rt: Runtime) -> AsyncIterator[TestServer]:
+    """The real web application (``bot.app.create_app``) on a loopback port."""
+    from bot.app import create_app
+
+    srv = TestServer(create_app(rt), host="127.0.0.1")
+    await srv.start_server()
+    yield srv
+    await srv.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    """An Authorization header for an API token."""
+    return {"Authorization": f"Bearer {token}"}

@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.app import create_app
 from signoff.runtime import Runtime, set_current
 from signoff.tokens import TokenKind
-from tests.conftest import make_settings, run_intake, run_jobs
+from tests.conftest import bearer, make_settings, run_intake, run_jobs
 from tests.core.test_smoke_lifecycle import export_request
-
-
-@pytest.fixture
-async def server(rt: Runtime) -> AsyncIterator[TestServer]:
-    srv = TestServer(create_app(rt), host="127.0.0.1")
-    await srv.start_server()
-    yield srv
-    await srv.close()
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_create_get_decide_over_http(rt: Runtime, server: TestServer) -> None:
@@ -37,33 +23,33 @@ async def test_create_get_decide_over_http(rt: Runtime, server: TestServer) -> N
     base = str(server.make_url(""))
     async with aiohttp.ClientSession(base) as http:
         body = export_request("api-1")
-        async with http.post("/api/v1/requests", json=body, headers=auth(agent)) as resp:
+        async with http.post("/api/v1/requests", json=body, headers=bearer(agent)) as resp:
             assert resp.status == 202, await resp.text()
         run_intake(rt)
         run_jobs(rt)  # rq installs signal handlers: main thread only
-        async with http.get("/api/v1/requests/api-1", headers=auth(alice)) as resp:
+        async with http.get("/api/v1/requests/api-1", headers=bearer(alice)) as resp:
             view = await resp.json()
             assert view["status"] == "pending"
             assert "sk_live" not in json.dumps(view)
             assert view["policy"]["progress"] == "2 of dba — 0 so far"
-        async with http.get("/api/v1/requests", headers=auth(alice)) as resp:
+        async with http.get("/api/v1/requests", headers=bearer(alice)) as resp:
             assert [i["id"] for i in (await resp.json())["items"]] == ["api-1"]
         # Agent credentials never decide.
         async with http.post("/api/v1/requests/api-1/decision", json={"decision": "approve"},
-                             headers=auth(agent)) as resp:
+                             headers=bearer(agent)) as resp:
             assert resp.status == 403
         async with http.post("/api/v1/requests/api-1/decision", json={"decision": "approve"},
-                             headers=auth("so_p_forged")) as resp:
+                             headers=bearer("so_p_forged")) as resp:
             assert resp.status == 401
         async with http.post("/api/v1/requests/api-1/decision", json={"decision": "approve"},
-                             headers=auth(alice)) as resp:
+                             headers=bearer(alice)) as resp:
             assert resp.status == 200, await resp.text()
         async with http.post("/api/v1/requests/api-1/decision", json={"decision": "approve"},
-                             headers=auth(bob)) as resp:
+                             headers=bearer(bob)) as resp:
             data = await resp.json()
             assert data["result"] == "final" and data["request"]["status"] == "approved"
         async with http.post("/api/v1/requests/api-1/decision", json={"decision": "deny"},
-                             headers=auth(bob)) as resp:
+                             headers=bearer(bob)) as resp:
             assert resp.status == 409
     run_jobs(rt)  # rq installs signal handlers: main thread only
     assert json.loads(rt.redis.lpop(rt.keys.reply("api-1")))["status"] == "approved"
@@ -73,16 +59,16 @@ async def test_api_rejects_bad_bodies_with_problem_json(rt: Runtime, server: Tes
     agent = rt.tokens.create(TokenKind.AGENT, "agent:export-bot")
     base = str(server.make_url(""))
     async with aiohttp.ClientSession(base) as http:
-        async with http.post("/api/v1/requests", data=b"{nope", headers=auth(agent)) as resp:
+        async with http.post("/api/v1/requests", data=b"{nope", headers=bearer(agent)) as resp:
             assert resp.status == 400
             assert resp.content_type == "application/problem+json"
         body = export_request("api-2")
         del body["action"]
-        async with http.post("/api/v1/requests", json=body, headers=auth(agent)) as resp:
+        async with http.post("/api/v1/requests", json=body, headers=bearer(agent)) as resp:
             assert resp.status == 422
             assert "action" in [e["field"] for e in (await resp.json())["errors"]]
         body = export_request("api-3", requester="agent:someone-else")
-        async with http.post("/api/v1/requests", json=body, headers=auth(agent)) as resp:
+        async with http.post("/api/v1/requests", json=body, headers=bearer(agent)) as resp:
             assert resp.status == 403
         async with http.get("/healthz") as resp:
             assert (await resp.json())["ok"] is True
@@ -134,7 +120,7 @@ async def test_fifty_concurrent_decisions_end_in_one_final_state(redis_url: str,
         async with aiohttp.ClientSession(str(srv.make_url(""))) as http:
             async def click(token: str) -> dict:
                 async with http.post("/api/v1/requests/race-1/decision",
-                                     json={"decision": "approve"}, headers=auth(token)) as r:
+                                     json={"decision": "approve"}, headers=bearer(token)) as r:
                     return {"status": r.status, **(await r.json())}
 
             results = await asyncio.gather(*(click(t) for t in tokens))

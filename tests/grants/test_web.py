@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import jwt
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.app import create_app
 from signoff.grant_check import GrantError, check_grant, unverified_claims
 from signoff.grants import KeyRing, Purpose
 from signoff.runtime import Runtime
 from signoff.tokens import TokenKind
+from tests.conftest import bearer
 from tests.grants.helpers import PARAMS, human_approved
-
-
-@pytest.fixture
-async def server(rt: Runtime) -> AsyncIterator[TestServer]:
-    srv = TestServer(create_app(rt), host="127.0.0.1")
-    await srv.start_server()
-    yield srv
-    await srv.close()
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_jwks_verifies_a_grant_with_nothing_else(rt: Runtime, server: TestServer) -> None:
@@ -60,25 +47,25 @@ async def test_revoke_over_http_needs_an_approver_of_that_request(
     async with aiohttp.ClientSession(str(server.make_url(""))) as http:
         async with http.post(f"/api/v1/grants/{jti}/revoke") as resp:
             assert resp.status == 401
-        async with http.post(f"/api/v1/grants/{jti}/revoke", headers=auth(agent)) as resp:
+        async with http.post(f"/api/v1/grants/{jti}/revoke", headers=bearer(agent)) as resp:
             assert resp.status == 403
-        async with http.post(f"/api/v1/grants/{jti}/revoke", headers=auth(frank),
+        async with http.post(f"/api/v1/grants/{jti}/revoke", headers=bearer(frank),
                              json={"reason": "no"}) as resp:
             assert resp.status == 403
             assert (await resp.json())["code"] == "forbidden"
-        async with http.get(f"/api/v1/grants/{jti}", headers=auth(carol)) as resp:
+        async with http.get(f"/api/v1/grants/{jti}", headers=bearer(carol)) as resp:
             assert (await resp.json())["state"] == "issued"
-        async with http.post("/api/v1/requests/w-2/grant/revoke", headers=auth(carol),
+        async with http.post("/api/v1/requests/w-2/grant/revoke", headers=bearer(carol),
                              json={"reason": "exported the wrong table"}) as resp:
             assert resp.status == 200, await resp.text()
             assert (await resp.json())["jti"] == jti
-        async with http.post(f"/api/v1/grants/{jti}/revoke", headers=auth(carol)) as resp:
+        async with http.post(f"/api/v1/grants/{jti}/revoke", headers=bearer(carol)) as resp:
             assert resp.status == 409
             assert (await resp.json())["code"] == "already_revoked"
-        async with http.get(f"/api/v1/grants/{jti}", headers=auth(carol)) as resp:
+        async with http.get(f"/api/v1/grants/{jti}", headers=bearer(carol)) as resp:
             body = await resp.json()
             assert body["state"] == "revoked" and body["revoked_by"] == "carol@example.com"
-        async with http.post(f"/api/v1/grants/{'0' * 32}/revoke", headers=auth(carol)) as resp:
+        async with http.post(f"/api/v1/grants/{'0' * 32}/revoke", headers=bearer(carol)) as resp:
             assert resp.status == 404
     with pytest.raises(GrantError) as err:
         check_grant(rt.redis, rt.keys, decision.grant, action="db.export",

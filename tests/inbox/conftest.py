@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.app import create_app
 from signoff import lifecycle
 from signoff.models import Status
 from signoff.runtime import Runtime
@@ -94,14 +92,6 @@ def shared_masker() -> Any:
 def settings(redis_url: str, tmp_path: Path) -> Settings:
     """The suite's settings with the demo sign-in on (loopback only, as ``signoff demo``)."""
     return make_settings(redis_url, tmp_path / "data", demo_sign_in=True)
-
-
-@pytest.fixture
-async def server(rt: Runtime) -> AsyncIterator[TestServer]:
-    srv = TestServer(create_app(rt), host="127.0.0.1")
-    await srv.start_server()
-    yield srv
-    await srv.close()
 
 
 def client(server: TestServer) -> aiohttp.ClientSession:
