@@ -109,40 +109,59 @@ def _slice(left: float) -> float:
     return min(max(left, 0.01), 2.0)
 
 
-class Handle:
-    """A sent request; :meth:`wait` blocks for its decision."""
+class _BaseHandle:
+    """What sync and asyncio handles share: the request body, its reply key, the cancel
+    message and the wait budget (the blocking calls themselves differ)."""
 
-    def __init__(self, client: Client, body: dict[str, Any]) -> None:
-        self.client = client
+    def __init__(self, keys: Keys, body: dict[str, Any]) -> None:
+        self.keys = keys
         self.body = body
         self.id: str = body["id"]
         self._decision: Decision | None = None
 
     @property
     def reply_key(self) -> str:
-        return self.body.get("reply_to") or self.client.keys.reply(self.id)
+        return self.body.get("reply_to") or self.keys.reply(self.id)
+
+    def _cancel_fields(self, reason: str) -> dict[str, str]:
+        return {"cancel": json.dumps({"id": self.id, "requester": self.body["requester"],
+                                      "reason": reason})}
+
+    def _left(self, deadline: float, timeout: float) -> float:
+        """Seconds left to wait, or raise :class:`ApprovalTimeout`."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ApprovalTimeout(f"no decision for {self.id} within {timeout}s")
+        return _slice(left)
+
+    def _got(self, raw: bytes | str) -> Decision:
+        self._decision = Decision.from_json(raw)
+        return self._decision
+
+
+class Handle(_BaseHandle):
+    """A sent request; :meth:`wait` blocks for its decision."""
+
+    def __init__(self, client: Client, body: dict[str, Any]) -> None:
+        super().__init__(client.keys, body)
+        self.client = client
 
     def wait(self, timeout: float = 300) -> Decision:
         """Block until the decision arrives; raise :class:`ApprovalTimeout` after ``timeout``."""
-        if self._decision is not None:
-            return self._decision
         deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ApprovalTimeout(f"no decision for {self.id} within {timeout}s")
+        while self._decision is None:
             try:
-                got = self.client.redis.blpop([self.reply_key], timeout=_slice(left))
+                got = self.client.redis.blpop([self.reply_key],
+                                              timeout=self._left(deadline, timeout))
             except redis.TimeoutError:
                 continue  # the client's socket timeout fired first; keep waiting
             if got:
-                self._decision = Decision.from_json(got[1])
-                return self._decision
+                return self._got(got[1])
+        return self._decision
 
     def cancel(self, reason: str = "") -> None:
         """Ask Signoff to cancel this request (the decision then says ``cancelled``)."""
-        self.client.redis.xadd(self.client.keys.requests, {"cancel": json.dumps(
-            {"id": self.id, "requester": self.body["requester"], "reason": reason})})
+        self.client.redis.xadd(self.keys.requests, self._cancel_fields(reason))
 
 
 class Client:
@@ -182,38 +201,29 @@ class Client:
                     params=params)
 
 
-class AsyncHandle:
+class AsyncHandle(_BaseHandle):
     """A sent request (asyncio)."""
 
     def __init__(self, client: AsyncClient, body: dict[str, Any]) -> None:
+        super().__init__(client.keys, body)
         self.client = client
-        self.body = body
-        self.id: str = body["id"]
-        self._decision: Decision | None = None
-
-    @property
-    def reply_key(self) -> str:
-        return self.body.get("reply_to") or self.client.keys.reply(self.id)
 
     async def wait(self, timeout: float = 300) -> Decision:
-        if self._decision is not None:
-            return self._decision
+        """Wait for the decision; raise :class:`ApprovalTimeout` after ``timeout``."""
         deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ApprovalTimeout(f"no decision for {self.id} within {timeout}s")
+        while self._decision is None:
             try:
-                got = await self.client.redis.blpop([self.reply_key], timeout=_slice(left))
+                got = await self.client.redis.blpop([self.reply_key],
+                                                    timeout=self._left(deadline, timeout))
             except redis.TimeoutError:
                 continue
             if got:
-                self._decision = Decision.from_json(got[1])
-                return self._decision
+                return self._got(got[1])
+        return self._decision
 
     async def cancel(self, reason: str = "") -> None:
-        await self.client.redis.xadd(self.client.keys.requests, {"cancel": json.dumps(
-            {"id": self.id, "requester": self.body["requester"], "reason": reason})})
+        """Ask Signoff to cancel this request."""
+        await self.client.redis.xadd(self.keys.requests, self._cancel_fields(reason))
 
 
 class AsyncClient:
