@@ -345,7 +345,10 @@ def checkpoint_if_due(rt: Runtime, every: float, now: float | None = None) -> Ch
     seq, _h, _id = rt.audit.head()
     if last:
         fields = last[0][1]
-        if int(fields.get("seq", 0)) >= seq or now - float(fields.get("ts", 0)) < every:
+        age = now - float(fields.get("ts", 0))
+        # A negative age: the last one was signed by a clock that ran ahead; sign again now
+        # rather than wait for real time to catch up with it.
+        if int(fields.get("seq", 0)) >= seq or 0 <= age < every:
             return None
     elif seq == 0:
         return None
@@ -372,7 +375,10 @@ def check_checkpoint(cp: Checkpoint, jwks: dict[str, Any], log_name: str | None 
         key = jwt.algorithms.OKPAlgorithm.from_jwk(json.dumps(jwk))
         claims = jwt.decode(cp.token, key, algorithms=["EdDSA"],  # type: ignore[arg-type]
                             audience=CHECKPOINT_AUDIENCE, issuer=CHECKPOINT_ISSUER,
-                            options={"require": ["seq", "hash", "iat"]})
+                            # iat is when it was signed, by the signer's clock: a record, not
+                            # a validity window (a clock that ran ahead must not make a good
+                            # checkpoint "not yet valid" to every later verifier).
+                            options={"require": ["seq", "hash", "iat"], "verify_iat": False})
     except (jwt.PyJWTError, ValueError) as exc:
         return f"signature does not verify: {exc}"
     if int(claims["seq"]) != cp.seq or claims["hash"] != cp.hash:

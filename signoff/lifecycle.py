@@ -726,6 +726,8 @@ def finalize(rt: Runtime, request_id: str) -> str:
         return "not_found"
     if not record.status.final:
         return "open"
+    if not record.get("replied_at"):
+        complete_audit(rt, record)
     grant: str | None = None
     if record.status is Status.APPROVED:
         grant = record.get("grant") or issue_grant(rt, record)
@@ -741,6 +743,40 @@ def finalize(rt: Runtime, request_id: str) -> str:
     if record.get("merged_count"):
         merging.settle_followers(rt, record)
     return "delivered" if delivered else "already_delivered"
+
+
+# The audit event that settles a request in each final state.
+SETTLED_BY = {Status.APPROVED: Event.DECIDED, Status.DENIED: Event.DECIDED,
+              Status.TIMED_OUT: Event.EXPIRED, Status.CANCELLED: Event.CANCELLED,
+              Status.REJECTED: Event.REJECTED}
+
+
+def complete_audit(rt: Runtime, record: Record) -> int:
+    """Audit what a process killed mid-step left out: votes the atomic script recorded, and
+    the transition that settled the request (a web process SIGKILLed right after the final
+    vote, before its audit entries). Each is marked ``recovered``; the janitor's finalize
+    repair runs this before the reply goes out.
+
+    Returns:
+        How many entries were added.
+    """
+    entries = rt.audit.for_request(record.id)
+    voted = {(e.actor, e.details.get("choice")) for e in entries if e.event == Event.VOTE.value}
+    added = 0
+    votes = sorted(record.votes.values(), key=lambda v: v.at)
+    for v in votes:
+        if (v.person, v.choice) not in voted:
+            rt.audit.append(Event.VOTE, record.id, v.person, choice=v.choice, channel=v.channel,
+                            comment_given=bool(v.comment), recovered=True)
+            added += 1
+    settling = {e.value for e in SETTLED_BY.values()}
+    event = SETTLED_BY.get(record.status)
+    if event is not None and not any(e.event in settling for e in entries):
+        actor = votes[-1].person if votes and event is Event.DECIDED else (
+            "clock" if event is Event.EXPIRED else "signoff")
+        rt.audit.append(event, record.id, actor, status=record.status.value, recovered=True)
+        added += 1
+    return added
 
 
 def issue_grant(rt: Runtime, record: Record) -> str:

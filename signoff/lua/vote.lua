@@ -12,6 +12,12 @@ local function reply(t) return cjson.encode(t) end
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return reply({result = 'not_found'}) end
 if st ~= 'pending' then return reply({result = 'closed', status = st}) end
+-- Past the deadline a vote is refused even when no timer has closed the request yet (the
+-- scheduler down, a clock that jumped): fail closed; the timeout path closes it.
+local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline') or '')
+if deadline and tonumber(ARGV[5]) >= deadline then
+  return reply({result = 'closed', status = 'timed_out'})
+end
 if ARGV[4] ~= '' then
   if redis.call('SADD', KEYS[3], ARGV[4]) == 0 then
     return reply({result = 'replay', status = st})

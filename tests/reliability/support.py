@@ -232,14 +232,16 @@ def slack_card(fake: FakeSlack, rid: str, timeout: float = 30.0) -> Message:
     return cards[0]
 
 
-def slack_click(stack: ChannelStack, rid: str, user: str, action_id: str) -> tuple[int, str]:
-    """A signed block_actions request, as Slack sends it when ``user`` clicks."""
+def slack_click(stack: ChannelStack, rid: str, user: str, action_id: str,
+                at: float | None = None) -> tuple[int, str]:
+    """A signed block_actions request, as Slack sends it when ``user`` clicks (signed at
+    ``at``, default now)."""
     assert stack.fake is not None
     card = slack_card(stack.fake, rid)
     button = card_buttons(card.blocks or [])[action_id]
     payload = block_action(user, button, channel=card.channel, message_ts=card.ts,
                            fake=stack.fake)
-    return stack.slack.interact(payload)
+    return stack.slack.interact(payload, timestamp=at)
 
 
 def teams_posts(bf: FakeBotFramework, rid: str) -> list[Recorded]:
@@ -355,7 +357,7 @@ def assert_exactly_once(rt: Runtime, ids: Iterable[str], *, fake: FakeSlack | No
     assert all(seen[rid] == 1 for rid in ids), [rid for rid in ids if seen[rid] != 1]
     # The audit chain verifies, and settles each request exactly once.
     report = audit.verify_store(rt)
-    assert report.ok, report.first_problem()
+    assert report.ok, report.to_dict()
     settled: Counter[str] = Counter()
     grants: Counter[str] = Counter()
     for entry in rt.audit.iter_entries():

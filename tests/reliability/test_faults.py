@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import aiohttp
 import pytest
+import requests
 
 from signoff.keys import INTAKE_GROUP
 from signoff.models import Status
@@ -29,6 +33,7 @@ from tests.reliability.support import (
     wait_pending,
     wait_replies,
 )
+from tests.slack.conftest import block_action, card_buttons
 
 pytestmark = pytest.mark.slow
 
@@ -176,3 +181,115 @@ def test_slack_rate_limiting_for_a_while_loses_no_card_and_no_decision(
     print([(c.method, round(c.at - fake.calls()[0].at, 1), c.status) for c in fake.calls()][:40])
     print(f"replies during the rate limit after {replied_after:.1f}s; "
           f"{len(refused)} calls answered 429")
+
+
+def test_web_restarted_during_a_burst_of_clicks(rrt: Runtime, make_stack: StackFactory) -> None:
+    stack = make_stack(teams=False)
+    fake = stack.fake
+    assert fake is not None
+    pairs = [f"wb-p{i}" for i in range(12)]  # two of dba, decided over the API
+    reads = [f"wb-r{i}" for i in range(6)]  # one of dba, decided in Slack
+    send(rrt, *(body(rid, action="db.drop") for rid in pairs),
+         *(body(rid, action="db.read") for rid in reads))
+    ids = pairs + reads
+    wait_pending(rrt, ids, stack=stack)
+    for rid in reads:
+        slack_card(fake, rid)
+    tokens = {who: rrt.tokens.create(TokenKind.PERSON, f"{who}@example.com")
+              for who in ("alice", "bob", "carol")}
+    slack_ids = {"alice": "U0ALICE", "bob": "U0BOB", "carol": "U0CAROL"}
+    # Every DBA clicks everything at once; a click whose answer never came is clicked again
+    # (the same Slack payload is re-sent: Signoff must see the replay).
+    clicks: list[tuple[str, str]] = [(rid, who) for rid in ids for who in tokens]
+    answers: dict[tuple[str, str], list[int]] = {c: [] for c in clicks}
+    payloads = {}
+    for rid in reads:
+        card = slack_card(fake, rid)
+        for who, uid in slack_ids.items():
+            button = card_buttons(card.blocks or [])["signoff_approve"]
+            payloads[(rid, who)] = block_action(uid, button, channel=card.channel,
+                                                message_ts=card.ts, fake=fake)
+
+    def click(c: tuple[str, str]) -> None:
+        rid, who = c
+        for _ in range(40):
+            try:
+                if rid in payloads:
+                    status, _ = stack.slack.interact(payloads[c])
+                else:
+                    status = api_vote(stack.url, tokens[who], rid, timeout=5).status_code
+            except (requests.RequestException, OSError, aiohttp.ClientError):
+                status = 0
+            answers[c].append(status)
+            if status and status < 500:
+                return
+            time.sleep(0.25)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(click, c) for c in clicks]
+        wait_for(lambda: sum(bool(a) for a in answers.values()) >= len(clicks) // 4,
+                 timeout=30, interval=0.01, message="a quarter of the clicks answered")
+        stack.kill("web")
+        stack.start("web")
+        for f in futures:
+            f.result(timeout=60)
+    assert any(0 in a or any(s >= 500 for s in a) for a in answers.values()), \
+        "no click was caught by the restart"
+    wait_replies(rrt, ids, stack=stack)
+    outcome = assert_exactly_once(rrt, ids, fake=fake, status=Status.APPROVED)
+    for rid in pairs:
+        people = [a["person"] for a in outcome.replies[rid]["approvers"]]
+        assert len(people) == 2 and len(set(people)) == 2, people
+    for rid in reads:
+        assert len(outcome.replies[rid]["approvers"]) == 1
+    # Refused clicks said why (already decided / already voted / replay), none was lost.
+    assert all(a and a[-1] in (200, 409) for a in answers.values()), answers
+
+
+def faketime_env(clock_file: Path) -> dict[str, str]:
+    """Run a process under libfaketime: its wall clock is the real one plus the offset in
+    ``clock_file`` (re-read on every call), its monotonic clock stays real."""
+    import libfaketime
+
+    _reexec, env = libfaketime.get_reload_information()
+    return {**env, "FAKETIME_TIMESTAMP_FILE": str(clock_file)}
+
+
+def test_clock_jumping_past_deadlines(rrt: Runtime, make_stack: StackFactory,
+                                      tmp_path: Path) -> None:
+    clock = tmp_path / "faketime"
+    clock.write_text("+0\n")
+    stack = make_stack(teams=False, env=faketime_env(clock))
+    fake = stack.fake
+    assert fake is not None
+    hour = [f"cj-h{i}" for i in range(6)]  # 1 h timeout, Slack and web
+    long = [f"cj-l{i}" for i in range(3)]  # 4 h timeout
+    send(rrt, *(body(rid, action="db.read") for rid in hour),
+         *(body(rid, action="db.archive") for rid in long))
+    wait_pending(rrt, hour + long, stack=stack)
+    for rid in hour:
+        slack_card(fake, rid)
+    alice = rrt.tokens.create(TokenKind.PERSON, "alice@example.com")
+    # Every Signoff process's wall clock jumps two hours ahead (a host resumed, NTP stepped).
+    clock.write_text("+7200\n")
+    # Clicks that arrive after the jump, before any timer could have run: refused.
+    for rid in hour[:3]:
+        resp = api_vote(stack.url, alice, rid)
+        assert resp.status_code == 409, (rid, resp.status_code, resp.text)
+    # Slack signs with the time that passed too; the click is verified, then refused.
+    status, _ = slack_click(stack, hour[3], "U0BOB", "signoff_approve", at=time.time() + 7200)
+    assert status == 200
+    wait_for(lambda: any("timed out" in e.text for e in fake.ephemerals() if e.user == "U0BOB"),
+             timeout=10, message="Bob told the request timed out")
+    wait_replies(rrt, hour, stack=stack)
+    assert api_vote(stack.url, alice, long[0]).status_code == 200
+    wait_replies(rrt, long[:1], stack=stack)
+    # And back: nothing fires again.
+    clock.write_text("+0\n")
+    time.sleep(3)
+    outcome = assert_exactly_once(rrt, [*hour, long[0]], fake=fake)
+    assert {outcome.statuses[rid] for rid in hour} == {"timed_out"}
+    assert outcome.statuses[long[0]] == "approved"
+    assert all(rrt.store.status(rid) is Status.PENDING for rid in long[1:])
+    wait_for(lambda: all(slack_card_final(fake, rid) for rid in hour), timeout=30,
+             message="every Slack card shows the timeout")
