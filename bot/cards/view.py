@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.cards.display import safe_name, safe_text, safe_value
 from signoff.models import Status
 from signoff.store import Record
 
@@ -138,7 +139,11 @@ def progress_text(quorum: int, groups: dict[str, int], approvals: int) -> str:
 
 
 def build_view(record: Record, *, partial: bool = False) -> CardView:
-    """The view of a stored record (``partial``: the view for groups allowed partial values)."""
+    """The view of a stored record (``partial``: the view for groups allowed partial values).
+
+    Everything an agent wrote passes through :mod:`bot.cards.display` here, once for every
+    renderer: invisible and direction-changing characters are shown as escapes, and names
+    (agent, person, voters) show any non-ASCII letter escaped (no look-alikes)."""
     masked = record.json("masked_partial" if partial and record.get("masked_partial")
                          else "masked", {}) or {}
     counts = record.json("masking_counts", {}) or {}
@@ -147,25 +152,26 @@ def build_view(record: Record, *, partial: bool = False) -> CardView:
     evaluation = record.json("evaluation", {}) or {}
     requirement = evaluation.get("requirement", {}) if isinstance(evaluation, dict) else {}
     votes = tuple(
-        VoteLine(v.person, v.choice, v.at, v.comment, v.channel)
+        VoteLine(safe_name(v.person), v.choice, v.at,
+                 safe_text(v.comment) if v.comment else v.comment, v.channel)
         for v in sorted(record.votes.values(), key=lambda v: v.at)
     )
     approvals = sum(1 for v in votes if v.choice == "approve")
     context = masked.get("context") if isinstance(masked.get("context"), dict) else {}
-    env = record.get("environment") or None
-    failures = tuple(record.json("notify_failures", []) or [])
+    env = safe_name(record.get("environment") or "") or None
+    failures = tuple(safe_text(str(f)) for f in record.json("notify_failures", []) or [])
     return CardView(
         request_id=record.id,
         version=record.version,
         status=record.status,
         action=record.action,
-        resource=str(masked.get("resource", "(masked)")),
-        requester=record.requester,
-        on_behalf_of=record.on_behalf_of,
+        resource=safe_text(str(masked.get("resource", "(masked)"))),
+        requester=safe_name(record.requester),
+        on_behalf_of=safe_name(record.on_behalf_of) if record.on_behalf_of else None,
         environment=env,
-        reason=str(masked.get("reason") or ""),
-        context=context or {},
-        params=masked.get("params", {}),
+        reason=safe_text(str(masked.get("reason") or "")),
+        context=safe_value(context or {}),
+        params=safe_value(masked.get("params", {})),
         policy_rule=record.get("rule_id") or "",
         policy_summary=record.get("summary") or "",
         quorum=quorum,
@@ -178,7 +184,7 @@ def build_view(record: Record, *, partial: bool = False) -> CardView:
         created_at=record.created_at,
         deadline=record.deadline,
         decided_at=record.number("decided_at") or None,
-        decision_reason=record.get("decision_reason") or None,
+        decision_reason=safe_text(record.get("decision_reason") or "") or None,
         votes=votes,
         require_deny_comment=bool(requirement.get("require_deny_comment", False)),
         notify_failures=failures,

@@ -17,6 +17,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from bot.cards.display import safe_name, safe_text
+
 MASK_RE = re.compile(
     r"\[[A-Z][A-Z0-9_]{1,40}\]"  # redacted: [EMAIL]
     r"|&lt;[A-Z][A-Z0-9_]{1,40}(?:_[0-9a-f]{6}|#[0-9a-f]{16})&gt;"  # pseudonym / keyed hash
@@ -93,8 +95,19 @@ def iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat()
 
 
+# Audit details that hold who someone is (shown like names on cards: no look-alikes).
+IDENTITY_KEYS = frozenset({"on_behalf_of", "requester", "person", "by", "revoked_by"})
+
+
 def detail_text(details: dict[str, Any]) -> str:
-    """An audit entry's details as short ``key: value`` text (scalars and small maps)."""
+    """An audit entry's details as short ``key: value`` text (scalars and small maps), made
+    display-safe like card text (:mod:`bot.cards.display`): audit entries quote the agent."""
+    details = {k: safe_name(v) if k in IDENTITY_KEYS and isinstance(v, str) else v
+               for k, v in details.items()}
+    return safe_text(_detail_text(details))
+
+
+def _detail_text(details: dict[str, Any]) -> str:
     parts = []
     for key in sorted(details):
         value = details[key]
@@ -130,7 +143,7 @@ def build_environment() -> Environment:
     env.filters.update({
         "masked": mark_masked, "masked_json": masked_json, "time_left": time_left,
         "ago": ago, "clock": clock, "iso": iso, "detail_text": detail_text,
-        "duration": duration,
+        "duration": duration, "safe_name": safe_name,
     })
     env.globals.update({"has_masked": has_masked, "progress_percent": progress_percent})
     return env
