@@ -336,9 +336,17 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
                at=math.ceil(deadline))
     schedule_followups(rt, request_id, now, requirement)
     if requirement.channels:
-        # One job posts every channel's cards (each destination still recorded once).
+        # One job posts every channel's cards (each destination still recorded once). The
+        # whole request stays claimed until that job has handled every channel, so a job
+        # lost before it claimed any card (Redis or the worker died) is re-run by the janitor.
+        rt.redis.zadd(rt.keys.notifying, {notify_claim(request_id): time.time()})
         rt.enqueue(JOB_NOTIFY, request_id)
     return "pending"
+
+
+def notify_claim(request_id: str) -> str:
+    """The ``notifying`` member that stands for a request's whole notify job."""
+    return f"{request_id}||"
 
 
 def schedule_followups(rt: Runtime, request_id: str, created: float, requirement: Any) -> None:

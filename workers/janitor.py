@@ -64,9 +64,11 @@ class Janitor:
         for member in stale:
             rid, kind, dest = member.split("|", 2)
             rt.redis.zrem(rt.keys.notifying, member)
-            rt.enqueue(lifecycle.JOB_NOTIFY, rid, kind, dest)
-            # A killed notify job never reached the request's later channels: post those too
-            # (notify skips every destination already recorded).
+            if kind:
+                rt.enqueue(lifecycle.JOB_NOTIFY, rid, kind, dest)
+            # A killed notify job never reached the request's later channels (or any: the
+            # whole-request claim ``rid||``): post those too (notify skips every destination
+            # already recorded).
             rt.enqueue(lifecycle.JOB_NOTIFY, rid)
             done["notify"] += 1
         # Agents' grant-use reports join the audit chain; the chain gets a signed checkpoint.

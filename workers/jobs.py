@@ -104,6 +104,7 @@ def notify(request_id: str, kind: str | None = None, target: str | None = None,
     rt = current()
     record = rt.store.get(request_id)
     if record is None or record.status is not Status.PENDING:
+        rt.redis.zrem(rt.keys.notifying, lifecycle.notify_claim(request_id))
         return "closed"
     if kind is None or target is None:
         from policy import Evaluation
@@ -120,6 +121,7 @@ def notify(request_id: str, kind: str | None = None, target: str | None = None,
                 failed = failed or exc
         if failed is not None:
             raise failed
+        rt.redis.zrem(rt.keys.notifying, lifecycle.notify_claim(request_id))
         return "; ".join(done)
     mkind = CHANNEL_MESSENGER.get(kind)
     messenger = messengers(rt).get(mkind or "")

@@ -24,7 +24,7 @@ def open_read(rt: Runtime, rid: str) -> None:
     assert lifecycle.ingest(rt, json.dumps(body(rid, action="db.read")), enqueue=False
                             ).outcome == "accepted"
     assert lifecycle.prepare(rt, rid) == "pending"
-    rt.queue.empty()
+    rt.queue.empty()  # the test runs the notify jobs it wants
 
 
 def scheduled_notify(rt: Runtime) -> list[tuple[float, list[object]]]:
@@ -70,7 +70,8 @@ def test_a_post_failing_past_rq_retries_is_tried_again_later(rrt: Runtime,
     later = scheduled_notify(rrt)
     assert [args for _, args in later] == [["cr-2", "slack_channel", "#approvals", 1]]
     assert later[0][0] >= before + jobs.LATER_DELAY - 1
-    assert rrt.redis.zcard(rrt.keys.notifying) == 0
+    # The slot's claim is released (the later round claims it again when it runs).
+    assert rrt.redis.zscore(rrt.keys.notifying, "cr-2|slack_channel|#approvals") is None
     # Slack answers again: the later round posts the one card.
     fake_slack.clear_faults()
     fire_scheduled(rrt)
@@ -90,3 +91,20 @@ def test_after_the_last_round_the_failure_is_recorded(rrt: Runtime,
     assert any(f.startswith("slack:#approvals") for f in failures), failures
     assert scheduled_notify(rrt) == []
     assert fake_slack.cards("cr-3") == []
+
+
+def test_a_notify_job_lost_before_any_card_is_rerun_by_the_janitor(
+        rrt: Runtime, fake_slack: FakeSlack) -> None:
+    from workers.janitor import CLAIM_FACTOR, Janitor
+
+    open_read(rrt, "cr-4")  # prepared; its notify job lost (the worker died, Redis restarted)
+    claim = lifecycle.notify_claim("cr-4")
+    assert rrt.redis.zscore(rrt.keys.notifying, claim) is not None
+    janitor = Janitor(rrt)
+    assert janitor.tick()["notify"] == 0  # not stale yet
+    later = time.time() + janitor.stale_after * CLAIM_FACTOR + 1
+    assert janitor.tick(now=later)["notify"] == 1
+    run_jobs(rrt)
+    assert len(fake_slack.cards("cr-4")) == 1
+    assert rrt.redis.hexists(rrt.keys.cards("cr-4"), "web:inbox")
+    assert rrt.redis.zcard(rrt.keys.notifying) == 0
