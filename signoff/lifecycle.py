@@ -112,6 +112,14 @@ def parse_body(raw: bytes | str | None, max_bytes: int
     rid = data.get("id")
     usable = rid if isinstance(rid, str) and _ID_RE.match(rid) else None
     try:
+        # JSON escapes can spell an unpaired surrogate ("\ud800"), which is no Unicode text:
+        # it would fail later, at encryption and hashing, instead of being rejected here.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError) as exc:
+        msg = ("contains an unpaired surrogate escape (not valid Unicode text)"
+               if isinstance(exc, UnicodeEncodeError) else "nested too deeply")
+        return None, usable, [FieldError(field="(body)", message=msg)], "" if usable else msg
+    try:
         req = AgentRequest.model_validate(data)
     except ValidationError as exc:
         reason = "" if usable else "request has no usable id: " + "; ".join(

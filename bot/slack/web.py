@@ -35,10 +35,13 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import commands
+from bot.appkeys import RT
 from bot.slack import render
 from bot.slack.messenger import client_for
 from signoff import clicks, lifecycle
@@ -295,6 +298,7 @@ def build_bolt_app(rt: Runtime, client: AsyncWebClient | None = None) -> AsyncAp
     bolt.action(render.PAGE)(ack=h.page_ack, lazy=[h.page_respond])
     bolt.view(render.DENY_CALLBACK)(ack=h.deny_submit, lazy=[h.deny_after])
     bolt.command(COMMAND)(h.command_ack)
+    bolt.error(_on_error)
     return bolt
 
 
@@ -307,11 +311,42 @@ async def events(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         # Slack sends UTF-8 only; nothing else can carry a valid signature.
         return web.json_response({"error": "invalid request"}, status=401)
+    stamp = request.headers.get("X-Slack-Request-Timestamp", "")
+    if not (stamp.isascii() and stamp.isdigit()) or not request.headers.get("X-Slack-Signature"):
+        # Unsigned. (bolt's verifier would raise on a timestamp that is not a number: a 500.)
+        return web.json_response({"error": "invalid request"}, status=401)
     headers: dict[str, str | Sequence[str]] = {
         k.lower(): request.headers.getall(k) for k in request.headers}
-    bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
-    response = await bolt.async_dispatch(bolt_request)
+    try:
+        bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
+        response = await bolt.async_dispatch(bolt_request)
+    except MALFORMED as exc:
+        # bolt reads some payload fields unchecked while building the request (a "channel"
+        # that is not an object) or its error handler's arguments (an empty "actions"):
+        # unsigned, that is a 401 like any other; signed, a malformed payload (400).
+        secret = request.app[RT].settings.slack_signing_secret
+        signed = secret is not None and SignatureVerifier(secret.get_secret_value()).is_valid(
+            body, stamp, request.headers.get("X-Slack-Signature", ""))
+        log.warning("%s Slack payload refused (%s)", "malformed" if signed else "unsigned",
+                    type(exc).__name__)
+        return web.json_response({"error": "malformed request" if signed else
+                                  "invalid request"}, status=400 if signed else 401)
     return await to_aiohttp_response(response)
+
+
+MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+
+
+async def _on_error(error: Exception, logger: Any) -> BoltResponse | None:
+    """bolt's error handler: bolt reads some fields of a signed payload unchecked (an empty
+    ``actions`` list raises in its matcher); Slack never sends such a payload, so it is a
+    400 (malformed), not a 500. Any other error stays a 500."""
+    if isinstance(error, MALFORMED):
+        log.warning("malformed Slack payload refused (%s)", type(error).__name__)
+        return BoltResponse(status=400, body='{"error": "malformed request"}',
+                            headers={"content-type": "application/json"})
+    log.error("Slack request failed: %s", type(error).__name__, exc_info=error)
+    return None
 
 
 def setup(app: web.Application, rt: Runtime) -> None:

@@ -99,6 +99,11 @@ class TeamsEndpoint:
         try:
             response = await self.adapter.process_activity(auth_result, activity,
                                                            self.bot.on_turn)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            # An authenticated activity whose shape the handlers cannot read (e.g. a null in
+            # membersAdded): Teams never sends one; refused as malformed, not a 500.
+            log.warning("malformed Teams %s activity refused", activity.type, exc_info=True)
+            return web.json_response({"error": "malformed activity"}, status=400)
         except Exception:
             log.exception("Teams activity %s failed", activity.type)
             return web.json_response({"error": "internal error"}, status=500)
