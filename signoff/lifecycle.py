@@ -746,7 +746,11 @@ def finalize(rt: Runtime, request_id: str) -> str:
         complete_audit(rt, record)
     grant: str | None = None
     if record.status is Status.APPROVED:
-        grant = record.get("grant") or issue_grant(rt, record)
+        grant = record.get("grant")
+        if grant is None:
+            grant = issue_grant(rt, record)
+        elif not record.get("replied_at"):
+            record_grant(rt, record.id, grant, check=True)  # stored, then a crash?
     decision = build_decision(rt, record, grant)
     reply_key = record.get("reply_to") or rt.keys.reply(request_id)
     delivered = rt.store.deliver(request_id, reply_key, decision.to_json(), rt.settings.reply_ttl)
@@ -805,8 +809,29 @@ def issue_grant(rt: Runtime, record: Record) -> str:
     stored = rt.store.set_once(record.id, "grant", token)
     if stored == token:
         # Only the grant that won is recorded: a racing finalize's mint is never delivered.
-        issuer.register(claims, str(jwt.get_unverified_header(token).get("kid", "")))
-        rt.audit.append(Event.GRANT_ISSUED, record.id, "signoff", jti=claims["jti"],
-                        payload_sha256=claims["psh"], approvers=claims["apr"],
-                        expires_at=claims["exp"])
+        record_grant(rt, record.id, token, claims)
     return stored
+
+
+def record_grant(rt: Runtime, request_id: str, token: str,
+                 claims: dict[str, Any] | None = None, check: bool = False) -> bool:
+    """Register an issued grant (for status and revocation) and audit it.
+
+    With ``check``, only when its audit entry is missing: a finalize killed between storing
+    the grant and recording it (Redis or the worker died) is finished by the retried one.
+
+    Returns:
+        Whether it was recorded now.
+    """
+    from signoff.grants import GrantIssuer
+
+    if claims is None:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    if check and any(e.event == Event.GRANT_ISSUED.value and e.details.get("jti") == claims["jti"]
+                     for e in rt.audit.for_request(request_id)):
+        return False
+    GrantIssuer(rt).register(claims, str(jwt.get_unverified_header(token).get("kid", "")))
+    rt.audit.append(Event.GRANT_ISSUED, request_id, "signoff", jti=claims["jti"],
+                    payload_sha256=claims["psh"], approvers=claims["apr"],
+                    expires_at=claims["exp"], **({"recovered": True} if check else {}))
+    return True

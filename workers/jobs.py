@@ -105,6 +105,8 @@ def notify(request_id: str, kind: str | None = None, target: str | None = None,
     record = rt.store.get(request_id)
     if record is None or record.status is not Status.PENDING:
         rt.redis.zrem(rt.keys.notifying, lifecycle.notify_claim(request_id))
+        if record is not None and kind is not None and target is not None:
+            _adopt(rt, record, kind, target)
         return "closed"
     if kind is None or target is None:
         from policy import Evaluation
@@ -135,6 +137,33 @@ def notify(request_id: str, kind: str | None = None, target: str | None = None,
         if _post_one(rt, messenger, request_id, kind, target, dest, view, later):
             posted += 1
     return f"posted {posted}"
+
+
+def _adopt(rt: Runtime, record: Any, kind: str, target: str) -> None:
+    """A closed request's interrupted card post (the janitor's repair of a claim): a card the
+    platform holds but Signoff never recorded (the worker or Redis died right after the post)
+    is found, recorded and updated, so it does not keep live buttons on a decided request."""
+    messenger = messengers(rt).get(CHANNEL_MESSENGER.get(kind) or "")
+    if messenger is None:
+        return
+    view = build_view(record)
+    found = 0
+    for dest in destinations(rt, kind, target):
+        slot = _slot(messenger.kind, dest)
+        if rt.redis.hexists(rt.keys.cards(record.id), slot):
+            continue
+        try:
+            ref = _run(messenger.find_posted(view, dest))
+        except DeliveryError as exc:
+            log.warning("could not look for an unrecorded card of %s: %s", record.id, exc)
+            continue
+        if ref is not None:
+            card = {"kind": messenger.kind, "destination": dest, "ref": ref, "version": 0,
+                    "posted_at": time.time()}
+            rt.redis.hset(rt.keys.cards(record.id), slot, json.dumps(card))
+            found += 1
+    if found:
+        rt.enqueue("workers.jobs.update_cards", record.id)
 
 
 # After rq's three retries (about a minute with Slack's in-call 429 waits), a post that is
