@@ -14,6 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -176,6 +177,28 @@ def connect(url: str, *, decode: bool = True, **kwargs: object) -> redis.Redis:
         sentinel = Sentinel(addresses, socket_timeout=2, socket_connect_timeout=2)
         return sentinel.master_for(service, db=db, password=password, **options)
     return redis.Redis.from_url(url, **options)  # type: ignore[arg-type]
+
+
+def connect_async(url: str, *, decode: bool = True, **kwargs: object) -> Any:
+    """The asyncio twin of :func:`connect` (``redis.asyncio``), Sentinel URLs included."""
+    import redis.asyncio as aioredis
+
+    if url.startswith(SENTINEL_SCHEME):
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+        addresses, service, db, password = parse_sentinel_url(url)
+        sentinel = AsyncSentinel(addresses, socket_timeout=2, socket_connect_timeout=2)
+        return sentinel.master_for(service, db=db, password=password, decode_responses=decode,
+                                   **kwargs)
+    return aioredis.Redis.from_url(url, decode_responses=decode, **kwargs)  # type: ignore[arg-type]
+
+
+def client_for_url(url: str) -> redis.Redis:
+    """A plain client as ``redis.Redis.from_url`` makes it (the agent SDK's default), which
+    also understands ``redis+sentinel://`` URLs."""
+    if url.startswith(SENTINEL_SCHEME):
+        return connect(url, decode=False)
+    return redis.Redis.from_url(url)
 
 
 def child_env(url: str) -> dict[str, str]:

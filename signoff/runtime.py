@@ -52,7 +52,8 @@ class Runtime:
         self.keys = settings.keys
         self.redis = connect(settings.redis_url)
         self.redis_bytes = connect(settings.redis_url, decode=False)
-        self.store = Store(self.redis, self.keys)
+        self.store = Store(self.redis, self.keys, wait_replicas=settings.redis_wait_replicas,
+                           wait_timeout_ms=settings.redis_wait_timeout_ms)
         self.audit = AuditLog(self.redis, self.keys, index_ttl=settings.record_ttl)
         self._audited_policy: str | None = None
         self._masking_config: tuple[str, MaskingConfig] | None = None

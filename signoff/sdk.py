@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from signoff.keys import DEFAULT_PREFIX, Keys
 from signoff.models import Decision as _DecisionModel
 from signoff.models import Status
+from signoff.redis_conn import client_for_url, connect_async
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -178,7 +179,7 @@ class Client:
         if connection is None:
             if url is None:
                 raise ValueError("give a Redis url or a connection")
-            connection = redis.Redis.from_url(url)
+            connection = client_for_url(url)  # redis:// or redis+sentinel://
         self.redis = connection
         self.requester = requester
         self.keys = Keys(prefix)
@@ -234,7 +235,7 @@ class AsyncClient:
         if connection is None:
             if url is None:
                 raise ValueError("give a Redis url or a connection")
-            connection = aioredis.Redis.from_url(url)
+            connection = connect_async(url, decode=False)  # redis:// or redis+sentinel://
         self.redis = connection
         self.requester = requester
         self.keys = Keys(prefix)

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".signoff"), validation_alias=_alias("SIGNOFF_DATA_DIR", "data_dir")
     )
+    redis_wait_replicas: int = Field(
+        default=0, ge=0,
+        validation_alias=_alias("SIGNOFF_REDIS_WAIT_REPLICAS", "redis_wait_replicas"),
+    )
+    redis_wait_timeout_ms: int = Field(
+        default=1000, ge=0,
+        validation_alias=_alias("SIGNOFF_REDIS_WAIT_TIMEOUT_MS", "redis_wait_timeout_ms"),
+    )
 
     # --- web ----------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", validation_alias=_alias("HOST", "host"))

@@ -11,6 +11,7 @@ States: ``received -> pending -> approved | denied | timed_out | cancelled``, or
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -21,6 +22,8 @@ import redis
 
 from signoff.keys import Keys
 from signoff.models import Status, Vote
+
+log = logging.getLogger(__name__)
 
 OPEN = (Status.RECEIVED, Status.PENDING)
 CLICK_TTL = 7 * 86400
@@ -126,11 +129,20 @@ class Store:
     Args:
         client: a redis-py client with ``decode_responses=True``.
         keys: the key builder.
+        wait_replicas: after each transition that settles a request (the final vote, a
+            close, the reply's delivery), wait until this many replicas have it (Redis
+            ``WAIT``, on the same connection in one pipeline), so a decision a person was
+            told about survives a failover; 0 waits for nothing.
+        wait_timeout_ms: the longest such wait (the transition stands either way).
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, wait_replicas: int = 0,
+                 wait_timeout_ms: int = 1000) -> None:
         self.r = client
         self.keys = keys
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self.under_replicated = 0  # waits that timed out (for tests and metrics)
         self._create = client.register_script(_script("create"))
         self._open = client.register_script(_script("open"))
         self._vote = client.register_script(_vote_script())
@@ -138,6 +150,21 @@ class Store:
         self._deliver = client.register_script(_script("deliver"))
 
     # --- transitions --------------------------------------------------------------------
+    def _replicated(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run a settling transition, then (with ``wait_replicas``) ``WAIT`` on the same
+        connection: Redis counts a client's own writes, so both go in one pipeline."""
+        if not self.wait_replicas:
+            return script(keys=keys, args=args)
+        pipe = self.r.pipeline(transaction=False)
+        script(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        result, acked = pipe.execute()
+        if int(acked) < self.wait_replicas:
+            self.under_replicated += 1
+            log.warning("only %s of %s replicas acknowledged a transition within %d ms",
+                        acked, self.wait_replicas, self.wait_timeout_ms)
+        return result
+
     def create(self, request_id: str, fields: dict[str, str], now: float | None = None
                ) -> tuple[bool, Status, str]:
         """Store a new request in ``received`` once.
@@ -170,7 +197,8 @@ class Store:
         """Record a vote and count the quorum atomically."""
         now = time.time() if now is None else now
         vote = vote.model_copy(update={"at": now})
-        raw = self._vote(
+        raw = self._replicated(
+            self._vote,
             keys=[self.keys.request(request_id), self.keys.votes(request_id),
                   self.keys.clicks(request_id), self.keys.pending, self.keys.deadlines,
                   self.keys.outbox],
@@ -196,7 +224,8 @@ class Store:
             (``changed`` | ``unchanged`` | ``not_found`` | ``not_due``, status after).
         """
         now = time.time() if now is None else now
-        result, status = self._close(
+        result, status = self._replicated(
+            self._close,
             keys=[self.keys.request(request_id), self.keys.pending, self.keys.deadlines,
                   self.keys.outbox, self.keys.received],
             args=[request_id, ",".join(s.value for s in allowed_from), to.value, repr(now),
@@ -208,7 +237,8 @@ class Store:
                 reply_ttl: int, now: float | None = None) -> bool:
         """LPUSH the decision and append it to the decisions stream, exactly once."""
         now = time.time() if now is None else now
-        done = self._deliver(
+        done = self._replicated(
+            self._deliver,
             keys=[self.keys.request(request_id), reply_key, self.keys.decisions,
                   self.keys.outbox],
             args=[request_id, decision_json, reply_ttl, repr(now), DECISIONS_MAXLEN],

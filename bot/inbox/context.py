@@ -23,6 +23,7 @@ from bot.inbox.config import InboxConfig
 from bot.inbox.events import EventHub
 from bot.inbox.oidc import OidcClient
 from bot.inbox.sessions import CookiePolicy, Session, SessionStore
+from signoff.redis_conn import connect_async
 from signoff.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -54,8 +55,9 @@ class InboxContext:
         self.config = config
         self.templates = templates
         self.cookies = CookiePolicy(secure=config.secure_cookies)
-        self.aredis = aioredis.Redis.from_url(rt.settings.redis_url, decode_responses=True,
-                                              socket_connect_timeout=5)
+        # connect_async: redis.asyncio's from_url does not know redis+sentinel:// URLs.
+        self.aredis: aioredis.Redis = connect_async(rt.settings.redis_url,
+                                                    socket_connect_timeout=5)
         self.sessions = SessionStore(self.aredis, rt.keys, config.session_ttl)
         self.hub = EventHub(self.aredis, rt.keys.events)
         self.oidc: OidcClient | None = None

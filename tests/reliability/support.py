@@ -87,6 +87,14 @@ rules:
       timeout: 1h
       channels: [web]
       masking: {profile: fast}
+  - id: reminded
+    match: {action: "db.remind"}
+    require:
+      approvers: 1 of dba
+      timeout: 1h
+      reminders: [4]
+      channels: [web]
+      masking: {profile: fast}
   - id: long
     match: {action: "db.archive"}
     require:
@@ -102,7 +110,7 @@ default:
 
 # Channels each rule posts to (for the exactly-once card check).
 RULE_CHANNELS = {"db.export": ("slack", "teams", "web"), "db.read": ("slack", "web"),
-                 "db.drop": ("web",), "db.archive": ("web",)}
+                 "db.drop": ("web",), "db.archive": ("web",), "db.remind": ("web",)}
 
 
 def write_policy(folder: Path, text: str = POLICY) -> Path:
