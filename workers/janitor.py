@@ -63,9 +63,13 @@ class Janitor:
                                        now - self.stale_after * CLAIM_FACTOR)
         for member in stale:
             rid, kind, dest = member.split("|", 2)
-            rt.redis.zrem(rt.keys.notifying, member)
             if kind:
+                rt.redis.zrem(rt.keys.notifying, member)
                 rt.enqueue(lifecycle.JOB_NOTIFY, rid, kind, dest)
+            else:
+                # The whole request's claim is renewed, not dropped: notify removes it, and
+                # finding it tells that run the job before it was cut short.
+                rt.redis.zadd(rt.keys.notifying, {member: now}, xx=True)
             # A killed notify job never reached the request's later channels (or any: the
             # whole-request claim ``rid||``): post those too (notify skips every destination
             # already recorded).

@@ -104,9 +104,16 @@ def notify(request_id: str, kind: str | None = None, target: str | None = None,
     rt = current()
     record = rt.store.get(request_id)
     if record is None or record.status is not Status.PENDING:
-        rt.redis.zrem(rt.keys.notifying, lifecycle.notify_claim(request_id))
+        claimed = rt.redis.zrem(rt.keys.notifying, lifecycle.notify_claim(request_id))
         if record is not None and kind is not None and target is not None:
             _adopt(rt, record, kind, target)
+        elif record is not None and claimed and record.status.final:
+            # The request's notify job was cut short (its claim was still there): a card it
+            # posted without recording may exist on any channel.
+            from policy import Evaluation
+
+            for c in Evaluation.from_dict(record.json("evaluation")).requirement.channels:
+                _adopt(rt, record, c.kind.value, c.target)
         return "closed"
     if kind is None or target is None:
         from policy import Evaluation

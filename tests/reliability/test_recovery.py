@@ -5,6 +5,7 @@ The process-level fault tests found these; here each is pinned down."""
 from __future__ import annotations
 
 import json
+import time
 
 from signoff import lifecycle
 from signoff.grants import GrantIssuer
@@ -65,3 +66,25 @@ def test_card_posted_but_not_recorded_is_found_and_updated_after_the_decision(
     run_jobs(rrt)
     assert len(fake_slack.cards("rc-2")) == 1
     assert slack_card_final(fake_slack, "rc-2")
+
+
+def test_a_cut_short_notify_job_s_card_is_found_after_the_decision(
+        rrt: Runtime, fake_slack: FakeSlack) -> None:
+    from workers.janitor import CLAIM_FACTOR, Janitor
+
+    send(rrt, body("rc-3", action="db.read"))
+    run_intake(rrt)
+    run_jobs(rrt)
+    assert len(fake_slack.cards("rc-3")) == 1
+    # Redis lost the job's bookkeeping after Slack stored the card: the card is unrecorded
+    # and the request's notify claim is all that is left.
+    rrt.redis.hdel(rrt.keys.cards("rc-3"), "slack:#approvals")
+    rrt.redis.zadd(rrt.keys.notifying, {lifecycle.notify_claim("rc-3"): 0})
+    approve(rrt, "rc-3")
+    run_jobs(rrt)
+    janitor = Janitor(rrt)
+    assert janitor.tick(now=time.time() + janitor.stale_after * CLAIM_FACTOR + 1)["notify"] == 1
+    run_jobs(rrt)
+    assert rrt.redis.hexists(rrt.keys.cards("rc-3"), "slack:#approvals")
+    assert len(fake_slack.cards("rc-3")) == 1 and slack_card_final(fake_slack, "rc-3")
+    assert rrt.redis.zcard(rrt.keys.notifying) == 0
