@@ -335,12 +335,14 @@ def diagnose(rt: Runtime, ids: Iterable[str]) -> str:
 def assert_exactly_once(rt: Runtime, ids: Iterable[str], *, fake: FakeSlack | None = None,
                         bf: FakeBotFramework | None = None,
                         status: Status | None = None, settle: float = 1.0,
-                        unposted_ok: bool = False) -> Outcome:
+                        unposted_ok: bool = False, teams_unrecorded_ok: bool = False
+                        ) -> Outcome:
     """Every request decided once, every agent one reply, every card once, the audit intact.
 
     ``settle`` seconds are waited first, so a duplicate still in flight has time to show.
     ``unposted_ok``: a request decided before its card could be posted has none (notify
     skips closed requests); a card is still never posted twice, nor left unrecorded.
+    ``teams_unrecorded_ok``: after a crash, a Teams card may be posted but unrecorded.
     """
     ids = list(ids)
     time.sleep(settle)
@@ -392,6 +394,10 @@ def assert_exactly_once(rt: Runtime, ids: Iterable[str], *, fake: FakeSlack | No
         if bf is not None and "teams" in channels:
             n = len(teams_posts(bf, rid))
             want = 1 if "teams:approvals" in recorded else 0
+            if teams_unrecorded_ok and n == 1 and not want:
+                # Known limit: Teams lets a bot look nothing up, so a card posted just before
+                # a crash cannot be found again; never posted twice, though.
+                continue
             assert n == want, f"{rid}: {n} Teams cards, {want} recorded"
             assert want or unposted_ok, f"{rid}: no Teams card"
         assert not record.get("notify_failures"), record.get("notify_failures")
