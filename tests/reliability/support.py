@@ -59,6 +59,7 @@ directory:
   agents:
     - {id: "agent:rel", owner: erin@example.com}
     - {id: "agent:other", owner: erin@example.com}
+    - {id: "agent:flood", owner: erin@example.com, limits: {rate: 15/hour, max_pending: 40}}
 masking:
   profiles:
     fast: {strategy: redact, ner: false}
