@@ -13,12 +13,13 @@ web inbox.
   over the HTTP API.
 
 It prints requests per second to card posted, click → agent reply latency (p50/p99/max, and
-per channel), Redis memory per pending request, and the ``pending`` command's latency
-(Slack ``/signoff pending``, ``GET /api/v1/requests``, the inbox page) with about 100 and then
-``--fill`` (100,000) requests pending. The baselines are measured in the same run: rq no-op
-jobs per second and no-op enqueue → finished latency on the same Redis (same worker class and
-serializer), and the same ``pending`` commands with 100 requests pending (a flat ratio means
-no command scans every pending request). The 100,000 are written with the store's own Lua
+per channel), Redis memory per pending request, the worker time each job costs, and the
+``pending`` command's latency (Slack ``/signoff pending``, ``GET /api/v1/requests``, the inbox
+page) with ``--memory-requests`` (1,000) and then ``--fill`` (100,000) more requests pending.
+The baselines are measured in the same run: rq no-op jobs per second and no-op enqueue →
+finished latency on the same Redis (same worker class and serializer), and the same
+``pending`` commands with the 1,000 pending (a flat ratio means no command scans every
+pending request). The 100,000 are written with the store's own Lua
 scripts in pipelines (a copy of one real prepared request under new ids), not 100,000
 prepare jobs.
 """
