@@ -170,3 +170,24 @@ def test_a_decision_is_on_the_replica_before_the_click_is_answered(
     busy.join(5)
     assert waited >= 0.25 and rt.store.under_replicated >= 1
     assert rt.store.status("wr-2") is Status.APPROVED
+
+
+async def test_agent_sdk_clients_take_a_sentinel_url(ha: RedisHA, ha_rt: Runtime) -> None:
+    from signoff import lifecycle
+    from signoff.sdk import AsyncClient, Client
+    from tests.conftest import run_intake
+
+    sync = Client(ha.url, requester="agent:rel").request(
+        "db.archive", "warehouse.orders", {"n": 1}, id="sdk-sync",
+        context={"environment": "prod"})
+    client = AsyncClient(ha.url, requester="agent:rel")
+    handle = await client.request("db.archive", "warehouse.orders", {"n": 2}, id="sdk-async",
+                                  context={"environment": "prod"})
+    run_intake(ha_rt)
+    for rid in ("sdk-sync", "sdk-async"):
+        assert lifecycle.prepare(ha_rt, rid) == "pending"
+        assert lifecycle.cancel(ha_rt, rid, "agent:rel") == "changed"
+        assert lifecycle.finalize(ha_rt, rid) == "delivered"
+    assert sync.wait(timeout=5).status is Status.CANCELLED
+    assert (await handle.wait(timeout=5)).status is Status.CANCELLED
+    await client.aclose()
