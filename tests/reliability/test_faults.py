@@ -66,7 +66,9 @@ def test_redis_sigkilled_twice_mid_flight_loses_nothing(
     for rid in ids[12:]:
         assert api_vote(stack.url, alice, rid).status_code == 200
     wait_replies(rrt, ids, stack=stack)
-    outcome = assert_exactly_once(rrt, ids, fake=stack.fake, bf=stack.bf,
+    # A request decided in Slack before the crash's repair reached its other channels has no
+    # card there (cards are not posted for decided requests); none has two.
+    outcome = assert_exactly_once(rrt, ids, fake=stack.fake, bf=stack.bf, unposted_ok=True,
                                   teams_unrecorded_ok=True)
     assert set(outcome.statuses.values()) == {"approved"}
 
