@@ -89,8 +89,6 @@ def quiet_state(rt: Runtime) -> list[Any]:
 
 @pytest.fixture
 def web(rrt: Runtime, bf: FakeBotFramework) -> Iterator[WebServer]:
-    from bot.teams.conversations import ConversationBook  # noqa: F401 - Teams mounted below
-
     send(rrt, body("hz-1", action="db.drop"), body("hz-2", action="db.read"))
     run_intake(rrt)
     for rid in KNOWN:
