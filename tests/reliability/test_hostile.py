@@ -82,8 +82,14 @@ def request_state(rt: Runtime) -> list[Any]:
 
 
 def quiet_state(rt: Runtime) -> list[Any]:
-    """Everything: the request state, the number of keys, the audit and request streams."""
-    return [*request_state(rt), rt.redis.dbsize(), rt.redis.xlen(rt.keys.audit),
+    """Everything: the request state, Signoff's keys, the audit and request streams.
+
+    Keys are counted under Signoff's prefix only: rq's own bookkeeping (``rq:*``: worker and
+    scheduler registrations, job registries) comes and goes on its own timers and says
+    nothing about what a hostile request changed.
+    """
+    own = sum(1 for _ in rt.redis.scan_iter(match=f"{rt.keys.prefix}:*", count=1000))
+    return [*request_state(rt), own, rt.redis.xlen(rt.keys.audit),
             rt.redis.xlen(rt.keys.requests)]
 
 
