@@ -18,7 +18,8 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from bot.cards.view import CardView, build_view
-from signoff.models import ID_PATTERN, AgentRequest, Status
+from signoff.lifecycle import check_decider
+from signoff.models import ID_PATTERN, Status
 from signoff.store import Record
 
 if TYPE_CHECKING:
@@ -163,19 +164,11 @@ def view_for(record: Record, person: Person | None) -> CardView:
 
 def may_decide(rt: Runtime, record: Record, person: Person) -> bool:
     """Whether ``person`` may vote on ``record`` now (the same check a click gets)."""
-    from policy import Allowed, Evaluation, can_decide
+    from policy import Allowed
 
     if record.status is not Status.PENDING or not record.get("evaluation"):
         return False
-    evaluation = Evaluation.from_dict(record.json("evaluation"))
-    request = AgentRequest.model_construct(
-        id=record.id, action=record.action, resource="(masked)", params={},
-        requester=record.requester, on_behalf_of=record.on_behalf_of, reason=None,
-        context={"environment": record.get("environment") or None}, reply_to=None)
-    verdict = can_decide(request, evaluation, person,
-                         {p: v.choice for p, v in record.votes.items()}, rt.policy.directory,
-                         extra_groups=record.json("extra_groups", []) or [])
-    return isinstance(verdict, Allowed)
+    return isinstance(check_decider(record, person, rt.policy.directory), Allowed)
 
 
 def _status(rt: Runtime, person: Person, request_id: str) -> CommandResult:

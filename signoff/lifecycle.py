@@ -32,7 +32,7 @@ from signoff.models import (
 from signoff.store import Record, VoteOutcome, VoteResult
 
 if TYPE_CHECKING:
-    from policy import Person
+    from policy import Allowed, Person, Refused
     from signoff.runtime import Runtime
 
 import re
@@ -439,7 +439,7 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
 
     This is the only path by which a human decision reaches the store.
     """
-    from policy import Evaluation, Refused, can_decide
+    from policy import Evaluation, Refused
 
     if choice not in ("approve", "deny"):
         return VoteReply(False, "Choose approve or deny.", "bad_choice")
@@ -450,11 +450,7 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
         return VoteReply(False, CLOSED_TEXT.get(record.status, "This request is closed."),
                          "closed", record=record)
     evaluation = Evaluation.from_dict(record.json("evaluation"))
-    req = _request_view(record)
-    policy = rt.policy
-    verdict = can_decide(req, evaluation, person,
-                         {p: v.choice for p, v in record.votes.items()}, policy.directory,
-                         extra_groups=record.json("extra_groups", []))
+    verdict = check_decider(record, person, rt.policy.directory, evaluation)
     who = person.id if person is not None else (actor_label or "unknown")
     if isinstance(verdict, Refused):
         rt.audit.append(Event.CLICK_REFUSED, request_id, who, channel=channel,
@@ -495,12 +491,25 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
     return VoteReply(True, message, outcome.result.value, outcome, rt.store.get(request_id))
 
 
-def _request_view(record: Record) -> AgentRequest:
+def identity_request(record: Record) -> AgentRequest:
     """The identity fields of a stored request (no payload), for separation-of-duties checks."""
     return AgentRequest.model_construct(
         id=record.id, action=record.action, resource="(masked)", params={},
         requester=record.requester, on_behalf_of=record.on_behalf_of, reason=None,
         context={"environment": record.get("environment") or None}, reply_to=None)
+
+
+def check_decider(record: Record, person: Person | None, directory: Any,
+                  evaluation: Any = None) -> Allowed | Refused:
+    """The separation-of-duties answer for ``person`` on a stored pending request: the one
+    check every channel shows and every vote gets (``policy.can_decide`` on the record)."""
+    from policy import Evaluation, can_decide
+
+    if evaluation is None:
+        evaluation = Evaluation.from_dict(record.json("evaluation"))
+    return can_decide(identity_request(record), evaluation, person,
+                      {p: v.choice for p, v in record.votes.items()}, directory,
+                      extra_groups=record.json("extra_groups", []) or [])
 
 
 # --------------------------------------------------------------------------------------------

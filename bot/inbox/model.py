@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from bot.cards.view import CardView, build_view
 from signoff.audit import Entry
-from signoff.models import AgentRequest, Status
+from signoff.lifecycle import check_decider
+from signoff.models import Status
 from signoff.store import Record
 
 if TYPE_CHECKING:
@@ -68,14 +69,6 @@ class Detail:
     channels: list[str]
 
 
-def identity_request(record: Record) -> AgentRequest:
-    """The identity fields of a stored request (no payload) for separation-of-duties checks."""
-    return AgentRequest.model_construct(
-        id=record.id, action=record.action, resource="(masked)", params={},
-        requester=record.requester, on_behalf_of=record.on_behalf_of, reason=None,
-        context={"environment": record.get("environment") or None}, reply_to=None)
-
-
 def partial_for(record: Record, person: Person) -> bool:
     """Whether ``person`` gets the partial view (member of one of the partial groups)."""
     groups = record.json("partial_groups", []) or []
@@ -84,16 +77,14 @@ def partial_for(record: Record, person: Person) -> bool:
 
 def item_for(record: Record, person: Person, directory: Directory) -> Item:
     """How ``person`` sees ``record`` and whether they may vote on it."""
-    from policy import Evaluation, Refused, can_decide
+    from policy import Refused
 
     partial = partial_for(record, person)
     view = build_view(record, partial=partial)
     mine = next((v.choice for p, v in record.votes.items() if p.lower() == person.id), None)
     can_vote, refusal = False, None
     if record.status is Status.PENDING and record.get("evaluation"):
-        verdict = can_decide(identity_request(record), Evaluation.from_dict(
-            record.json("evaluation")), person, {p: v.choice for p, v in record.votes.items()},
-            directory, extra_groups=record.json("extra_groups", []) or [])
+        verdict = check_decider(record, person, directory)
         if isinstance(verdict, Refused):
             refusal = verdict.reason
         else:

@@ -36,7 +36,8 @@ from bot.teams.render import (
 from bot.teams.tenants import TenantPolicy, activity_tenant
 from signoff import clicks, lifecycle
 from signoff.audit import Event
-from signoff.models import AgentRequest, Status
+from signoff.lifecycle import check_decider
+from signoff.models import Status
 from signoff.store import Record
 
 if TYPE_CHECKING:
@@ -79,18 +80,11 @@ class Verdict:
 
 def verdict(rt: Runtime, record: Record, person: Person | None) -> Verdict:
     """The separation-of-duties answer for this viewer (what a click would get)."""
-    from policy import Evaluation, Refused, can_decide
+    from policy import Refused
 
     if record.status is not Status.PENDING or not record.get("evaluation"):
         return Verdict(False, "closed")
-    evaluation = Evaluation.from_dict(record.json("evaluation"))
-    request = AgentRequest.model_construct(
-        id=record.id, action=record.action, resource="(masked)", params={},
-        requester=record.requester, on_behalf_of=record.on_behalf_of, reason=None,
-        context={"environment": record.get("environment") or None}, reply_to=None)
-    result = can_decide(request, evaluation, person,
-                        {p: v.choice for p, v in record.votes.items()}, rt.policy.directory,
-                        extra_groups=record.json("extra_groups", []) or [])
+    result = check_decider(record, person, rt.policy.directory)
     if isinstance(result, Refused):
         return Verdict(False, result.code.value, result.reason)
     return Verdict(True)
