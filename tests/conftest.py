@@ -9,8 +9,9 @@ separate processes.
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,16 @@ async def server(rt: Runtime) -> AsyncIterator[TestServer]:
 def bearer(token: str) -> dict[str, str]:
     """An Authorization header for an API token."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 15) -> None:
+    """SIGTERM every live child, then wait for each (SIGKILL after ``timeout``)."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -22,7 +22,14 @@ from signoff.runtime import Runtime
 from signoff.sdk import Client, requires_approval
 from signoff.settings import Settings
 from signoff.tokens import TokenKind
-from tests.conftest import EXAMPLE_POLICY, TEST_SECRETS, RedisServer, free_port, wait_for
+from tests.conftest import (
+    EXAMPLE_POLICY,
+    TEST_SECRETS,
+    RedisServer,
+    free_port,
+    stop_processes,
+    wait_for,
+)
 from tests.core.test_smoke_lifecycle import export_request
 
 pytestmark = pytest.mark.slow
@@ -78,14 +85,7 @@ class Stack:
         proc.wait(15)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(self.procs.values(), 15)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import redis
 
 from signoff.redis_conn import redis_server_binary
+from tests.conftest import stop_processes
 
 SERVICE = "mymaster"
 
@@ -149,11 +150,4 @@ class RedisHA:
         return self.primary_port()
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(self.procs.values(), 10)
