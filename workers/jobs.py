@@ -304,9 +304,9 @@ def _tell_requester(rt: Runtime, record: Any, view: Any, ms: dict[str, Messenger
     person = rt.policy.directory.person(record.on_behalf_of)
     if person is None or not person.slack_id:
         return
-    if rt.store.set_once(record.id, "told_requester", "slack") != "slack" or record.get(
-            "told_requester"):
-        return
+    stamp = f"slack:{time.time()!r}"
+    if rt.store.set_once(record.id, "told_requester", stamp) != stamp:
+        return  # told already, or another job won the race to tell
     text = f"Your request `{record.action}` ({record.id}) was {view.final_line()}."
     try:
         _run(ms["slack"].tell(person.slack_id, text))
