@@ -1,19 +1,29 @@
 # The two commands in the README: `make demo` and `make test`. Both build .venv from scratch
-# on a fresh machine (nothing installed by hand counts).
+# on a fresh machine (nothing installed by hand counts). `make demo` installs only the service
+# (the `server` extra); `make test` adds the test, benchmark, MCP and adapter extras.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-server
+TEST_STAMP := $(VENV)/.installed-test
+DEMO_EXTRAS := server
+TEST_EXTRAS := server,test,bench,mcp,openai-agents,langgraph
 
-.PHONY: demo test lint bench clean chromium
+.PHONY: demo test lint bench clean chromium screenshots
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[$(DEMO_EXTRAS)]'
+	touch $(DEMO_STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[$(TEST_EXTRAS)]'
+	touch $(TEST_STAMP) $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/signoff demo
 
 # The inbox's browser tests drive Debian's chromium package (never a downloaded browser
@@ -22,12 +32,12 @@ CHROMIUM := /usr/bin/chromium
 chromium:
 	@test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-test: $(STAMP) chromium
+test: $(TEST_STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	for b in bench/[a-z]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
