@@ -20,6 +20,7 @@ from rq.serializers import JSONSerializer
 from signoff.audit import AuditLog
 from signoff.redis_conn import connect
 from signoff.settings import Settings
+from signoff.signing_keys import KeyRing, Purpose
 from signoff.store import Store
 from signoff.tokens import TokenStore
 
@@ -62,6 +63,11 @@ class Runtime:
                                   serializer=JSONSerializer)
         self.queue = Queue(self.keys.queue, connection=self.redis_bytes,
                            serializer=JSONSerializer)
+
+    @cached_property
+    def audit_keys(self) -> KeyRing:
+        """The keys that sign audit checkpoints (their public keys are kept forever)."""
+        return KeyRing(self, Purpose.AUDIT)
 
     @cached_property
     def policies(self) -> PolicyHolder:

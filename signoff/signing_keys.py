@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from signoff import crypto
-from signoff.audit import Event
+from signoff.audit.events import Event
 from signoff.grant_check import GrantError
 
 if TYPE_CHECKING:

@@ -1,0 +1,132 @@
+"""Signed checkpoints: an Ed25519 JWS over the head's ``seq`` and ``hash``, made periodically
+(the janitor) and on demand (export); verification holds the chain against them."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jwt
+
+from signoff.keys import Keys
+
+if TYPE_CHECKING:
+    from signoff.runtime import Runtime
+
+CHECKPOINT_AUDIENCE = "signoff-audit"
+CHECKPOINT_ISSUER = "signoff"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement that the chain's entry ``seq`` has hash ``hash``."""
+
+    seq: int
+    hash: str
+    entry_id: str
+    ts: float
+    kid: str
+    token: str
+    exported: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash, "entry": self.entry_id, "ts": self.ts,
+                "kid": self.kid, "token": self.token, "exported": self.exported}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Checkpoint:
+        return cls(int(data["seq"]), str(data["hash"]), str(data.get("entry", "")),
+                   float(data.get("ts", 0)), str(data.get("kid", "")), str(data["token"]),
+                   bool(data.get("exported", False)))
+
+
+def sign_checkpoint(rt: Runtime, *, exported: bool = False, now: float | None = None
+                    ) -> Checkpoint | None:
+    """Sign the current head with the audit key and store the checkpoint.
+
+    Returns:
+        The checkpoint, or None while the log is empty.
+    """
+    if rt.audit.head()[0] == 0:
+        return None
+    # The key first: creating the first audit key appends its own entry, which the
+    # checkpoint should cover.
+    key = rt.audit_keys.active()
+    seq, digest, entry_id = rt.audit.head()
+    now = time.time() if now is None else now
+    claims = {"iss": CHECKPOINT_ISSUER, "aud": CHECKPOINT_AUDIENCE, "iat": int(now),
+              "log": rt.keys.audit, "seq": seq, "hash": digest, "entry": entry_id}
+    token = jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
+    cp = Checkpoint(seq, digest, entry_id, now, key.kid, token, exported)
+    rt.redis.xadd(rt.keys.audit_checkpoints, {
+        "seq": seq, "hash": digest, "entry": entry_id, "ts": repr(now), "kid": key.kid,
+        "token": token, "exported": "1" if exported else "0"})
+    return cp
+
+
+def checkpoints(r: Any, keys: Keys) -> list[Checkpoint]:
+    """Every stored checkpoint, oldest first."""
+    out = []
+    for _sid, f in r.xrange(keys.audit_checkpoints, "-", "+"):
+        try:
+            out.append(Checkpoint(int(f["seq"]), f["hash"], f.get("entry", ""),
+                                  float(f.get("ts", 0)), f.get("kid", ""), f["token"],
+                                  f.get("exported") == "1"))
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def checkpoint_if_due(rt: Runtime, every: float, now: float | None = None) -> Checkpoint | None:
+    """Sign a checkpoint when the last one is older than ``every`` seconds and entries were
+    appended since (the janitor calls this every few seconds)."""
+    now = time.time() if now is None else now
+    r: Any = rt.redis
+    last = r.xrevrange(rt.keys.audit_checkpoints, "+", "-", count=1)
+    seq, _h, _id = rt.audit.head()
+    if last:
+        fields = last[0][1]
+        age = now - float(fields.get("ts", 0))
+        # A negative age: the last one was signed by a clock that ran ahead; sign again now
+        # rather than wait for real time to catch up with it.
+        if int(fields.get("seq", 0)) >= seq or 0 <= age < every:
+            return None
+    elif seq == 0:
+        return None
+    return sign_checkpoint(rt, now=now)
+
+
+def check_checkpoint(cp: Checkpoint, jwks: dict[str, Any], log_name: str | None = None
+                     ) -> str | None:
+    """Why a checkpoint's signature or content is wrong (None: it is good).
+
+    Args:
+        cp: the checkpoint.
+        jwks: the audit public keys as a JWK Set.
+        log_name: the expected ``log`` claim (the stream name), when known.
+    """
+    try:
+        kid = str(jwt.get_unverified_header(cp.token).get("kid", ""))
+    except jwt.PyJWTError:
+        return "not a signed checkpoint"
+    jwk = next((k for k in jwks.get("keys", []) if k.get("kid") == kid), None)
+    if jwk is None:
+        return f"signed with unknown key {kid!r}"
+    try:
+        key = jwt.algorithms.OKPAlgorithm.from_jwk(json.dumps(jwk))
+        claims = jwt.decode(cp.token, key, algorithms=["EdDSA"],  # type: ignore[arg-type]
+                            audience=CHECKPOINT_AUDIENCE, issuer=CHECKPOINT_ISSUER,
+                            # iat is when it was signed, by the signer's clock: a record, not
+                            # a validity window (a clock that ran ahead must not make a good
+                            # checkpoint "not yet valid" to every later verifier).
+                            options={"require": ["seq", "hash", "iat"], "verify_iat": False})
+    except (jwt.PyJWTError, ValueError) as exc:
+        return f"signature does not verify: {exc}"
+    if int(claims["seq"]) != cp.seq or claims["hash"] != cp.hash:
+        return "the stored seq/hash differ from what was signed"
+    if log_name is not None and claims.get("log") not in (None, log_name):
+        return f"signed for another log ({claims.get('log')!r})"
+    return None
+

@@ -1,0 +1,38 @@
+"""Every kind of audit entry, and which events settle a request."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Event(str, Enum):
+    """Every kind of audit entry."""
+
+    REQUESTED = "requested"
+    DUPLICATE = "duplicate"
+    MERGED = "merged"
+    REJECTED = "rejected"
+    PREPARED = "prepared"
+    CARD_POSTED = "card_posted"
+    CARD_FAILED = "card_failed"
+    VOTE = "vote"
+    CLICK_REFUSED = "click_refused"
+    DECIDED = "decided"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    CANCEL_REFUSED = "cancel_refused"
+    REMINDED = "reminded"
+    ESCALATED = "escalated"
+    GRANT_ISSUED = "grant_issued"
+    GRANT_USED = "grant_used"
+    GRANT_REFUSED = "grant_refused"
+    GRANT_REVOKED = "grant_revoked"
+    REVOKE_REFUSED = "revoke_refused"
+    POLICY_RELOADED = "policy_reloaded"
+    POLICY_REFUSED = "policy_refused"
+    TOKEN_CREATED = "token_created"  # noqa: S105 - an event name, not a password
+    KEY_ROTATED = "key_rotated"
+
+
+# Events that settle a request, and the status each one means.
+FINAL_EVENTS = {"rejected": "rejected", "expired": "timed_out", "cancelled": "cancelled"}
