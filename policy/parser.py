@@ -23,7 +23,10 @@ from policy.globs import GlobSet
 from policy.limits import Limits
 from policy.requirement import (
     DEFAULT_GROUP,
+    DEFAULT_STEP_UP_WITHIN,
     DEFAULT_TIMEOUT_SECONDS,
+    MAX_STEP_UP_WITHIN,
+    MIN_STEP_UP_WITHIN,
     ChannelKind,
     ChannelTarget,
     Escalation,
@@ -593,6 +596,8 @@ class _Builder:
         )
         deny_comment, _ = get("deny_comment", False)
         reason, _ = get("reason", False)
+        step_up_spec, swhere = get("step_up")
+        step_up, step_up_within = self._step_up(swhere, step_up_spec)
         try:
             return Requirement(
                 groups=groups,
@@ -608,10 +613,29 @@ class _Builder:
                 masking_profile=profile,
                 disable_detectors=tuple(_strs(masking.get("disable_detectors"))),
                 partial_groups=partial,
+                step_up=step_up,
+                step_up_within=step_up_within,
             )
         except ValueError as exc:  # guarded above; kept so a gap reports instead of crashing
             self.error(path, str(exc))
             return Requirement()
+
+    def _step_up(self, path: Path, value: Any) -> tuple[str | None, int]:
+        """``step_up: passkey`` or ``{method: passkey, within: 5m}`` (the schema checked the shape)."""
+        if value == "passkey":
+            return "passkey", DEFAULT_STEP_UP_WITHIN
+        if not isinstance(value, dict) or value.get("method") != "passkey":
+            return None, DEFAULT_STEP_UP_WITHIN
+        within = self._duration((*path, "within"), value.get("within"), DEFAULT_STEP_UP_WITHIN)
+        if not MIN_STEP_UP_WITHIN <= within <= MAX_STEP_UP_WITHIN:
+            self.error(
+                (*path, "within"),
+                f"step-up proof window {format_duration(within)} must be between "
+                f"{format_duration(MIN_STEP_UP_WITHIN)} and {format_duration(MAX_STEP_UP_WITHIN)}"
+                " (an older proof says nothing about who is at the keyboard now)",
+            )
+            within = max(MIN_STEP_UP_WITHIN, min(within, MAX_STEP_UP_WITHIN))
+        return "passkey", within
 
     def _approvers(self, path: Path, value: Any) -> dict[str, int]:
         if isinstance(value, dict):

@@ -10,6 +10,9 @@ from policy.durations import format_duration
 
 DEFAULT_TIMEOUT_SECONDS = 3600
 DEFAULT_GROUP = "admins"
+DEFAULT_STEP_UP_WITHIN = 300  # seconds a passkey proof stays fresh unless the rule says
+MAX_STEP_UP_WITHIN = 3600
+MIN_STEP_UP_WITHIN = 30
 
 
 class Outcome(str, Enum):
@@ -103,6 +106,9 @@ class Requirement:
         disable_detectors: Detectors of that profile switched off for this rule.
         partial_groups: Groups whose members see partial values (e.g. ``****1234``) instead
             of the profile's full masking; everyone else sees the masked view.
+        step_up: ``"passkey"``: every vote needs a fresh WebAuthn assertion bound to the
+            request, its payload, the choice and the person (``None``: a click is enough).
+        step_up_within: seconds within which that proof must have been made.
     """
 
     groups: dict[str, int] = field(default_factory=lambda: {DEFAULT_GROUP: 1})
@@ -119,6 +125,8 @@ class Requirement:
     masking_profile: str | None = None
     disable_detectors: tuple[str, ...] = ()
     partial_groups: tuple[str, ...] = ()
+    step_up: str | None = None
+    step_up_within: int = DEFAULT_STEP_UP_WITHIN
 
     def __post_init__(self) -> None:
         if self.on_timeout != "deny":
@@ -181,6 +189,8 @@ class Requirement:
             "masking_profile": self.masking_profile,
             "disable_detectors": list(self.disable_detectors),
             "partial_groups": list(self.partial_groups),
+            "step_up": self.step_up,
+            "step_up_within": self.step_up_within,
         }
 
     @classmethod
@@ -201,6 +211,8 @@ class Requirement:
             masking_profile=data.get("masking_profile"),
             disable_detectors=tuple(data.get("disable_detectors", ())),
             partial_groups=tuple(data.get("partial_groups", ())),
+            step_up=data.get("step_up") or None,
+            step_up_within=int(data.get("step_up_within") or DEFAULT_STEP_UP_WITHIN),
         )
 
     def details(self) -> list[str]:
@@ -225,6 +237,9 @@ class Requirement:
                 what.append("page " + ", ".join(step.page_groups))
             lines.append(f"after {format_duration(step.after_seconds)}: {' and '.join(what)}")
         lines.append("cards: " + ", ".join(str(c) for c in self.channels))
+        if self.step_up:
+            lines.append(f"step-up: every vote needs a {self.step_up} proof made within "
+                         f"{format_duration(self.step_up_within)} (chat buttons open the inbox)")
         if self.masking_profile or self.disable_detectors or self.partial_groups:
             mask = f"masking: profile {self.masking_profile or 'default'}"
             if self.disable_detectors:

@@ -187,6 +187,22 @@ _REQUIRE = {
             ],
             "x-message": "must be a count, or {approvals: count, otherwise: group}",
         },
+        "step_up": {
+            "description": (
+                "Every vote needs a fresh passkey (WebAuthn) proof from the person voting: "
+                "'passkey', or {method: passkey, within: 5m} (how recent the proof must be)."
+            ),
+            "oneOf": [
+                {"const": "passkey"},
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["method"],
+                    "properties": {"method": {"const": "passkey"}, "within": _POSITIVE_DURATION},
+                },
+            ],
+            "x-message": "must be 'passkey' or {method: passkey, within: a duration such as 5m}",
+        },
         "masking": {
             "type": "object",
             "additionalProperties": False,
