@@ -23,7 +23,9 @@ from signoff.runtime import Runtime, set_current
 from signoff.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# Public fixtures (platform examples, published schemas), copied in; tests/data/SOURCES.md
+# names where each came from. Nothing in the suite reads outside the repository.
+DATA = ROOT / "tests" / "data"
 EXAMPLE_POLICY = ROOT / "examples" / "policy.yaml"
 
 TEST_SECRETS = {

@@ -1,6 +1,9 @@
 """Build the labelled masking corpus in this folder (deterministic: run it again, get the same files).
 
-    python bench/masking_corpus/build.py [--ext ../shared/ext/masking] [--payloads 400]
+    python bench/masking_corpus/build.py --ext DIR [--payloads 400]
+
+``DIR`` holds the source corpora (``secrets.jsonl``, ``pii.jsonl``; see README.md); the
+committed output is what the benchmark and the tests read, so nothing here is needed to run them.
 
 Writes three JSON Lines files, one document per line, all with the same fields:
 
@@ -26,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_EXT = HERE.parents[2] / "shared" / "ext" / "masking"
 
 # Presidio entity -> Signoff entity, for the types in Signoff's scope.
 PRESIDIO_TO_SIGNOFF = {
@@ -372,7 +374,7 @@ def build_payloads(n: int) -> list[dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ext", type=Path, default=DEFAULT_EXT, help="the shared corpus folder (secrets.jsonl, pii.jsonl)")
+    ap.add_argument("--ext", type=Path, required=True, help="the source corpus folder (secrets.jsonl, pii.jsonl)")
     ap.add_argument("--payloads", type=int, default=450)
     args = ap.parse_args()
     sets = {"gitleaks": build_gitleaks(args.ext), "presidio": build_presidio(args.ext), "payloads": build_payloads(args.payloads)}

@@ -23,7 +23,7 @@ from bot.commands import CommandKind, CommandResult
 from signoff import clicks
 from signoff.models import Status
 
-# --- Slack's documented limits (Block Kit reference; ../shared/ext/README.md) -------------
+# --- Slack's documented limits (Block Kit reference, api.slack.com/reference/block-kit) -------------
 MESSAGE_BLOCKS = 50
 MODAL_BLOCKS = 100
 SECTION_TEXT = 3000

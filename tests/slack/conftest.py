@@ -221,7 +221,7 @@ class SlackClient:
 
 
 def command_body(user: str, text: str, fake: FakeSlack, channel: str = "C0GENERAL") -> str:
-    """A slash-command form body shaped like Slack's (../shared/ext/slack)."""
+    """A slash-command form body shaped like Slack's (tests/data/slack)."""
     return urlencode({
         "token": "legacy-verification-token", "team_id": "T0SIGNOFF",
         "team_domain": "signoff-test", "channel_id": channel, "channel_name": "general",
@@ -230,7 +230,7 @@ def command_body(user: str, text: str, fake: FakeSlack, channel: str = "C0GENERA
         "trigger_id": f"{next(_ts)}.1.trigger"})
 
 
-# --- payloads shaped like Slack's (see ../shared/ext/slack) --------------------------------
+# --- payloads shaped like Slack's (see tests/data/slack) --------------------------------
 def card_buttons(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """action_id -> button element (with its block_id) of a posted card."""
     out = {}

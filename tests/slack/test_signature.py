@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.slack import render
 from signoff.runtime import Runtime
-from tests.conftest import SHARED
+from tests.conftest import DATA
 from tests.fakes.slack_api import FakeSlack
 from tests.slack.conftest import (
     SIGNING_SECRET,
@@ -23,7 +23,7 @@ from tests.slack.conftest import (
     submit,
 )
 
-VECTOR = Path(SHARED) / "ext" / "slack" / "signature_test_vector.json"
+VECTOR = DATA / "slack" / "signature_test_vector.json"
 
 
 def test_signing_helper_matches_slacks_documented_vector() -> None:

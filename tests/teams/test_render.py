@@ -25,7 +25,7 @@ from bot.teams.render import (
 )
 from signoff import clicks
 from signoff.models import Status
-from tests.conftest import SHARED
+from tests.conftest import DATA
 from tests.teams.conftest import button_data, texts, verbs
 
 KEY = b"render-test-key"
@@ -35,7 +35,7 @@ NOW = 1_717_408_800.0  # 2024-06-03 10:00 UTC
 @cache
 def validator(version: str) -> jsonschema.Draft6Validator:
     """The published Adaptive Card schema, allowing Teams' own ``msteams`` property."""
-    path = SHARED / "ext" / "adaptivecards" / f"adaptive-card-{version}.json"
+    path = DATA / "adaptivecards" / f"adaptive-card-{version}.json"
     schema = copy.deepcopy(json.loads(path.read_text()))
     schema["definitions"]["AdaptiveCard"]["properties"]["msteams"] = {
         "type": "object", "properties": {"width": {"enum": ["Full"]}},
