@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from policy.globs import GlobSet
+from policy.identity import canonical_agent, canonical_email, canonical_person
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Person:
         slack_id: Slack user id (``U0...``), if they use Slack.
         teams_id: Microsoft Entra (AAD) object id, lower-cased, if they use Teams.
         groups: Every group they belong to.
+        aliases: Other addresses of theirs (canonical form); each names this person.
     """
 
     id: str
@@ -30,6 +32,7 @@ class Person:
     slack_id: str | None = None
     teams_id: str | None = None
     groups: frozenset[str] = frozenset()
+    aliases: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class ResourceOwner:
 
 @dataclass(frozen=True)
 class Directory:
-    """Lookup tables built once per policy load. Email comparisons are case-insensitive."""
+    """Lookup tables built once per policy load. Every lookup canonicalises its key with the
+    one identity rule (:mod:`policy.identity`): case, spaces and aliases never matter."""
 
     _people: Mapping[str, Person]
     _agents: Mapping[str, Agent]
@@ -66,6 +70,7 @@ class Directory:
     group_descriptions: Mapping[str, str] = field(default_factory=dict)
     _by_slack: Mapping[str, Person] = field(default_factory=dict)
     _by_teams: Mapping[str, Person] = field(default_factory=dict)
+    _aliases: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -91,38 +96,63 @@ class Directory:
         """
         extra: dict[str, set[str]] = {}
         for group, members in (groups or {}).items():
-            extra.setdefault(group, set()).update(m.lower() for m in members)
+            extra.setdefault(group, set()).update(canonical_email(m) for m in members)
         members_of: dict[str, set[str]] = {g: set() for g in extra}
         listed = list(people)
         for person in listed:
             for group in person.groups:
-                members_of.setdefault(group, set()).add(person.id.lower())
+                members_of.setdefault(group, set()).add(canonical_email(person.id))
         for group, emails in extra.items():
             members_of[group].update(emails)
         by_id: dict[str, Person] = {}
         for person in listed:
-            pid = person.id.lower()
+            pid = canonical_email(person.id)
             joined = frozenset(g for g, emails in members_of.items() if pid in emails)
             by_id[pid] = Person(
                 id=pid,
                 name=person.name,
                 slack_id=person.slack_id,
-                teams_id=person.teams_id.lower() if person.teams_id else None,
+                teams_id=person.teams_id.strip().lower() if person.teams_id else None,
                 groups=joined,
+                aliases=frozenset(a for a in (canonical_email(x) for x in person.aliases)
+                                  if a and a != pid),
             )
+        aliases: dict[str, str] = {}
+        for p in by_id.values():
+            for alias in p.aliases:
+                # An alias that is someone's own address, or claimed twice, names nobody
+                # else: the parser reports it; here the address keeps its own meaning.
+                if alias not in by_id:
+                    aliases.setdefault(alias, p.id)
         return cls(
             _people=MappingProxyType(by_id),
-            _agents=MappingProxyType({a.id.lower(): a for a in agents}),
+            _agents=MappingProxyType({canonical_agent(a.id): a for a in agents}),
             _groups=MappingProxyType({g: frozenset(e) for g, e in members_of.items()}),
             resource_owners=tuple(resource_owners),
             group_descriptions=MappingProxyType(dict(group_descriptions or {})),
             _by_slack=MappingProxyType({p.slack_id: p for p in by_id.values() if p.slack_id}),
             _by_teams=MappingProxyType({p.teams_id: p for p in by_id.values() if p.teams_id}),
+            _aliases=MappingProxyType(aliases),
         )
 
+    def resolve_alias(self, email: str) -> str | None:
+        """The person id an address names: their own, or the one whose alias it is."""
+        key = canonical_email(email)
+        if key in self._people:
+            return key
+        return self._aliases.get(key)
+
+    def canonical_person(self, value: str | None) -> str:
+        """The canonical id of the person ``value`` names (an alias becomes their email);
+        an address the directory does not know is returned in canonical form."""
+        return canonical_person(value, self)
+
     def person(self, email: str | None) -> Person | None:
-        """The person whose email is ``email`` (any case)."""
-        return self._people.get(email.strip().lower()) if email else None
+        """The person whose email (or alias) is ``email``, in any spelling."""
+        if not email:
+            return None
+        pid = self.resolve_alias(email)
+        return self._people.get(pid) if pid else None
 
     def by_slack(self, user_id: str | None) -> Person | None:
         """The person with this Slack user id (exact match; Slack ids are upper-case)."""
@@ -133,8 +163,8 @@ class Directory:
         return self._by_teams.get(aad_object_id.strip().lower()) if aad_object_id else None
 
     def agent(self, agent_id: str | None) -> Agent | None:
-        """The agent with this id (any case)."""
-        return self._agents.get(agent_id.strip().lower()) if agent_id else None
+        """The agent with this id (any spelling)."""
+        return self._agents.get(canonical_agent(agent_id)) if agent_id else None
 
     def is_agent(self, identity: str | None) -> bool:
         """Whether ``identity`` names an agent."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from policy.conditions import Condition, ConditionEvalError, activation_for
 from policy.directory import Directory
 from policy.globs import GlobSet
+from policy.identity import canonical_agent, canonical_context
 from policy.limits import Limits
 from policy.requirement import DEFAULT_GROUP, Outcome, Requirement
 from policy.window import Window
@@ -286,11 +287,12 @@ class Policy:
                    custom_detectors, buckets, tuple(anywhere),
                    {k: frozenset(v) for k, v in buckets.items()}, frozenset(anywhere),
                    tuple(r._skip_text[0] for r in rules), tuple(r._skip_text[1] for r in rules),
-                   limits or Limits(), dict(agent_limits or {}))
+                   limits or Limits(),
+                   {canonical_agent(k): v for k, v in (agent_limits or {}).items()})
 
     def limits_for(self, agent_id: str) -> Limits:
-        """The flood limits for ``agent_id`` (its own over the file's ``limits:``)."""
-        return self.agent_limits.get(agent_id, self.limits)
+        """The flood limits for ``agent_id``, in any spelling (its own over ``limits:``)."""
+        return self.agent_limits.get(canonical_agent(agent_id), self.limits)
 
     def rule(self, rule_id: str) -> Rule | None:
         """The rule called ``rule_id`` (``"default"`` gives the default)."""
@@ -330,6 +332,7 @@ class Policy:
             The evaluation. A request matching no rule gets the file's default, which never
             auto-approves.
         """
+        request = canonical_request(request, self.directory)
         when = now or datetime.datetime.now(datetime.UTC)
         if when.tzinfo is None:
             when = when.replace(tzinfo=datetime.UTC)
@@ -409,6 +412,23 @@ class Policy:
             summary=summary,
             policy_version=self.version,
         )
+
+
+def canonical_request(request: AgentRequest, directory: Directory) -> AgentRequest:
+    """``request`` with its requester, on-behalf-of person and environment in the one
+    identity form (:mod:`policy.identity`), as every rule sees it; the rest as sent."""
+    update: dict[str, Any] = {}
+    requester = canonical_agent(request.requester)
+    if requester != request.requester:
+        update["requester"] = requester
+    if request.on_behalf_of:
+        person = directory.canonical_person(request.on_behalf_of)
+        if person != request.on_behalf_of:
+            update["on_behalf_of"] = person
+    context = canonical_context(request.context)
+    if context != request.context:
+        update["context"] = context
+    return request.model_copy(update=update) if update else request
 
 
 def _segments(globs: GlobSet | None) -> set[str] | None:

@@ -20,6 +20,7 @@ from policy.durations import format_duration, parse_duration
 from policy.engine import DEFAULT_RULE_ID, ContextMatch, OwnerRequirement, Policy, Rule
 from policy.errors import PolicyError, PolicyIssue
 from policy.globs import GlobSet
+from policy.identity import canonical_agent, canonical_email, canonical_environment
 from policy.limits import Limits
 from policy.requirement import (
     DEFAULT_GROUP,
@@ -45,6 +46,10 @@ _APPROVER_PART = re.compile(r"^\s*(\d+)\s+(?:of|from)\s+(\S+)\s*$")
 _HOURS = re.compile(r"^\d\d:\d\d-\d\d:\d\d$")
 _AND = re.compile(r"\s+(?:and|AND|&)\s+")
 BUILTIN_PROFILES = frozenset({"default"})
+
+# Rule matchers compared with the one identity rule (policy.identity).
+_IDENTITY_FIELDS = frozenset({"requester", "on_behalf_of", "environment"})
+_WILDCARD = re.compile(r"[*?\[]")
 
 
 def policy_version(text: str) -> str:
@@ -164,7 +169,7 @@ class _Builder:
             if not isinstance(entry, dict) or not isinstance(entry.get("email"), str):
                 continue
             path = (*base, "people", i)
-            email = entry["email"].strip().lower()
+            email = canonical_email(entry["email"])
             duplicate = False
             teams = entry.get("teams")
             for key, value in (
@@ -184,6 +189,17 @@ class _Builder:
                     seen[key][value] = self.smap.at((*path, key))
             if duplicate:
                 continue
+            aliases = []
+            for j, alias in enumerate(_strs(entry.get("aliases"))):
+                key = canonical_email(alias)
+                if key == email:
+                    continue
+                if key in seen["email"]:
+                    self.error((*path, "aliases", j),
+                               f"alias '{alias}' is already used on line {seen['email'][key][0]}")
+                    continue
+                seen["email"][key] = self.smap.at((*path, "aliases", j))
+                aliases.append(key)
             people.append(
                 Person(
                     id=email,
@@ -191,6 +207,7 @@ class _Builder:
                     slack_id=entry.get("slack") if isinstance(entry.get("slack"), str) else None,
                     teams_id=entry.get("teams") if isinstance(entry.get("teams"), str) else None,
                     groups=frozenset(_strs(entry.get("groups"))),
+                    aliases=frozenset(aliases),
                 )
             )
         emails = {p.id for p in people}
@@ -202,7 +219,7 @@ class _Builder:
             for j, member in enumerate(_list(group.get("members"))):
                 if not isinstance(member, str):
                     continue
-                if member.strip().lower() not in emails:
+                if canonical_email(member) not in emails:
                     self.error(
                         (*base, "groups", name, "members", j),
                         f"'{member}' is not a person in directory.people",
@@ -221,17 +238,17 @@ class _Builder:
             agent_id, owner = entry.get("id"), entry.get("owner")
             if not isinstance(agent_id, str) or not isinstance(owner, str):
                 continue
-            key = agent_id.strip().lower()
+            key = canonical_agent(agent_id)
             if key in agent_ids:
                 self.error((*path, "id"), f"agent '{agent_id}' is already listed on line {agent_ids[key]}")
                 continue
             agent_ids[key] = self.smap.at((*path, "id"))[0]
-            if owner.strip().lower() not in emails:
+            if canonical_email(owner) not in emails:
                 self.error((*path, "owner"), f"owner '{owner}' is not a person in directory.people")
             team = entry.get("team")
             if isinstance(entry.get("limits"), dict):
-                self.agent_limits[agent_id] = entry["limits"]
-            agents.append(Agent(agent_id, owner.strip().lower(), team if isinstance(team, str) else None))
+                self.agent_limits[key] = entry["limits"]
+            agents.append(Agent(agent_id, canonical_email(owner), team if isinstance(team, str) else None))
         directory = Directory.build(
             people, agents, groups, group_descriptions=descriptions
         )
@@ -326,6 +343,9 @@ class _Builder:
         globs: dict[str, GlobSet | None] = {}
         for name in ("action", "resource", "requester", "on_behalf_of", "team", "environment"):
             patterns = _strs(match.get(name))
+            if name in _IDENTITY_FIELDS:
+                # Requests are matched in canonical form (policy.identity), so are the rules.
+                patterns = [self._canonical_pattern(name, p) for p in patterns]
             globs[name] = GlobSet.of(patterns) if patterns else None
         context = tuple(self._context_matches((*path, "match", "context"), _dict(match.get("context"))))
         condition = self._condition((*path, "when"), spec.get("when"))
@@ -383,6 +403,17 @@ class _Builder:
             )
         return rule
 
+    def _canonical_pattern(self, name: str, pattern: str) -> str:
+        """A requester, on-behalf-of or environment glob in the one identity form; a literal
+        on-behalf-of address that is an alias becomes the person's own address."""
+        if name == "on_behalf_of":
+            if not _WILDCARD.search(pattern) and getattr(self, "directory", None) is not None:
+                return self.directory.canonical_person(pattern)
+            return canonical_email(pattern)
+        if name == "environment":
+            return canonical_environment(pattern) or ""
+        return canonical_agent(pattern)
+
     def _context_matches(self, path: Path, spec: dict[str, Any]) -> list[ContextMatch]:
         out = []
         for key, value in spec.items():
@@ -392,6 +423,8 @@ class _Builder:
                 continue
             values = value if isinstance(value, list) else [value]
             text = [v for v in values if isinstance(v, str)]
+            if parts == ("environment",):
+                text = [canonical_environment(v) or "" for v in text]
             exact = tuple(v for v in values if isinstance(v, int | float | bool) and not isinstance(v, str))
             out.append(ContextMatch(parts, GlobSet.of(text), exact))
         return out

@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from itertools import combinations
 
+from policy.identity import canonical_email
 from policy.requirement import Requirement
 
 
 def _normalise(votes: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
-    """Person (lower-cased) -> groups; ``Alice@x`` and ``alice@x`` are one person."""
+    """Person (canonical, policy.identity) -> groups; ``Alice@x`` and ``alice@x`` are one."""
     out: dict[str, set[str]] = {}
     for person, groups in votes.items():
-        out.setdefault(person.strip().lower(), set()).update(groups)
+        out.setdefault(canonical_email(person), set()).update(groups)
     return {p: frozenset(g) for p, g in out.items()}
 
 
@@ -73,7 +74,7 @@ def quorum_met(requirement: Requirement, approvals: Mapping[str, Iterable[str]])
 
 def denial_met(requirement: Requirement, denials: Iterable[str]) -> bool:
     """Whether the distinct people in ``denials`` (emails of eligible deny votes) deny it."""
-    return len({d.strip().lower() for d in denials}) >= max(1, requirement.deny_quorum)
+    return len({canonical_email(d) for d in denials}) >= max(1, requirement.deny_quorum)
 
 
 def slots_missing(requirement: Requirement, approvals: Mapping[str, Iterable[str]]) -> dict[str, int]:

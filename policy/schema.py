@@ -301,6 +301,16 @@ SCHEMA: dict[str, Any] = {
                                 "x-message": "must be an email address",
                             },
                             "name": {"type": "string"},
+                            "aliases": {
+                                "type": "array",
+                                "description": "Other addresses of this person; each names them "
+                                "(on_behalf_of, tokens, sign-in).",
+                                "items": {
+                                    "type": "string",
+                                    "pattern": EMAIL_PATTERN,
+                                    "x-message": "must be an email address",
+                                },
+                            },
                             "slack": {
                                 "type": "string",
                                 "pattern": r"^[UW][A-Z0-9]{2,}$",

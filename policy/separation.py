@@ -12,6 +12,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from policy.directory import Directory, Person
+from policy.identity import canonical_agent
 from policy.requirement import Outcome
 
 if TYPE_CHECKING:
@@ -73,10 +74,6 @@ _REASONS = {
 }
 
 
-def _norm(value: str | None) -> str:
-    return value.strip().lower() if value else ""
-
-
 def can_decide(
     request: AgentRequest,
     evaluation: Evaluation,
@@ -105,19 +102,21 @@ def can_decide(
     """
     if person is None or directory.person(person.id) is None:
         return _refuse(RefusalCode.UNKNOWN_PERSON)
-    pid = _norm(person.id)
+    # Every comparison below uses the one identity rule (policy.identity): case, spaces and
+    # directory aliases never make two spellings of one person or agent differ.
+    pid = directory.canonical_person(person.id)
     if directory.is_agent(pid):
         return _refuse(RefusalCode.AGENT_IDENTITY)
-    if pid == _norm(request.requester):
+    if pid == canonical_agent(request.requester):
         return _refuse(RefusalCode.REQUESTER)
-    if request.on_behalf_of and pid == _norm(request.on_behalf_of):
+    if request.on_behalf_of and pid == directory.canonical_person(request.on_behalf_of):
         return _refuse(RefusalCode.ON_BEHALF_OF)
     agent = directory.agent(request.requester)
-    if agent is not None and pid == _norm(agent.owner):
+    if agent is not None and pid == directory.canonical_person(agent.owner):
         return _refuse(RefusalCode.AGENT_OWNER)
     if evaluation.outcome is not Outcome.REQUIRE_APPROVAL:
         return _refuse(RefusalCode.NOT_AWAITING_APPROVAL)
-    if any(_norm(voter) == pid for voter in votes):
+    if any(directory.canonical_person(voter) == pid for voter in votes):
         return _refuse(RefusalCode.ALREADY_VOTED)
     eligible = list(evaluation.requirement.eligible_groups)
     eligible += [g for g in extra_groups if g not in eligible]
