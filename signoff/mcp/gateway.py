@@ -1,0 +1,205 @@
+"""The gateway: one MCP server (``mcp.server.lowlevel.Server``) in front of the upstreams.
+
+Built on the official ``mcp`` SDK's low-level server rather than its decorator API (or
+``fastmcp``): a proxy must pass each upstream tool's own input schema, output schema and
+annotations through unchanged, which the low-level ``on_list_tools`` / ``on_call_tool``
+handlers do directly, with no per-tool Python function to generate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+
+from signoff import __version__
+from signoff.mcp.approvals import Approvals, ToolCall, Verdict
+from signoff.mcp.config import GatewayConfig, ServerConfig
+from signoff.mcp.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("signoff.mcp")
+
+_ACTION_UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
+
+
+def action_for(server: str, tool: str) -> str:
+    """``mcp.<server>.<tool>``, with characters the request schema refuses replaced by ``-``."""
+    return f"mcp.{server}.{_ACTION_UNSAFE.sub('-', tool)}"[:200]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an exposed tool name goes."""
+
+    exposed: str
+    upstream: Upstream
+    tool: types.Tool
+
+    @property
+    def server(self) -> ServerConfig:
+        return self.upstream.config
+
+
+class Catalog:
+    """The exposed tool list: upstream names, prefixed by server where two servers clash."""
+
+    def __init__(self, upstreams: list[Upstream]) -> None:
+        self.upstreams = upstreams
+        self.routes: dict[str, Route] = {}
+
+    async def refresh(self) -> list[types.Tool]:
+        listed: list[tuple[Upstream, types.Tool]] = []
+        for upstream in self.upstreams:
+            try:
+                tools = await upstream.list_tools()
+            except UpstreamError as exc:
+                log.warning("%s", exc)  # one server down must not hide the others' tools
+                continue
+            listed.extend((upstream, tool) for tool in tools)
+        counts: dict[str, int] = {}
+        for _, tool in listed:
+            counts[tool.name] = counts.get(tool.name, 0) + 1
+        routes: dict[str, Route] = {}
+        exposed: list[types.Tool] = []
+        for upstream, tool in listed:
+            name = tool.name if counts[tool.name] == 1 else f"{upstream.name}_{tool.name}"
+            routes[name] = Route(name, upstream, tool)
+            exposed.append(tool.model_copy(update={"name": name}))
+        self.routes = routes
+        return exposed
+
+    async def resolve(self, name: str) -> Route | None:
+        route = self.routes.get(name)
+        if route is None:
+            await self.refresh()
+            route = self.routes.get(name)
+        return route
+
+
+def _error(text: str, **meta: Any) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True,
+                                _meta={f"signoff/{k}": v for k, v in meta.items()} or None)
+
+
+def _annotations(route: Route) -> dict[str, Any]:
+    found = (route.tool.annotations.model_dump(by_alias=True, exclude_none=True)
+             if route.tool.annotations is not None else {})
+    found.update(route.server.annotations.get(route.tool.name, {}))
+    return found
+
+
+def _client_name(ctx: ServerRequestContext[Any, Any]) -> str:
+    params = ctx.session.client_params
+    info = getattr(params, "client_info", None)
+    return str(getattr(info, "name", "") or "unknown")
+
+
+class Gateway:
+    """Upstream connections, the catalog and the approval flow, as an MCP server."""
+
+    def __init__(self, config: GatewayConfig, approvals: Approvals,
+                 upstreams: list[Upstream] | None = None) -> None:
+        self.config = config
+        self.approvals = approvals
+        self.upstreams = upstreams or [Upstream(s) for s in config.servers]
+        self.catalog = Catalog(self.upstreams)
+        self.server: Server[Any] = Server(
+            "signoff-mcp-gateway", version=__version__,
+            instructions="Tool calls pass through Signoff: some run at once, others wait for a "
+                         "person's approval. A result saying approval is pending means the tool "
+                         "has not run; call it again later with the same arguments.",
+            lifespan=self._lifespan,
+            on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+
+    @asynccontextmanager
+    async def _lifespan(self, _: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+        yield {}
+
+    async def aclose(self) -> None:
+        await self.approvals.aclose()
+        for upstream in self.upstreams:
+            await upstream.aclose()
+
+    async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
+                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=await self.catalog.refresh())
+
+    def tool_call(self, route: Route, arguments: dict[str, Any], client: str) -> ToolCall:
+        """The Signoff request for one call (action, resource, params, context)."""
+        tool = route.tool
+        mcp_context: dict[str, Any] = {
+            "server": route.server.name, "tool": tool.name, "client": client,
+            "annotations": _annotations(route),
+        }
+        if tool.description:
+            mcp_context["description"] = tool.description[:2000]
+        if tool.title:
+            mcp_context["title"] = tool.title
+        return ToolCall(
+            action=action_for(route.server.name, tool.name),
+            resource=route.server.resource_for(tool.name, arguments),
+            arguments=arguments,
+            context={**self.config.context, "mcp": mcp_context},
+            reason=f"MCP tool call {tool.name} on {route.server.name} from {client}",
+            on_behalf_of=self.config.on_behalf_of)
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
+                         params: types.CallToolRequestParams) -> types.CallToolResult:
+        route = await self.catalog.resolve(params.name)
+        if route is None:
+            return _error(f"Unknown tool: {params.name}")
+        arguments = dict(params.arguments or {})
+        call = self.tool_call(route, arguments, _client_name(ctx))
+        wants_progress = progress_token_from_params(ctx.params) is not None
+
+        async def waiting(elapsed: float, message: str) -> None:
+            await ctx.session.report_progress(elapsed, None, message)
+
+        outcome = await self.approvals.decide(call, waiting if wants_progress else None)
+        if outcome.verdict is Verdict.PENDING:
+            return _error(outcome.message, status="pending", request_id=outcome.request_id)
+        if outcome.verdict is Verdict.REFUSED:
+            return _error(outcome.message, status="refused", request_id=outcome.request_id)
+
+        async def forward(progress: float, total: float | None, message: str | None) -> None:
+            if wants_progress:  # the upstream's own progress, passed on
+                await ctx.session.report_progress(progress, total, message)
+
+        try:
+            return await route.upstream.call(route.tool.name, arguments, forward)
+        except UpstreamError as exc:
+            return _error(str(exc), status="upstream_failed", request_id=outcome.request_id)
+
+    async def serve_stdio(self) -> None:
+        from mcp.server.stdio import stdio_server
+
+        async with stdio_server() as (read, write):
+            await self.server.run(read, write, self.server.create_initialization_options())
+
+    async def serve_http(self, host: str, port: int) -> None:
+        import uvicorn
+
+        app = self.server.streamable_http_app(host=host)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                lifespan="on")
+        await uvicorn.Server(config).serve()
+
+
+async def run_gateway(gateway: Gateway, http: tuple[str, int] | None) -> None:
+    """Serve until the client goes away (stdio) or a signal arrives; then cancel what waits."""
+    try:
+        if http is None:
+            await gateway.serve_stdio()
+        else:
+            await gateway.serve_http(*http)
+    finally:
+        await asyncio.shield(gateway.aclose())
