@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "audit": "signoff.cli_audit:audit",
     "keys": "signoff.cli_keys:keys",
     "grant": "signoff.cli_keys:grant",
+    "mcp": "signoff.mcp.cli:mcp",
 }
 
 HELP = {
@@ -51,6 +52,7 @@ HELP = {
     "audit": "Verify, query and export the audit log.",
     "keys": "Manage grant and audit signing keys.",
     "grant": "Verify or revoke grants.",
+    "mcp": "Serve an MCP approval gateway in front of MCP servers (stdio or HTTP).",
 }
 
 
