@@ -14,7 +14,9 @@ from collections.abc import Iterator
 import phonenumbers
 
 from signoff.masking import validators as v
+from signoff.masking.addresses import find_addresses
 from signoff.masking.scanner import Detector
+from signoff.masking.wallets import find_wallets
 
 # --- e-mail -------------------------------------------------------------------------------
 EMAIL_RE = re.compile(
@@ -145,24 +147,40 @@ IPV6_V4_RE = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\
 
 
 def find_ipv6(text: str) -> Iterator[tuple[int, int, float]]:
+    """IPv6 host addresses; ranges (``2001:db8::/32``), ``::``, ``::1`` and the documentation
+    prefix stay visible."""
     if "." in text:
         for m in IPV6_V4_RE.finditer(text):  # ::ffff:192.0.2.1
-            if v.ipv6(m.group(0)):
+            if v.ipv6(m.group(0)) and not v.non_personal_ip(m.group(0)) and not _range_prefix(text, m.end(), 128):
                 yield (m.start(), m.end(), 0.92)
     for m in IPV6_RE.finditer(text):
         s = m.group(0)
-        if v.ipv6(s):
+        if v.ipv6(s) and not v.non_personal_ip(s) and not _range_prefix(text, m.end(), 128):
             yield (m.start(), m.end(), 0.9)
 
 
-_VERSION_BEFORE = re.compile(r"(?:v|version|ver\.?|release|build)\s*$", re.I)
+_VERSION_BEFORE = re.compile(r"(?:v|version|ver\.?|release|build|tag|patch|(?:upgrade|upgrading|bump|bumping|pin|pinned)\s+to)\s*$", re.I)
+_PREFIX_AFTER = re.compile(r"/(\d{1,3})(?!\d)")
+
+
+def _range_prefix(text: str, end: int, full: int) -> bool:
+    """Whether the address at ``text[:end]`` is followed by a prefix length of a network
+    (``/0`` … ``/31`` for IPv4): a range is not someone's address; ``/32`` is one host."""
+    m = _PREFIX_AFTER.match(text, end)
+    return m is not None and int(m.group(1)) < full
 
 
 def find_ipv4(text: str) -> Iterator[tuple[int, int, float]]:
+    """IPv4 addresses of hosts. Left visible: network ranges in CIDR notation (``0.0.0.0/0``,
+    ``10.0.0.0/8``), the unspecified and loopback addresses, the documentation ranges (RFC
+    5737), broadcast and netmasks, and dotted version numbers (``version 10.2.3.4``)."""
     for m in IPV4_RE.finditer(text):
-        if not v.ipv4(m.group(0)):
+        s = m.group(0)
+        if not v.ipv4(s) or v.non_personal_ip(s):
             continue
-        if _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
+        if _range_prefix(text, m.end(), 32):
+            continue
+        if _VERSION_BEFORE.search(text[max(0, m.start() - 16) : m.start()]):
             continue
         yield (m.start(), m.end(), 0.9)
 
@@ -185,6 +203,14 @@ DOB_CONTEXT = ("born", "birth", "dob", "d.o.b", "b-day", "bday", "birthday", "da
 # --- credentials in URLs ---------------------------------------------------------------------
 URL_CRED_RE = re.compile(
     r"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://(?P<user>[^\s:/@?#\"'<>]{0,256}):(?P<pw>[^\s/\"'<>]{1,256})@(?=[\w\[-][\w.\[\]:-]*(?:[/?#\s\"'<>,;)]|$))"
+)
+
+
+# --- firms named with their legal form ("Moss Ltd", "Haynes, Cook and Sons LLC") ---------------
+COMPANY_RE = re.compile(
+    r"(?<![\w.-])(?:[A-Z][A-Za-z'&-]+(?:,?\s+(?:and\s+|&\s+)?|\s*-\s*)){1,4}"
+    r"(?:Inc|Ltd|LLC|L\.L\.C|PLC|LLP|Corp|Corporation|GmbH|AG|S\.A|SAS|BV|B\.V|Pty|Limited|"
+    r"Holdings|and Sons|& Sons)\b\.?"
 )
 
 
@@ -211,4 +237,7 @@ def builtin_pii() -> list[Detector]:
             keywords=DOB_CONTEXT, context=DOB_CONTEXT, window=40,
         ),
         Detector("url_credentials", "SECRET", 0.97, URL_CRED_RE, group="pw", keywords=("://",)),
+        Detector("crypto_wallet", "CRYPTO", 0.95, finder=find_wallets, min_digits=2),
+        Detector("street_address", "ADDRESS", 0.8, finder=find_addresses, min_digits=1),
+        Detector("company_suffix", "ORGANIZATION", 0.7, COMPANY_RE),
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from signoff.masking.keys import classify_key
+from signoff.masking.keys import classify_key, key_words
 from signoff.masking.scanner import Detector
 from signoff.masking.validators import shannon_entropy
 
@@ -200,6 +200,116 @@ def find_assignments(text: str) -> Iterator[tuple[int, int, float, str]]:
         yield (start, end, conf, entity)
 
 
+# --- command lines ----------------------------------------------------------------------------
+CLI_FLAG_RE = re.compile(
+    r"""(?<![\w-])(?P<dash>--?)(?P<name>[A-Za-z][\w.-]{0,60}?)(?P<op>=|[ \t]+)"""
+    r"""(?:"(?P<dq>(?:[^"\\\n]|\\.){1,2000})"|'(?P<sq>[^'\n]{1,2000})'|(?P<raw>[^\s"'`|;&<>]{1,2000}))"""
+)
+# Tools whose short ``-p`` is the password, glued to it (``mysql -pS3cret``) or, for sshpass
+# and redis-cli's ``-a``, the next word.
+GLUED_P_RE = re.compile(r"(?<![\w-])-p(?P<value>[^\s\"'`|;&<>-][^\s\"'`|;&<>]{0,500})")
+NEXT_WORD_RE = re.compile(r"(?<![\w-])(?:sshpass\s+-p|redis-cli\b[^\n|;&]{0,200}?\s-a)\s+(?P<value>\"[^\"\n]+\"|'[^'\n]+'|[^\s\"'|;&<>]+)")
+_GLUED_P_TOOLS = ("mysql", "mariadb", "mysqldump", "mysqladmin", "mysqlimport", "mysqlsh", "mysqlcheck", "mysqlpump")
+# ``--password-file /run/secrets/db``: the flag names where the secret is, not the secret.
+_FLAG_NOT_VALUE = frozenset({"file", "path", "dir", "env", "stdin", "length", "policy", "reset", "prompt", "expiry", "ttl", "rotation", "fd", "cmd", "command", "helper", "store"})
+
+
+def find_cli_flags(text: str) -> Iterator[tuple[int, int, float, str]]:
+    """``--password=…``, ``--api-key …``, ``--client-secret "…"``, ``mysql -p…``,
+    ``sshpass -p …``, ``redis-cli -a …``: the flag name is judged like a key name."""
+    lower = text.lower()
+    for m in CLI_FLAG_RE.finditer(text):
+        name = m.group("name")
+        if m.group("dash") == "-" and len(name) > 1 and m.group("op") != "=":
+            continue  # "-abc value": bundled short options, not a name
+        entity = classify_key(name)
+        if entity is None or entity == "ADDRESS" or (key_words(name)[-1:] and key_words(name)[-1] in _FLAG_NOT_VALUE):
+            continue
+        for g in ("dq", "sq", "raw"):
+            if m.group(g) is not None:
+                start, end = m.start(g), m.end(g)
+                break
+        value = text[start:end]
+        if m.group("op") != "=" and value.startswith("-"):
+            continue  # the next flag, not a value
+        if _PLACEHOLDER.match(value.strip()):
+            continue
+        yield (start, end, 0.9 if entity == "SECRET" else 0.8, entity)
+    if any(t in lower for t in _GLUED_P_TOOLS):
+        for m in GLUED_P_RE.finditer(text):
+            line_start = text.rfind("\n", 0, m.start()) + 1
+            if any(t in lower[line_start : m.start()] for t in _GLUED_P_TOOLS):
+                value = m.group("value")
+                if not _PLACEHOLDER.match(value):
+                    yield (m.start("value"), m.end("value"), 0.9, "SECRET")
+    if "sshpass" in lower or "redis-cli" in lower:
+        for m in NEXT_WORD_RE.finditer(text):
+            s, e = m.span("value")
+            if text[s] in "\"'":
+                s, e = s + 1, e - 1
+            yield (s, e, 0.9, "SECRET")
+
+
+# --- URL query strings and form bodies ----------------------------------------------------------
+QUERY_PARAM_RE = re.compile(r"(?:(?<=[?&;#])|(?<=&amp;)|^)(?P<name>[\w.\-\[\]%]{1,100})=(?P<value>[^&#\s\"'<>]{1,4000})")
+# Names that are credentials in a query string although not elsewhere: OAuth's ``code``, a bare
+# ``key`` (Google's ``?key=``), ``X-Amz-Credential``.
+_QUERY_SECRET_NAMES = frozenset({"code", "key", "k", "authcode", "xamzcredential", "xgoogcredential"})
+
+
+def find_query_params(text: str) -> Iterator[tuple[int, int, float, str]]:
+    """``?access_token=…&…``, ``&client_secret=…``, ``?code=…`` (in URLs, form bodies and
+    fragments), names URL-encoded or not."""
+    from urllib.parse import unquote_plus
+
+    for m in QUERY_PARAM_RE.finditer(text):
+        if m.start() == 0 and "&" not in text:
+            continue  # a lone "a=b" is an assignment, judged there
+        name = unquote_plus(m.group("name"))
+        compact = "".join(key_words(name))
+        entity = classify_key(name) or ("SECRET" if compact in _QUERY_SECRET_NAMES else None)
+        if entity is None or entity == "ADDRESS":
+            continue
+        value = m.group("value")
+        if _PLACEHOLDER.match(unquote_plus(value).strip()):
+            continue
+        yield (m.start("value"), m.end("value"), 0.9 if entity == "SECRET" else 0.8, entity)
+
+
+# --- markup ------------------------------------------------------------------------------------
+XML_ELEMENT_RE = re.compile(
+    r"<(?P<tag>(?:[\w.-]+:)?(?P<name>[A-Za-z_][\w.-]{0,80}))(?:\s[^<>]{0,500})?>"
+    r"(?:<!\[CDATA\[(?P<cdata>[\s\S]{1,4000}?)\]\]>|(?P<text>[^<]{1,4000}))</(?P=tag)\s*>"
+)
+XML_NAME_VALUE_RE = re.compile(
+    r"""(?i)<[\w:.-]+\s[^<>]{0,300}?\b(?:name|key|id|param|property)\s*=\s*["'](?P<name>[^"'<>]{1,100})["']"""
+    r"""[^<>]{0,300}?\bvalue\s*=\s*(?:"(?P<dq>[^"<>]{1,2000})"|'(?P<sq>[^'<>]{1,2000})')"""
+)
+
+
+def find_markup(text: str) -> Iterator[tuple[int, int, float, str]]:
+    """``<password>…</password>``, ``<ns:ApiKey><![CDATA[…]]></ns:ApiKey>``,
+    ``<property name="db.password" value="…"/>``, ``<add key="ClientSecret" value="…"/>``."""
+    for m in XML_ELEMENT_RE.finditer(text):
+        name = m.group("name")
+        entity = classify_key(name.rsplit(".", 1)[-1])
+        if entity is None or entity == "ADDRESS":
+            continue
+        g = "cdata" if m.group("cdata") is not None else "text"
+        value = m.group(g)
+        if not value.strip() or _PLACEHOLDER.match(value.strip()):
+            continue
+        lead = len(value) - len(value.lstrip())
+        yield (m.start(g) + lead, m.start(g) + len(value.rstrip()), 0.9 if entity == "SECRET" else 0.8, entity)
+    for m in XML_NAME_VALUE_RE.finditer(text):
+        entity = classify_key(m.group("name").rsplit(".", 1)[-1])
+        if entity is None or entity == "ADDRESS":
+            continue
+        g = "dq" if m.group("dq") is not None else "sq"
+        if not _PLACEHOLDER.match(m.group(g).strip()):
+            yield (m.start(g), m.end(g), 0.9 if entity == "SECRET" else 0.8, entity)
+
+
 # --- high-entropy strings in secret context ---------------------------------------------------
 STRONG_CONTEXT_WORDS: tuple[str, ...] = (
     "token", "secret", "password", "passwd", "pwd", "apikey", "api_key", "api-key", "api key",
@@ -345,6 +455,9 @@ def builtin_secrets() -> list[Detector]:
         Detector("sql_password", "SECRET", 0.9, SQL_IDENTIFIED_RE, group=1, keywords=("identified", "password")),
         Detector("nuget_password", "SECRET", 0.9, NUGET_RE, group=1, keywords=("password",)),
         Detector("assignment", "SECRET", 0.85, finder=find_assignments, requires="=:"),
+        Detector("command_line", "SECRET", 0.9, finder=find_cli_flags, requires="-"),
+        Detector("markup", "SECRET", 0.9, finder=find_markup, requires="<"),
+        Detector("query_param", "SECRET", 0.9, finder=find_query_params, requires="="),
         Detector("sql_values", "SECRET", 0.85, finder=find_sql, keywords=("insert", "set ", "where ")),
         Detector("high_entropy", "SECRET", 0.75, finder=find_high_entropy, keywords=SECRET_CONTEXT_WORDS),
     ]

@@ -152,6 +152,33 @@ def ipv6(text: str) -> bool:
     return True
 
 
+_DOC_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20")
+)
+_MASK_OCTETS = frozenset({"0", "128", "192", "224", "240", "248", "252", "254", "255"})
+
+
+def non_personal_ip(text: str) -> bool:
+    """Addresses that identify nobody: unspecified (``0.0.0.0``, ``::``), loopback,
+    broadcast, netmasks (``255.255.255.0``) and the documentation ranges (RFC 5737, 3849,
+    9637)."""
+    value = text.split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified or ip.is_loopback:
+        return True
+    if isinstance(ip, ipaddress.IPv4Address):
+        octets = value.split(".") if "." in value and ":" not in value else str(ip).split(".")
+        if octets[0] == "255" and all(o in _MASK_OCTETS for o in octets):
+            return True  # broadcast or a netmask
+    return any(ip in net for net in _DOC_NETS if net.version == ip.version)
+
+
 def mac(text: str) -> bool:
     """A MAC address with one consistent separator; all-zero and broadcast are not personal."""
     hexdigits = _NON_ALNUM.sub("", text).lower()
