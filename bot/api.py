@@ -7,7 +7,10 @@ Routes (described in ``schemas/openapi.json``, served at ``/openapi.json``):
 - ``GET /api/v1/requests/{id}``: the masked view (any token).
 - ``GET /api/v1/requests?status=pending``: what the token's person may decide, newest first.
 - ``POST /api/v1/requests/{id}/decision``: ``{"decision": "approve"|"deny", "comment": …}``;
-  a person token only (agent credentials never decide).
+  a person token only (agent credentials never decide). A request whose rule needs a passkey
+  step-up also needs ``"step_up"``: the WebAuthn assertion (``navigator.credentials.get``
+  result as JSON) made for the options from ``POST /api/v1/requests/{id}/step-up``
+  (``{"decision"}``), which are bound to the request, its payload, the decision and the person.
 - ``POST /api/v1/requests/{id}/cancel``: the requesting agent or the person it acts for.
 """
 
@@ -22,7 +25,7 @@ from aiohttp import web
 
 from bot.appkeys import METRICS, RT
 from bot.cards.view import CardView, build_view
-from signoff import lifecycle
+from signoff import lifecycle, stepup
 from signoff.models import ID_PATTERN, Status
 from signoff.runtime import Runtime
 from signoff.tokens import TokenInfo, TokenKind
@@ -164,12 +167,15 @@ async def decide(request: web.Request) -> web.Response:
     comment = data.get("comment")
     if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
         return problem(400, "Bad Request", "comment must be a string of at most 2000 characters")
+    step_up = data.get("step_up")
+    if step_up is not None and not isinstance(step_up, dict):
+        return problem(400, "Bad Request", "step_up must be a WebAuthn assertion (a JSON object)")
     rid = request.match_info["rid"]
 
     def _vote() -> lifecycle.VoteReply:
         person = rt.policy.directory.person(who.subject)
         return lifecycle.submit_vote(rt, rid, person, data["decision"], comment, channel="api",
-                                     actor_label=who.subject)
+                                     actor_label=who.subject, step_up=step_up)
 
     reply = await asyncio.to_thread(_vote)
     request.app[METRICS].votes.labels("api", reply.code).inc()
@@ -179,7 +185,43 @@ async def decide(request: web.Request) -> web.Response:
                                   "request": view_json(build_view(reply.record))})
     status = {"not_found": 404, "closed": 409, "already_voted": 409, "replay": 409,
               "comment_required": 422, "bad_choice": 400}.get(reply.code, 403)
+    if reply.code.startswith("step_up"):
+        return problem(status, "Decision refused", reply.message, code=reply.code,
+                       **step_up_links(rt, rid))
     return problem(status, "Decision refused", reply.message, code=reply.code)
+
+
+def step_up_links(rt: Runtime, rid: str) -> dict[str, str]:
+    """Where a person proves presence for ``rid`` and enrols a passkey."""
+    base = (rt.settings.public_url or "").rstrip("/")
+    return {"step_up_url": stepup.step_up_url(rt.settings.public_url, rid),
+            "step_up_options": f"/api/v1/requests/{rid}/step-up",
+            "enrol_url": f"{base}/inbox/passkeys"}
+
+
+async def step_up_options(request: web.Request) -> web.Response:
+    """WebAuthn assertion options for a step-up vote by the token's person."""
+    rt = request.app[RT]
+    who = await _auth(request)
+    if who is None:
+        return problem(401, "Unauthorized", "missing or unknown bearer token")
+    if who.kind is not TokenKind.PERSON:
+        return problem(403, "Forbidden", "agent credentials can never decide")
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return problem(400, "Bad Request", "body is not JSON")
+    if not isinstance(data, dict) or data.get("decision") not in ("approve", "deny"):
+        return problem(400, "Bad Request", "body needs decision: approve | deny")
+    rid = request.match_info["rid"]
+    result = await asyncio.to_thread(lifecycle.step_up_options, rt, rid,
+                                     rt.policy.directory.person(who.subject), data["decision"])
+    if isinstance(result, stepup.Refusal):
+        status = {"not_found": 404, "closed": 409}.get(result.code, 403)
+        return problem(status, "Step-up refused", result.message, code=result.code,
+                       **step_up_links(rt, rid))
+    options, within = result
+    return web.json_response({"publicKey": json.loads(options), "within": within})
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -209,5 +251,6 @@ def setup(app: web.Application, rt: Runtime) -> None:
     app.router.add_get("/api/v1/requests", list_requests)
     app.router.add_get(f"/api/v1/requests/{RID}", get_request)
     app.router.add_post(f"/api/v1/requests/{RID}/decision", decide)
+    app.router.add_post(f"/api/v1/requests/{RID}/step-up", step_up_options)
     app.router.add_post(f"/api/v1/requests/{RID}/cancel", cancel)
     app.router.add_get("/openapi.json", openapi)

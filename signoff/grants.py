@@ -103,6 +103,9 @@ class GrantIssuer:
             "apr": approvers or ["policy:" + (record.get("rule_id") or "")],
             "pol": record.get("rule_id") or "",
         }
+        stepped_up = [v.person for v in record.approvers if v.step_up]
+        if stepped_up:
+            claims["stp"] = stepped_up  # approvers who proved presence with a passkey
         token = jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
         return token, claims
 

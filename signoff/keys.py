@@ -194,6 +194,24 @@ class Keys:
         """Pub/sub channel announcing request changes (web inbox live updates)."""
         return f"{self.prefix}:events"
 
+    # --- passkeys (WebAuthn) and step-up ------------------------------------------------
+    def passkeys(self, person: str) -> str:
+        """Hash credential id (base64url) -> passkey JSON, one per person (PasskeyStore)."""
+        return f"{self.prefix}:passkeys:{person}"
+
+    def passkey_user(self, person: str) -> str:
+        """A person's random WebAuthn user handle (never their email)."""
+        return f"{self.prefix}:passkeys:user:{person}"
+
+    @property
+    def passkey_owners(self) -> str:
+        """Hash credential id -> person: a credential belongs to one person only."""
+        return f"{self.prefix}:passkeys:owners"
+
+    def webauthn_challenge(self, nonce: str) -> str:
+        """One outstanding WebAuthn ceremony (enrolment or step-up), deleted when used."""
+        return f"{self.prefix}:webauthn:challenge:{nonce}"
+
     # --- rq queue names -----------------------------------------------------------------
     @property
     def urgent_queue(self) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from pydantic import ValidationError
 
-from signoff import crypto, limits, merging
+from signoff import crypto, limits, merging, stepup
 from signoff.audit import Event
 from signoff.models import (
     ID_PATTERN,
@@ -434,10 +434,12 @@ CLOSED_TEXT = {
 
 def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str,
                 comment: str | None = None, channel: str = "api", nonce: str = "",
-                actor_label: str = "") -> VoteReply:
+                actor_label: str = "", step_up: Any = None) -> VoteReply:
     """Check separation of duties, then record the vote atomically.
 
-    This is the only path by which a human decision reaches the store.
+    This is the only path by which a human decision reaches the store. A request whose rule
+    says ``step_up: passkey`` also needs ``step_up``: a fresh WebAuthn assertion bound to this
+    request, payload, choice and person (:mod:`signoff.stepup`); it is consumed here.
     """
     from policy import Evaluation, Refused
 
@@ -461,8 +463,17 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
             comment or "").strip():
         return VoteReply(False, "A reason is required to deny this request.", "comment_required",
                          record=record)
+    proof: stepup.Proof | None = None
+    if evaluation.requirement.step_up:
+        checked = stepup.check(rt, record, person.id, choice,
+                               evaluation.requirement.step_up_within, step_up)
+        if isinstance(checked, stepup.Refusal):
+            rt.audit.append(Event.STEP_UP_REFUSED, request_id, person.id, channel=channel,
+                            choice=choice, code=checked.code.value, reason=checked.message)
+            return VoteReply(False, checked.message, checked.code.value, record=record)
+        proof = checked
     vote = Vote(person=person.id, choice=choice, comment=(comment or None), channel=channel,
-                groups=sorted(verdict.groups))
+                groups=sorted(verdict.groups), step_up="passkey" if proof else None)
     outcome = rt.store.vote(request_id, vote, nonce=nonce)
     if outcome.result is VoteResult.REPLAY:
         return VoteReply(False, "This click was already received.", "replay", outcome)
@@ -476,7 +487,7 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
         return VoteReply(False, f"There is no request {request_id}.", "not_found", outcome)
     rt.audit.append(Event.VOTE, request_id, person.id, choice=choice, channel=channel,
                     comment_given=bool(comment), approvals=outcome.approvals,
-                    denials=outcome.denials)
+                    denials=outcome.denials, **({"step_up": proof.audit()} if proof else {}))
     if outcome.result is VoteResult.FINAL:
         rt.audit.append(Event.DECIDED, request_id, person.id, status=outcome.status.value
                         if outcome.status else "", approvals=outcome.approvals,
@@ -489,6 +500,27 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
         message = "Vote recorded; waiting for more approvals." if choice == "approve" else (
             "Vote recorded.")
     return VoteReply(True, message, outcome.result.value, outcome, rt.store.get(request_id))
+
+
+def step_up_options(rt: Runtime, request_id: str, person: Person | None, choice: str
+                    ) -> tuple[str, int] | stepup.Refusal:
+    """WebAuthn options for ``person`` to prove a ``choice`` on a step-up request (only for
+    someone who may decide it now), bound as :func:`stepup.begin` describes."""
+    from policy import Evaluation, Refused
+
+    record = rt.store.get(request_id)
+    if record is None:
+        return stepup.Refusal(stepup.Code.NOT_FOUND, f"There is no request {request_id}.")
+    if record.status is not Status.PENDING:
+        return stepup.Refusal(stepup.Code.CLOSED,
+                              CLOSED_TEXT.get(record.status, "This request is closed."))
+    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    if not evaluation.requirement.step_up:
+        return stepup.Refusal(stepup.Code.NOT_NEEDED, "This request needs no passkey check.")
+    verdict = check_decider(record, person, rt.policy.directory, evaluation)
+    if isinstance(verdict, Refused) or person is None:
+        return stepup.Refusal(stepup.Code.FORBIDDEN, getattr(verdict, "reason", "Not allowed."))
+    return stepup.begin(rt, record, person.id, choice, evaluation.requirement.step_up_within)
 
 
 def identity_request(record: Record) -> AgentRequest:
@@ -724,7 +756,8 @@ def cancel_message(rt: Runtime, raw: bytes | str | None, source: str = "stream")
 def build_decision(rt: Runtime, record: Record, grant: str | None) -> Decision:
     """The agent-facing decision for a closed request."""
     errors = record.json("error")
-    approvers = [{"person": v.person, "at": v.at, "channel": v.channel}
+    approvers = [{"person": v.person, "at": v.at, "channel": v.channel,
+                  **({"step_up": v.step_up} if v.step_up else {})}
                  for v in record.approvers] or record.json("merged_approvers", [])
     reason = record.get("decision_reason") or None
     if record.status is Status.DENIED and record.deniers:
@@ -842,5 +875,6 @@ def record_grant(rt: Runtime, request_id: str, token: str,
     GrantIssuer(rt).register(claims, str(jwt.get_unverified_header(token).get("kid", "")))
     rt.audit.append(Event.GRANT_ISSUED, request_id, "signoff", jti=claims["jti"],
                     payload_sha256=claims["psh"], approvers=claims["apr"],
+                    **({"stepped_up": claims["stp"]} if claims.get("stp") else {}),
                     expires_at=claims["exp"], **({"recovered": True} if check else {}))
     return True

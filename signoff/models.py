@@ -139,6 +139,7 @@ class Vote(BaseModel):
     comment: str | None = None
     channel: str = "api"
     groups: list[str] = Field(default_factory=list)
+    step_up: str | None = None  # "passkey": proven with a fresh WebAuthn assertion
 
 
 class Decision(BaseModel):

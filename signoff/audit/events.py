@@ -32,6 +32,9 @@ class Event(str, Enum):
     POLICY_REFUSED = "policy_refused"
     TOKEN_CREATED = "token_created"  # noqa: S105 - an event name, not a password
     KEY_ROTATED = "key_rotated"
+    PASSKEY_ENROLLED = "passkey_enrolled"
+    PASSKEY_REMOVED = "passkey_removed"
+    STEP_UP_REFUSED = "step_up_refused"
 
 
 # Events that settle a request, and the status each one means.
