@@ -19,9 +19,9 @@ from signoff.redis_conn import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = {
-    "SIGNOFF_HMAC_SECRET": "bench-hmac-secret",
+    "SIGNOFF_HMAC_SECRET": "bench-hmac-secret-0123456789abcdef",
     "SIGNOFF_DATA_KEYS": "k1:" + "B" * 43,
-    "SIGNOFF_MASKING_KEY": "bench-masking-key",
+    "SIGNOFF_MASKING_KEY": "bench-masking-key-0123456789abcdef",
 }
 
 

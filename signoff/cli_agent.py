@@ -15,8 +15,7 @@ from typing import Any
 
 import click
 
-from signoff.cli_run import resolved_settings
-from signoff.runtime import Runtime
+from signoff.cli_config import resolved_settings
 
 
 def _print(data: Any) -> None:
@@ -45,7 +44,7 @@ def request(action: str, resource: str, params: str, requester: str, on_behalf_o
         payload = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--params") from exc
-    with resolved_settings() as settings:
+    with resolved_settings(agent=True) as settings:
         assert settings.redis_url
         client = Client(settings.redis_url, requester=requester, prefix=settings.key_prefix)
         handle = client.request(action, resource, payload, on_behalf_of=on_behalf_of,
@@ -69,6 +68,7 @@ def status(request_id: str) -> None:
     """Show one request (masked)."""
     from bot.api import view_json
     from bot.cards.view import build_view
+    from signoff.runtime import Runtime
 
     with resolved_settings() as settings:
         rt = Runtime(settings)
@@ -84,6 +84,7 @@ def status(request_id: str) -> None:
 def pending(person: str | None, limit: int) -> None:
     """List pending requests, newest first."""
     from bot.cards.view import build_view
+    from signoff.runtime import Runtime
 
     with resolved_settings() as settings:
         rt = Runtime(settings)
@@ -113,6 +114,7 @@ def pending(person: str | None, limit: int) -> None:
 def cancel(request_id: str, by: str, reason: str) -> None:
     """Cancel a pending request."""
     from signoff import lifecycle
+    from signoff.runtime import Runtime
 
     with resolved_settings() as settings:
         result = lifecycle.cancel(Runtime(settings), request_id, by, reason)
@@ -129,6 +131,7 @@ def cancel(request_id: str, by: str, reason: str) -> None:
 def decide(request_id: str, choice: str, person_email: str, comment: str | None) -> None:
     """Approve or deny as a person (same rules as every channel)."""
     from signoff import lifecycle
+    from signoff.runtime import Runtime
 
     with resolved_settings() as settings:
         rt = Runtime(settings)

@@ -10,18 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 
-from signoff.redis_conn import EmbeddedRedis
-from signoff.runtime import Runtime
-from signoff.settings import Settings, load_settings
+from signoff.cli_config import resolved_settings
+from signoff.settings import Settings
 
 log = logging.getLogger("signoff")
 
@@ -29,22 +27,6 @@ log = logging.getLogger("signoff")
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-@contextmanager
-def resolved_settings(settings: Settings | None = None) -> Iterator[Settings]:
-    """Settings with a Redis URL and secrets; starts the embedded Redis when needed."""
-    settings = (settings or load_settings()).with_generated_secrets()
-    embedded: EmbeddedRedis | None = None
-    if settings.embedded_redis:
-        embedded = EmbeddedRedis(settings.data_dir)
-        url = embedded.start()
-        settings = settings.model_copy(update={"redis_url": url})
-    try:
-        yield settings
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
@@ -64,30 +46,43 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 @click.command()
 @click.option("--host", default=None, help="Listen address (default $HOST or 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port (default $PORT or 8000).")
+@click.option("--port", type=int, default=None,
+              help="Port (default $PORT or 8000; 0 picks a free one).")
 def web(host: str | None, port: int | None) -> None:
     """Serve Slack, Teams, the HTTP API, the inbox, /healthz and /metrics."""
     from aiohttp import web as aioweb
 
     from bot.app import create_app
+    from signoff.runtime import Runtime
 
-    with resolved_settings() as settings:
+    with resolved_settings(policy=True) as settings:
         setup_logging(settings.log_level)
-        rt = Runtime(settings)
-        app = create_app(rt)
-        aioweb.run_app(app, host=host or settings.host, port=port or settings.port,
-                       print=lambda _msg: log.info("web listening on http://%s:%s",
-                                                   host or settings.host, port or settings.port),
-                       access_log=None)
+        host = host or settings.host
+        # Bound here, before the app starts, so port 0 resolves to the port actually taken.
+        sock = listen_socket(host, settings.port if port is None else port)
+        address = f"http://{host}:{sock.getsockname()[1]}"
+        app = create_app(Runtime(settings))
+        aioweb.run_app(app, sock=sock, access_log=None,
+                       print=lambda _msg: click.echo(f"web listening on {address}"))
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port`` 0: a free one the kernel picks)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 @click.command()
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run an rq worker (with the scheduler) for prepare, notify, finalize, expire, remind."""
+    from signoff.runtime import Runtime
     from workers.worker import run_worker
 
-    with resolved_settings() as settings:
+    with resolved_settings(policy=True) as settings:
         setup_logging(settings.log_level)
         run_worker(Runtime(settings), burst=burst)
 
@@ -95,9 +90,10 @@ def worker(burst: bool) -> None:
 @click.command()
 def intake() -> None:
     """Consume the agent request stream (consumer group) and enqueue prepare jobs."""
+    from signoff.runtime import Runtime
     from workers.intake import IntakeConsumer
 
-    with resolved_settings() as settings:
+    with resolved_settings(policy=True) as settings:
         setup_logging(settings.log_level)
         stop = threading.Event()
 
@@ -163,7 +159,7 @@ class Supervisor:
 @click.command()
 def run() -> None:
     """Start web, worker and intake together (local use)."""
-    with resolved_settings() as settings:
+    with resolved_settings(policy=True) as settings:
         setup_logging(settings.log_level)
         sup = Supervisor(settings)
         sup.start()

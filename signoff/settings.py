@@ -2,19 +2,38 @@
 
 Components never read ``os.environ``; they get a :class:`Settings`. Every field is listed in
 ``.env.example`` with a comment (``tests/test_settings.py`` checks that the two agree).
+
+Every value is checked when the object is built, so a process refuses a bad configuration
+before it does anything: :class:`Settings` checks formats (URLs, the data keys, secrets long
+enough to be secrets); :class:`ServiceSettings`, which the service's processes and the operator
+commands load, also checks that what serving needs is there (the secrets with an external
+Redis, a readable policy). Each problem is one pydantic error naming its environment variable;
+:func:`describe_errors` turns them into the one line per problem the CLI prints.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    HttpUrl,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from signoff.keys import DEFAULT_PREFIX, Keys
@@ -27,6 +46,77 @@ BOT_FRAMEWORK_OPENID_METADATA = (
 # (no REDIS_URL) they are generated once into .signoff/secrets.json so `signoff demo` needs
 # no configuration.
 GENERATED_SECRETS = ("hmac_secret", "data_keys", "masking_key")
+SECRET_ENV = {"hmac_secret": "SIGNOFF_HMAC_SECRET", "data_keys": "SIGNOFF_DATA_KEYS",
+              "masking_key": "SIGNOFF_MASKING_KEY"}
+# A key shorter than this is guessable, whatever it looks like (HMAC-SHA256 keys are 32 bytes).
+SECRET_MIN_BYTES = 32
+SECRETS_HINT = "`signoff secrets` prints a fresh set"
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+REDIS_URL_SHAPE = ("a redis://host:port/db, rediss://host:port/db, unix:///path/redis.sock or "
+                   "redis+sentinel://host:port[,host:port]/service URL")
+DATA_KEYS_SHAPE = ("kid:key[,kid:key...], each key the URL-safe base64 of 32 random bytes "
+                   "and each kid unique")
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def _problem(message: str) -> PydanticCustomError:
+    """A validation error whose text is exactly ``message`` (no "Value error," prefix)."""
+    # The message is a format template for pydantic: braces would be placeholders.
+    return PydanticCustomError("signoff_setting", message.replace("{", "(").replace("}", ")"))
+
+
+def parse_data_keys(raw: str) -> dict[str, bytes]:
+    """``kid:base64key[,kid:base64key...]`` -> ``{kid: 32-byte key}`` (first one encrypts).
+
+    Raises:
+        ValueError: what is wrong, without any key material.
+    """
+    ring: dict[str, bytes] = {}
+    for number, part in enumerate(raw.split(","), start=1):
+        part = part.strip()
+        if not part:
+            continue
+        kid, sep, b64 = part.partition(":")
+        kid, b64 = kid.strip(), b64.strip()
+        if not sep or not kid or not b64:
+            raise ValueError(f"entry {number} is not kid:key")
+        if kid in ring:
+            raise ValueError(f"the kid {kid!r} appears twice")
+        try:
+            key = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+        except (binascii.Error, ValueError):
+            raise ValueError(f"the key of {kid!r} is not URL-safe base64") from None
+        if len(key) != 32:
+            raise ValueError(f"the key of {kid!r} is {len(key)} bytes, not 32")
+        ring[kid] = key
+    if not ring:
+        raise ValueError("it has no key")
+    return ring
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ValueError unless ``url`` is a Redis URL Signoff can connect with."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in REDIS_SCHEMES:
+        raise ValueError("unknown scheme")
+    if scheme == "redis+sentinel":
+        from signoff.redis_conn import parse_sentinel_url
+
+        parse_sentinel_url(url)
+        return
+    parts = urlsplit(url)
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError("no socket path")
+        return
+    if not parts.hostname:
+        raise ValueError("no host")
+    _ = parts.port  # ValueError for a port that is not a number in 0-65535
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError("the database is not a number")
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -209,20 +299,10 @@ class Settings(BaseSettings):
 
         ``SIGNOFF_DATA_KEYS`` is ``kid:base64key[,kid:base64key...]``.
         """
-        raw = _require(self.data_keys, "SIGNOFF_DATA_KEYS")
-        ring: dict[str, bytes] = {}
-        for part in raw.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            kid, _, b64 = part.partition(":")
-            key = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
-            if not kid or len(key) != 32:
-                raise ValueError("SIGNOFF_DATA_KEYS: each entry is kid:base64 of 32 bytes")
-            ring[kid] = key
-        if not ring:
-            raise ValueError("SIGNOFF_DATA_KEYS is empty")
-        return ring
+        try:
+            return parse_data_keys(_require(self.data_keys, "SIGNOFF_DATA_KEYS"))
+        except ValueError as exc:
+            raise ValueError(f"SIGNOFF_DATA_KEYS must be {DATA_KEYS_SHAPE} ({exc})") from None
 
     def with_generated_secrets(self) -> Settings:
         """Fill missing secrets from ``{data_dir}/secrets.json``, creating it (mode 0600).
@@ -234,11 +314,8 @@ class Settings(BaseSettings):
         if not missing:
             return self
         if not self.embedded_redis:
-            env = {"hmac_secret": "SIGNOFF_HMAC_SECRET", "data_keys": "SIGNOFF_DATA_KEYS",
-                   "masking_key": "SIGNOFF_MASKING_KEY"}
-            raise ValueError(
-                "missing secrets with an external Redis: " + ", ".join(env[m] for m in missing)
-            )
+            raise ValueError("missing secrets with an external Redis: "
+                             + ", ".join(SECRET_ENV[m] for m in missing) + f"; {SECRETS_HINT}")
         path = self.data_dir / "secrets.json"
         stored: dict[str, str] = {}
         if path.exists():
@@ -257,10 +334,74 @@ class Settings(BaseSettings):
         return self.model_copy(update=update)
 
 
-def _generate(name: str) -> str:
+class ServiceSettings(Settings):
+    """The settings of a process that serves or operates Signoff (web, worker, intake, run,
+    demo and the operator commands): on top of :class:`Settings`' formats, what serving
+    needs must be there. An agent's commands load plain :class:`Settings` (they need none of
+    the service's secrets or its policy)."""
+
+    @field_validator("policy_path")
+    @classmethod
+    def _policy_readable(cls, value: Path) -> Path:
+        where = value if value.is_absolute() else Path.cwd() / value
+        if not value.is_file() or not os.access(value, os.R_OK):
+            why = "does not exist" if not value.exists() else "is not a readable file"
+            raise _problem(f"must name a readable policy YAML file; {where} {why} (set "
+                           "SIGNOFF_POLICY; examples/policy.yaml is a starting point)")
+        return value
+
+    @field_validator("hmac_secret", "data_keys", "masking_key")
+    @classmethod
+    def _secret_present(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Only the embedded Redis generates local secrets; with an external one every process
+        # must share the same values, so they must be given.
+        if value is None and info.data.get("redis_url"):
+            shape = DATA_KEYS_SHAPE if info.field_name == "data_keys" else (
+                f"at least {SECRET_MIN_BYTES} bytes of random text")
+            raise _problem(f"is required with an external REDIS_URL (every process must share "
+                           f"it): {shape}; {SECRETS_HINT}")
+        return value
+
+
+def generate_secret(name: str) -> str:
+    """A fresh value for one of :data:`GENERATED_SECRETS`, in the format its setting accepts."""
     if name == "data_keys":
         return "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     return secrets.token_urlsafe(32)
+
+
+_generate = generate_secret
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field (its first alias)."""
+    info = Settings.model_fields.get(field)
+    choices = getattr(info.validation_alias, "choices", None) if info else None
+    return str(choices[0]) if choices else field.upper()
+
+
+# Fields whose input must never be echoed in an error (they are or may contain secrets).
+_QUIET_INPUT = frozenset({*SECRET_ENV.values(), "REDIS_URL", "SLACK_BOT_TOKEN",
+                          "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "MICROSOFT_APP_PASSWORD",
+                          "SIGNOFF_OIDC_CLIENT_SECRET"})
+_ENV_BY_FIELD: dict[str, str] = {}
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per problem, ``VARIABLE: what it must look like``, with no secret echoed."""
+    if not _ENV_BY_FIELD:
+        _ENV_BY_FIELD.update({name: env_name(name) for name in Settings.model_fields})
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = str(error["loc"][0]) if error["loc"] else ""
+        env = _ENV_BY_FIELD.get(loc, loc)
+        message = error["msg"]
+        if error["type"] != "signoff_setting" and env not in _QUIET_INPUT:
+            given = error.get("input")
+            if isinstance(given, str | int | float):
+                message += f" (got {str(given)[:80]!r})"
+        lines.append(f"{env}: {message}")
+    return lines
 
 
 def _require(value: SecretStr | None, env: str) -> str:
@@ -272,3 +413,17 @@ def _require(value: SecretStr | None, env: str) -> str:
 def load_settings(**overrides: Any) -> Settings:
     """Read the environment once; ``overrides`` win (tests pass their own values)."""
     return Settings(**overrides)
+
+
+def load_service_settings(**overrides: Any) -> ServiceSettings:
+    """Like :func:`load_settings`, checked for serving (:class:`ServiceSettings`)."""
+    return ServiceSettings(**overrides)
+
+
+class ConfigurationError(Exception):
+    """A configuration the settings' formats allow but that cannot be used (a policy file
+    with errors); ``problems`` is one line per problem, as :func:`describe_errors` gives."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems

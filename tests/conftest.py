@@ -31,7 +31,7 @@ EXAMPLE_POLICY = ROOT / "examples" / "policy.yaml"
 TEST_SECRETS = {
     "hmac_secret": "test-hmac-secret-0123456789abcdef",
     "data_keys": "k1:" + "A" * 43,
-    "masking_key": "test-masking-key",
+    "masking_key": "test-masking-key-0123456789abcdef",
 }
 
 
@@ -94,6 +94,9 @@ def make_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
         "redis_url": redis_url,
         "data_dir": data_dir,
         "policy_path": EXAMPLE_POLICY,
+        # Most suites speak request v1 on the shared stream (the trusted single-agent mode);
+        # tests/security runs with it off and agents registered with their own credentials.
+        "trusted_stream": True,
         **TEST_SECRETS,
         **overrides,
     }
