@@ -12,12 +12,15 @@ import json
 import re
 import sys
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import click
+import jwt
 
 from signoff import audit as al
+from signoff.audit.proofs import InclusionProof, ProofOutcome, Prover, check_proof
 
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -63,8 +66,11 @@ def _print_report(report: al.VerifyReport, as_json: bool, source: str) -> None:
         return
     span = (f"seq {report.first_seq}..{report.last_seq}" if report.checked else "no entries")
     if report.ok:
+        keys = (f"keys from {report.keys_source}" if report.keys_source
+                else "signatures NOT checked")
         click.echo(f"OK: {source}: {report.checked} entries ({span}); "
-                   f"{report.checkpoints_checked} checkpoint(s); signed through seq "
+                   f"{report.checkpoints_checked} checkpoint(s), {keys}; "
+                   f"{report.roots_checked} Merkle tree head(s) recomputed; signed through seq "
                    f"{report.signed_seq}" + (f", {report.unsigned} newer entries chained but "
                                              "not yet signed" if report.unsigned else ""))
         return
@@ -78,6 +84,54 @@ def _print_report(report: al.VerifyReport, as_json: bool, source: str) -> None:
             click.echo(f"  seq {p.seq}: {p.kind.value}: {p.message}")
 
 
+class KeysSource(str, Enum):
+    FILE = "--keys file"
+    URL = "--keys-url"
+    REDIS = "Signoff's Redis"
+    NONE = ""
+
+
+def pinned_keys(keys_file: Path | None, keys_url: str | None, *, live: bool
+                ) -> tuple[dict[str, Any] | None, KeysSource]:
+    """The audit public keys to trust, never from the file being verified.
+
+    Order: ``--keys`` (a JWK Set obtained independently), ``--keys-url`` (Signoff's
+    ``/.well-known/signoff-audit-keys.json``, fetched with PyJWT's JWKS client), then the
+    keys in Signoff's Redis when ``REDIS_URL`` is configured (``live``: always).
+    """
+    if keys_file is not None:
+        try:
+            jwks = json.loads(keys_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"--keys {keys_file}: not a JWK Set ({exc})") from None
+        if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+            raise click.ClickException(f"--keys {keys_file}: not a JWK Set (no 'keys' list)")
+        return jwks, KeysSource.FILE
+    if keys_url:
+        try:
+            data = jwt.PyJWKClient(keys_url, cache_jwk_set=False, timeout=10).fetch_data()
+        except jwt.PyJWKClientError as exc:
+            raise click.ClickException(f"--keys-url {keys_url}: {exc}") from None
+        return dict(data), KeysSource.URL
+    if live or _redis_configured():
+        return _runtime().audit_keys.jwks(), KeysSource.REDIS
+    return None, KeysSource.NONE
+
+
+def _redis_configured() -> bool:
+    from signoff.settings import load_settings
+
+    try:
+        return bool(load_settings().redis_url)
+    except Exception:  # unusable settings just mean "no Redis to ask"
+        return False
+
+
+NO_KEYS = ("SIGNATURES NOT CHECKED: no pinned audit public keys (give --keys FILE or "
+           "--keys-url URL, or run where Signoff's REDIS_URL is set); keys inside the file "
+           "being verified are never trusted")
+
+
 @audit.command("verify")
 @click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Verify an exported JSON lines file offline instead of the live log.")
@@ -86,24 +140,30 @@ def _print_report(report: al.VerifyReport, as_json: bool, source: str) -> None:
               help="An exported checkpoint file to hold the log against (repeatable). With "
                    "--file, the export's own checkpoint.")
 @click.option("--keys", "keys_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Audit public keys (JWK Set) obtained independently; offline, the default is "
-                   "the keys inside the checkpoint file.")
+              help="Audit public keys (JWK Set) obtained independently of the export.")
+@click.option("--keys-url", help="Fetch the audit public keys from Signoff's "
+                                 "/.well-known/signoff-audit-keys.json.")
+@click.option("--archive", "archive_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Live log: also verify the archived segments in this folder "
+                   "(default: SIGNOFF_AUDIT_ARCHIVE_DIR when set).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_cmd(file_: Path | None, checkpoint_files: tuple[Path, ...], keys_file: Path | None,
-               as_json: bool) -> None:
-    """Recompute the chain and name the first tampered entry (exit 1 when tampered)."""
+               keys_url: str | None, archive_dir: Path | None, as_json: bool) -> None:
+    """Recompute the chain and name the first tampered entry (exit 1 when tampered, 3 when
+    the chain is intact but no pinned key could check the signatures)."""
     extra: list[al.Checkpoint] = []
     docs: list[dict[str, Any]] = []
     for path in checkpoint_files:
-        cp, doc = al.read_checkpoint_file(path)
+        try:
+            cp, doc = al.read_checkpoint_file(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise click.ClickException(f"--checkpoint {path}: not a checkpoint file ({exc})"
+                                       ) from None
         docs.append(doc)
         if cp is not None:
             extra.append(cp)
-    pinned = json.loads(keys_file.read_text()) if keys_file else None
     if file_ is not None:
-        jwks = pinned or (docs[0].get("keys") if docs else None)
-        if extra and jwks is None:
-            raise click.UsageError("give --keys (the audit public keys) to check checkpoints")
+        jwks, source = pinned_keys(keys_file, keys_url, live=False)
         starts_at_genesis = _first_seq(file_) in (None, 1)
         report = al.verify_chain(
             al.read_export(file_), checkpoints=extra, jwks=jwks,
@@ -115,20 +175,20 @@ def verify_cmd(file_: Path | None, checkpoint_files: tuple[Path, ...], keys_file
                     al.ProblemKind.TRUNCATED, (report.last_seq or 0) + 1, "",
                     f"the export says {doc.get('count')} entries, the file has "
                     f"{report.checked}"))
-        _print_report(report, as_json, str(file_))
+        name = str(file_)
     else:
+        jwks, source = pinned_keys(keys_file, keys_url, live=True)
         rt = _runtime()
-        if pinned is not None:
-            extra_report = al.verify_chain(
-                rt.audit.iter_entries(), checkpoints=[*al.checkpoints(rt.redis, rt.keys),
-                                                      *extra],
-                jwks=pinned, head=rt.audit.head()[:2], log_name=rt.keys.audit)
-            report = extra_report
-        else:
-            report = al.verify_store(rt, extra)
-        _print_report(report, as_json, rt.keys.audit)
+        folder = archive_dir or rt.settings.audit_archive_dir
+        report = al.verify_store(rt, extra, jwks=jwks, archive_dir=folder)
+        name = rt.keys.audit
+    report.keys_source = source.value
+    _print_report(report, as_json, name)
     if not report.ok:
         sys.exit(1)
+    if jwks is None:
+        click.echo(NO_KEYS, err=True)
+        sys.exit(3)
 
 
 def _first_seq(path: Path) -> int | None:
@@ -188,3 +248,51 @@ def checkpoint_cmd() -> None:
     if cp is None:
         raise click.ClickException("the audit log is empty")
     click.echo(f"signed seq {cp.seq} hash {cp.hash} with key {cp.kid}")
+
+
+@audit.command("prove")
+@click.argument("entry_ref", metavar="ENTRY_ID")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the proof here instead of printing it.")
+def prove_cmd(entry_ref: str, out_file: Path | None) -> None:
+    """Print an inclusion proof for one entry (its stream id, or seq:N) against a signed
+    tree head; check it offline with 'signoff audit verify-proof'."""
+    from signoff.audit.archive import Archive
+
+    rt = _runtime()
+    prover = Prover(rt, Archive(rt).chunk_reader())
+    try:
+        proof = prover.prove(entry_ref)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    text = json.dumps(proof.to_dict(), indent=2, sort_keys=True)
+    if out_file is not None:
+        out_file.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"proof for seq {proof.entry.seq} (tree of {proof.size}) written to "
+                   f"{out_file}")
+    else:
+        click.echo(text)
+
+
+@audit.command("verify-proof")
+@click.argument("proof_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--keys", "keys_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Audit public keys (JWK Set) obtained independently of the proof.")
+@click.option("--keys-url", help="Fetch the audit public keys from Signoff's "
+                                 "/.well-known/signoff-audit-keys.json.")
+def verify_proof_cmd(proof_file: Path, keys_file: Path | None, keys_url: str | None) -> None:
+    """Check an inclusion proof offline (exit 1: invalid, 3: signature not checked)."""
+    try:
+        proof = InclusionProof.from_dict(json.loads(proof_file.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise click.ClickException(f"{proof_file}: not an inclusion proof ({exc})") from None
+    jwks, _source = pinned_keys(keys_file, keys_url, live=False)
+    result = check_proof(proof, jwks, proof.log or None)
+    if result.outcome is ProofOutcome.VERIFIED:
+        click.echo(f"VERIFIED: {result.reason}")
+        return
+    if result.outcome is ProofOutcome.UNSIGNED:
+        click.echo(f"PATH OK, {NO_KEYS}")
+        sys.exit(3)
+    click.echo(f"INVALID: {result.reason}")
+    sys.exit(1)

@@ -130,6 +130,46 @@ class Keys:
         """Stream of signed audit checkpoints."""
         return f"{self.prefix}:audit:checkpoints"
 
+    @property
+    def audit_merkle(self) -> str:
+        """Hash with the audit Merkle tree's state (size, last stream id, right-edge frontier)."""
+        return f"{self.prefix}:audit:merkle"
+
+    @property
+    def audit_merkle_chunks(self) -> str:
+        """List of the roots of each complete 1,024-entry subtree (and its last stream id)."""
+        return f"{self.prefix}:audit:merkle:chunks"
+
+    @property
+    def audit_archive(self) -> str:
+        """List of archived audit segments (JSON: seq range, file, SHA-256, checkpoint)."""
+        return f"{self.prefix}:audit:archive"
+
+    @property
+    def audit_index_state(self) -> str:
+        """Hash with the audit index's cursor (last indexed stream id and seq)."""
+        return f"{self.prefix}:audit:ix:state"
+
+    def audit_index_request(self, request_id: str) -> str:
+        """Hash of one request's facts (action, resource, agent, person) for the index."""
+        return f"{self.prefix}:audit:ix:req:{request_id}"
+
+    def audit_index_resource(self, resource: str) -> str:
+        """Sorted set of index rows about one resource, scored by time."""
+        return f"{self.prefix}:audit:ix:res:{resource}"
+
+    def audit_index_person(self, person: str) -> str:
+        """Sorted set of index rows where ``person`` acted, scored by time."""
+        return f"{self.prefix}:audit:ix:who:{person}"
+
+    def audit_sink(self, destination: str) -> str:
+        """Hash with one SIEM destination's cursor (last delivered stream id, seq, counts)."""
+        return f"{self.prefix}:audit:sink:{destination}"
+
+    def audit_sink_lease(self, destination: str) -> str:
+        """Lease held by the one sink process delivering to ``destination``."""
+        return f"{self.prefix}:audit:sink:{destination}:lease"
+
     def grant_used(self, jti: str) -> str:
         """Marker that a grant has been consumed (single use)."""
         return f"{self.prefix}:grant:used:{jti}"

@@ -17,7 +17,7 @@ import redis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
-from signoff.audit import AuditLog
+from signoff.audit import AuditLog, seal_after
 from signoff.redis_conn import connect
 from signoff.settings import Settings
 from signoff.signing_keys import KeyRing, Purpose
@@ -56,6 +56,8 @@ class Runtime:
         self.store = Store(self.redis, self.keys, wait_replicas=settings.redis_wait_replicas,
                            wait_timeout_ms=settings.redis_wait_timeout_ms)
         self.audit = AuditLog(self.redis, self.keys, index_ttl=settings.record_ttl)
+        if settings.audit_checkpoint_per_decision:
+            self.audit.after_append = seal_after(self)
         self._audited_policy: str | None = None
         self._masking_config: tuple[str, MaskingConfig] | None = None
         self.tokens = TokenStore(self.redis, self.keys)

@@ -37,6 +37,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from signoff.keys import DEFAULT_PREFIX, Keys
+from signoff.sink_config import SinkConfig
 
 BOT_FRAMEWORK_OPENID_METADATA = (
     "https://login.botframework.com/v1/.well-known/openidconfiguration"
@@ -183,6 +184,20 @@ class Settings(BaseSettings):
     audit_checkpoint_interval: float = Field(
         default=300.0,
         validation_alias=_alias("SIGNOFF_AUDIT_CHECKPOINT_INTERVAL", "audit_checkpoint_interval"),
+    )
+    audit_checkpoint_per_decision: bool = Field(
+        default=True, validation_alias=_alias("SIGNOFF_AUDIT_CHECKPOINT_PER_DECISION",
+                                              "audit_checkpoint_per_decision"),
+    )
+    audit_archive_after_days: float = Field(
+        default=0.0, ge=0, validation_alias=_alias("SIGNOFF_AUDIT_ARCHIVE_AFTER_DAYS",
+                                                   "audit_archive_after_days"),
+    )
+    audit_archive_dir: Path | None = Field(
+        default=None, validation_alias=_alias("SIGNOFF_AUDIT_ARCHIVE_DIR", "audit_archive_dir"),
+    )
+    audit_sinks: list[SinkConfig] = Field(
+        default_factory=list, validation_alias=_alias("SIGNOFF_AUDIT_SINKS", "audit_sinks"),
     )
     intake_reclaim_idle_ms: int = Field(
         default=30_000,

@@ -13,6 +13,9 @@ One idea per module:
 - :mod:`~signoff.audit.verify`: recompute the chain and name what was tampered with.
 - :mod:`~signoff.audit.export`: JSON lines and a checkpoint for an auditor.
 - :mod:`~signoff.audit.query`: filters and renderings (table, JSON lines, CSV).
+- :mod:`~signoff.audit.merkle`: the RFC 9162 Merkle tree over the entries.
+- :mod:`~signoff.audit.proofs`: inclusion proofs for one entry.
+- :mod:`~signoff.audit.archive`: old entries to files, the chain kept whole.
 
 The names below are the package's public surface (``from signoff.audit import AuditLog``).
 """
@@ -22,11 +25,14 @@ from __future__ import annotations
 from signoff.audit.checkpoints import (
     CHECKPOINT_AUDIENCE,
     CHECKPOINT_ISSUER,
+    SEAL_EVENTS,
     Checkpoint,
     check_checkpoint,
     checkpoint_if_due,
     checkpoints,
+    seal_after,
     sign_checkpoint,
+    sign_tree_head,
 )
 from signoff.audit.entry import GENESIS, Entry, entry_hash
 from signoff.audit.events import FINAL_EVENTS, Event
@@ -59,6 +65,7 @@ __all__ = [
     "MAX_APPEND_ATTEMPTS",
     "MAX_TRACKED_GAPS",
     "REDACTED",
+    "SEAL_EVENTS",
     "SECRET_KEYS",
     "AuditLog",
     "Checkpoint",
@@ -82,7 +89,9 @@ __all__ = [
     "read_export",
     "redact",
     "render",
+    "seal_after",
     "sign_checkpoint",
+    "sign_tree_head",
     "verify_chain",
     "verify_store",
 ]

@@ -1,22 +1,33 @@
-"""Signed checkpoints: an Ed25519 JWS over the head's ``seq`` and ``hash``, made periodically
-(the janitor) and on demand (export); verification holds the chain against them."""
+"""Signed checkpoints: an Ed25519 JWS over the head's ``seq`` and ``hash`` and the Merkle tree
+head (``size`` = ``seq``, ``root``), made periodically (the janitor), after every decision, and
+on demand (export, proofs, archive); verification holds the chain and the tree against them."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
+import redis
 
+from signoff.audit.entry import Entry
+from signoff.audit.merkle import TreeHead
 from signoff.keys import Keys
 
 if TYPE_CHECKING:
     from signoff.runtime import Runtime
 
+# Entries after which a checkpoint is signed at once (SIGNOFF_AUDIT_CHECKPOINT_PER_DECISION),
+# so cutting the tail of the log after a decision always breaks a signed tree head.
+SEAL_EVENTS = frozenset({"decided", "expired", "cancelled", "rejected", "grant_issued",
+                         "grant_revoked", "policy_reloaded", "policy_refused"})
 CHECKPOINT_AUDIENCE = "signoff-audit"
 CHECKPOINT_ISSUER = "signoff"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,21 +41,32 @@ class Checkpoint:
     kid: str
     token: str
     exported: bool = False
+    root: str = ""  # Merkle tree head over entries 1..seq ("" on checkpoints made before trees)
 
     def to_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "hash": self.hash, "entry": self.entry_id, "ts": self.ts,
-                "kid": self.kid, "token": self.token, "exported": self.exported}
+                "kid": self.kid, "token": self.token, "exported": self.exported,
+                "tree_size": self.seq, "root": self.root}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Checkpoint:
         return cls(int(data["seq"]), str(data["hash"]), str(data.get("entry", "")),
                    float(data.get("ts", 0)), str(data.get("kid", "")), str(data["token"]),
-                   bool(data.get("exported", False)))
+                   bool(data.get("exported", False)), str(data.get("root", "")))
+
+    @classmethod
+    def from_stream(cls, f: dict[str, str]) -> Checkpoint:
+        return cls(int(f["seq"]), f["hash"], f.get("entry", ""), float(f.get("ts", 0)),
+                   f.get("kid", ""), f["token"], f.get("exported") == "1", f.get("root", ""))
 
 
 def sign_checkpoint(rt: Runtime, *, exported: bool = False, now: float | None = None
                     ) -> Checkpoint | None:
-    """Sign the current head with the audit key and store the checkpoint.
+    """Bring the Merkle tree up to the newest entry and sign its head with the audit key.
+
+    The chain head and the tree head are one snapshot (the tree's last entry), so the two
+    always agree. Nothing is signed over a log whose sequence numbers do not continue the
+    tree (entries removed or reordered): that raises ``ValueError``.
 
     Returns:
         The checkpoint, or None while the log is empty.
@@ -53,16 +75,27 @@ def sign_checkpoint(rt: Runtime, *, exported: bool = False, now: float | None = 
         return None
     # The key first: creating the first audit key appends its own entry, which the
     # checkpoint should cover.
+    rt.audit_keys.active()
+    th = rt.audit.tree.advance(rt.audit.read_after)
+    if th.size == 0:
+        return None
+    return sign_tree_head(rt, th, exported=exported, now=now)
+
+
+def sign_tree_head(rt: Runtime, th: TreeHead, *, exported: bool = False,
+                   now: float | None = None) -> Checkpoint:
+    """Sign and store a checkpoint for the tree head ``th`` (its last entry is the chain head
+    it vouches for; an archive signs the head of the part it takes away)."""
     key = rt.audit_keys.active()
-    seq, digest, entry_id = rt.audit.head()
     now = time.time() if now is None else now
     claims = {"iss": CHECKPOINT_ISSUER, "aud": CHECKPOINT_AUDIENCE, "iat": int(now),
-              "log": rt.keys.audit, "seq": seq, "hash": digest, "entry": entry_id}
+              "log": rt.keys.audit, "seq": th.size, "hash": th.last_hash, "entry": th.last_id,
+              "tree_size": th.size, "root": th.root}
     token = jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
-    cp = Checkpoint(seq, digest, entry_id, now, key.kid, token, exported)
+    cp = Checkpoint(th.size, th.last_hash, th.last_id, now, key.kid, token, exported, th.root)
     rt.redis.xadd(rt.keys.audit_checkpoints, {
-        "seq": seq, "hash": digest, "entry": entry_id, "ts": repr(now), "kid": key.kid,
-        "token": token, "exported": "1" if exported else "0"})
+        "seq": th.size, "hash": th.last_hash, "entry": th.last_id, "ts": repr(now),
+        "kid": key.kid, "token": token, "exported": "1" if exported else "0", "root": th.root})
     return cp
 
 
@@ -71,9 +104,7 @@ def checkpoints(r: Any, keys: Keys) -> list[Checkpoint]:
     out = []
     for _sid, f in r.xrange(keys.audit_checkpoints, "-", "+"):
         try:
-            out.append(Checkpoint(int(f["seq"]), f["hash"], f.get("entry", ""),
-                                  float(f.get("ts", 0)), f.get("kid", ""), f["token"],
-                                  f.get("exported") == "1"))
+            out.append(Checkpoint.from_stream(f))
         except (KeyError, ValueError):
             continue
     return out
@@ -95,7 +126,26 @@ def checkpoint_if_due(rt: Runtime, every: float, now: float | None = None) -> Ch
             return None
     elif seq == 0:
         return None
-    return sign_checkpoint(rt, now=now)
+    try:
+        return sign_checkpoint(rt, now=now)
+    except ValueError as exc:
+        log.error("audit checkpoint refused: %s (run 'signoff audit verify')", exc)
+        return None
+
+
+def seal_after(rt: Runtime) -> Callable[[Entry], None]:
+    """The hook Runtime installs on its AuditLog: a checkpoint right after every decision."""
+
+    def seal(entry: Entry) -> None:
+        if entry.event not in SEAL_EVENTS:
+            return
+        try:
+            sign_checkpoint(rt)
+        except (redis.RedisError, ValueError) as exc:  # the decision stands; the janitor retries
+            log.warning("audit checkpoint after %s seq %d failed: %s", entry.event, entry.seq,
+                        exc)
+
+    return seal
 
 
 def check_checkpoint(cp: Checkpoint, jwks: dict[str, Any], log_name: str | None = None
@@ -124,8 +174,9 @@ def check_checkpoint(cp: Checkpoint, jwks: dict[str, Any], log_name: str | None 
                             options={"require": ["seq", "hash", "iat"], "verify_iat": False})
     except (jwt.PyJWTError, ValueError) as exc:
         return f"signature does not verify: {exc}"
-    if int(claims["seq"]) != cp.seq or claims["hash"] != cp.hash:
-        return "the stored seq/hash differ from what was signed"
+    if int(claims["seq"]) != cp.seq or claims["hash"] != cp.hash or str(
+            claims.get("root", "")) != cp.root:
+        return "the stored seq/hash/root differ from what was signed"
     if log_name is not None and claims.get("log") not in (None, log_name):
         return f"signed for another log ({claims.get('log')!r})"
     return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -19,6 +19,7 @@ import redis
 
 from signoff.audit.entry import GENESIS, Entry, entry_hash
 from signoff.audit.events import Event
+from signoff.audit.merkle import MerkleState
 from signoff.keys import Keys
 
 # Detail keys whose values are never written, whatever a caller passes: a last line of
@@ -65,10 +66,13 @@ class AuditLog:
         self.keys = keys
         self.index_ttl = index_ttl
         self._script = client.register_script(_append_script())
+        self.tree = MerkleState(client, keys)
         # The head this process last saw: a hint that saves a read per append. The Lua
         # compare-and-set is what keeps the chain right when the hint is stale.
         self._head: tuple[int, str] | None = None
         self._lock = threading.Lock()
+        # Called with each appended entry (Runtime signs a checkpoint after decisions here).
+        self.after_append: Callable[[Entry], None] | None = None
 
     def head(self) -> tuple[int, str, str]:
         """(seq, hash, stream id) of the newest entry as the head records it."""
@@ -100,8 +104,11 @@ class AuditLog:
             if result[0] == "ok":
                 with self._lock:
                     self._head = (seq, digest)
-                return Entry(str(result[1]), seq, ts, name, request_id, actor, clean, prev,
-                             digest)
+                entry = Entry(str(result[1]), seq, ts, name, request_id, actor, clean, prev,
+                              digest)
+                if self.after_append is not None:
+                    self.after_append(entry)
+                return entry
             head = (int(result[1]), str(result[2]))
         raise RuntimeError("audit append kept conflicting; is something rewriting the head?")
 
@@ -123,6 +130,11 @@ class AuditLog:
                 return
             ms, _, n = rows[-1][0].partition("-")
             start = f"{ms}-{int(n) + 1}"
+
+    def read_after(self, stream_id: str, count: int) -> list[Entry]:
+        """Up to ``count`` entries after ``stream_id`` (exclusive; "" for the first)."""
+        start = f"({stream_id}" if stream_id else "-"
+        return self.entries(start, "+", count=count)
 
     def for_request(self, request_id: str, limit: int = 500) -> list[Entry]:
         """Entries about one request, through the per-request index (no stream scan)."""

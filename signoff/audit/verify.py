@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from signoff.audit.checkpoints import Checkpoint, check_checkpoint, checkpoints
 from signoff.audit.entry import GENESIS, Entry
+from signoff.audit.merkle import Frontier, leaf_data, leaf_hash
 
 if TYPE_CHECKING:
     from signoff.runtime import Runtime
@@ -29,6 +31,7 @@ class ProblemKind(str, Enum):
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"  # rewritten history under a signed checkpoint
     BAD_CHECKPOINT = "bad_checkpoint"  # a checkpoint whose signature does not verify
     HEAD_MISMATCH = "head_mismatch"  # the recorded head is not the last entry
+    ARCHIVE = "archive"  # an archived segment is missing, changed, or its anchor is not signed
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
     checkpoints_checked: int = 0
     signed_seq: int = 0  # highest seq covered by a good checkpoint
+    roots_checked: int = 0  # signed Merkle tree heads recomputed from the entries
+    keys_source: str = ""  # where the public keys came from ("" : none, signatures unchecked)
 
     @property
     def ok(self) -> bool:
@@ -76,7 +81,8 @@ class VerifyReport:
         return {"ok": self.ok, "checked": self.checked, "first_seq": self.first_seq,
                 "last_seq": self.last_seq, "last_hash": self.last_hash,
                 "checkpoints_checked": self.checkpoints_checked, "signed_seq": self.signed_seq,
-                "unsigned": self.unsigned,
+                "unsigned": self.unsigned, "roots_checked": self.roots_checked,
+                "keys_source": self.keys_source,
                 "first_problem": first.to_dict() if first else None,
                 "problems": [p.to_dict() for p in sorted(
                     self.problems, key=lambda p: (p.seq, p.kind.value))]}
@@ -88,7 +94,7 @@ MAX_TRACKED_GAPS = 100_000
 def verify_chain(entries: Iterable[Entry], *, checkpoints: Sequence[Checkpoint] = (),
                  jwks: dict[str, Any] | None = None, head: tuple[int, str] | None = None,
                  anchor: tuple[int, str] | None = (0, GENESIS), log_name: str | None = None,
-                 ) -> VerifyReport:
+                 tree: Frontier | None = None) -> VerifyReport:
     """Recompute the chain and name what was tampered with.
 
     Streaming: memory is bounded by the gaps it is tracking, not by the log's length.
@@ -102,8 +108,13 @@ def verify_chain(entries: Iterable[Entry], *, checkpoints: Sequence[Checkpoint] 
         anchor: (seq, hash) the first entry must follow: genesis by default; None accepts any
             start (a partial export).
         log_name: the stream name checkpoints must be signed for.
+        tree: the Merkle frontier just before the first entry, to check the signed tree
+            heads (built from nothing when the chain starts at genesis; None with a partial
+            log whose earlier leaves are unknown: then only the chain is checked).
     """
     report = VerifyReport()
+    if tree is None and anchor == (0, GENESIS):
+        tree = Frontier()
     good_cps: dict[int, Checkpoint] = {}
     for cp in checkpoints:
         report.checkpoints_checked += 1
@@ -168,8 +179,24 @@ def verify_chain(entries: Iterable[Entry], *, checkpoints: Sequence[Checkpoint] 
                     f"entry seq {e.seq} ({e.stream_id}) does not chain to seq {prev_entry.seq}: "
                     f"seq {prev_entry.seq} was rewritten with a recomputed hash, or seq {e.seq} "
                     "was forged", (prev_entry.seq, e.seq)))
+        if tree is not None:
+            if tree.size + 1 == e.seq and not e.error:
+                tree.push(leaf_hash(leaf_data(e)))
+            else:
+                tree = None  # the leaves no longer line up; the chain checks say why
         if e.seq in good_cps:
             cp = good_cps[e.seq]
+            # The tree is checked only while the chain is clean: an earlier finding already
+            # names what changed, and a tree mismatch there would only repeat it.
+            if cp.root and tree is not None and tree.size == e.seq and cp.hash == e.hash and (
+                    not report.problems) and tree.root().hex() != cp.root:
+                report.problems.append(Problem(
+                    ProblemKind.CHECKPOINT_MISMATCH, e.seq, e.stream_id,
+                    f"the Merkle tree over seq 1..{e.seq} differs from the tree head signed at "
+                    f"seq {e.seq}", (e.seq,)))
+                report.roots_checked -= 1
+            if cp.root and tree is not None and tree.size == e.seq:
+                report.roots_checked += 1
             if cp.hash != e.hash:
                 lo = matched_cp + 1
                 report.problems.append(Problem(
@@ -217,11 +244,47 @@ def verify_chain(entries: Iterable[Entry], *, checkpoints: Sequence[Checkpoint] 
     return report
 
 
-def verify_store(rt: Runtime, extra_checkpoints: Sequence[Checkpoint] = ()) -> VerifyReport:
-    """Verify the live stream against its stored checkpoints (plus any exported ones)."""
-    jwks = rt.audit_keys.jwks()
-    seq, digest, _ = rt.audit.head()
-    cps = [*checkpoints(rt.redis, rt.keys), *extra_checkpoints]
-    return verify_chain(rt.audit.iter_entries(), checkpoints=cps, jwks=jwks,
-                        head=(seq, digest) if seq else None, log_name=rt.keys.audit)
+def verify_store(rt: Runtime, extra_checkpoints: Sequence[Checkpoint] = (), *,
+                 jwks: dict[str, Any] | None = None, archive_dir: Path | None = None
+                 ) -> VerifyReport:
+    """Verify the log against its stored checkpoints (plus any exported ones).
 
+    With archived segments and their folder at hand, the files and the live stream are one
+    chain from genesis; without the folder, the live stream starts from the last segment's
+    signed checkpoint (its signature, checked here, is the anchor).
+
+    Args:
+        rt: the runtime.
+        extra_checkpoints: checkpoints kept elsewhere (exported ones).
+        jwks: pinned audit public keys (default: the ones in Redis).
+        archive_dir: the folder of the archived segments (default: the setting).
+    """
+    from signoff.audit.archive import Archive
+
+    jwks = rt.audit_keys.jwks() if jwks is None else jwks
+    seq, digest, _ = rt.audit.head()
+    archive = Archive(rt, archive_dir)
+    segments = archive.segments()
+    seg_cps = [Checkpoint.from_dict(s.checkpoint) for s in segments]
+    cps = [*checkpoints(rt.redis, rt.keys), *seg_cps, *extra_checkpoints]
+    head = (seq, digest) if seq else None
+    if not segments:
+        return verify_chain(rt.audit.iter_entries(), checkpoints=cps, jwks=jwks, head=head,
+                            log_name=rt.keys.audit)
+    if archive.folder is not None:
+        report = verify_chain(archive.entries(), checkpoints=cps, jwks=jwks, head=head,
+                              log_name=rt.keys.audit)
+        for why in archive.file_problems():
+            report.problems.append(Problem(ProblemKind.ARCHIVE, segments[0].first_seq, "", why))
+        return report
+    anchored = archive.anchor(jwks)
+    assert anchored is not None
+    (a_seq, a_hash), frontier, cp = anchored
+    report = verify_chain(rt.audit.iter_entries(), checkpoints=cps, jwks=jwks, head=head,
+                          anchor=(a_seq, a_hash), log_name=rt.keys.audit, tree=frontier)
+    bad = check_checkpoint(cp, jwks, rt.keys.audit)
+    if bad is not None:
+        report.problems.append(Problem(
+            ProblemKind.ARCHIVE, a_seq, cp.entry_id,
+            f"the archive's last checkpoint (seq {a_seq}) does not verify: {bad}"))
+    return report
