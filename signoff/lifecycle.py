@@ -301,6 +301,8 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
     fields["req_deny_quorum"] = str(requirement.deny_quorum)
     fields["req_stand_in"] = json.dumps(list(requirement.stand_in_groups))
     fields["eligible"] = json.dumps(list(requirement.eligible_groups))
+    if requirement.step_up:  # chat cards link to the inbox's step-up page
+        fields["step_up_url"] = stepup.step_up_url(rt.settings.public_url, request_id)
 
     from policy import Outcome
 

@@ -71,6 +71,15 @@ class CardView:
     notify_failures: tuple[str, ...] = field(default_factory=tuple)
     merged_count: int = 0
     grant_revoked_by: str | None = None
+    step_up: str | None = None  # "passkey": each vote needs a passkey proof (inbox only)
+    step_up_within: int = 0
+    step_up_url: str = ""  # the inbox's step-up page (absolute when SIGNOFF_PUBLIC_URL is set)
+
+    def step_up_link(self, choice: str) -> str:
+        """The step-up page for ``choice``, or "" when the inbox has no public address."""
+        if not self.step_up_url.startswith(("https://", "http://")):
+            return ""
+        return f"{self.step_up_url}?choice={choice}"
 
     @property
     def repeats(self) -> int:
@@ -190,4 +199,7 @@ def build_view(record: Record, *, partial: bool = False) -> CardView:
         notify_failures=failures,
         merged_count=int(record.get("merged_count") or 0),
         grant_revoked_by=record.get("grant_revoked_by") or None,
+        step_up=requirement.get("step_up") or None,
+        step_up_within=int(requirement.get("step_up_within") or 0),
+        step_up_url=record.get("step_up_url") or "",
     )

@@ -26,6 +26,7 @@ from aiohttp import web
 from bot.appkeys import METRICS
 from bot.cards.view import build_view
 from bot.inbox import auth
+from bot.inbox import passkeys as passkey_pages
 from bot.inbox.config import InboxConfig
 from bot.inbox.context import CSP, INBOX, InboxContext, middleware
 from bot.inbox.events import STOP
@@ -174,6 +175,7 @@ def setup(app: web.Application, rt: Runtime) -> None:
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_end_streams)
     auth.setup_routes(app)
+    passkey_pages.setup_routes(app)
     app.router.add_get("/inbox", index)
     app.router.add_get("/inbox/_list", list_fragment)
     app.router.add_get("/inbox/events", events)

@@ -51,6 +51,8 @@ FALLBACK_TEXT = 3000
 
 # --- action and callback ids the web handlers listen for --------------------------------
 APPROVE = "signoff_approve"
+STEP_UP_APPROVE = "signoff_step_up_approve"  # link buttons to the inbox's step-up page
+STEP_UP_DENY = "signoff_step_up_deny"
 DENY = "signoff_deny"
 DETAILS = "signoff_details"
 PAGE = "signoff_page"
@@ -256,10 +258,34 @@ def button(text: str, action_id: str, value: str, style: str | None = None,
     return element
 
 
+def _step_up_buttons(view: CardView) -> list[dict[str, Any]]:
+    """Link buttons to the inbox's step-up page: a passkey proves who votes, so the
+    vote is never taken from the click itself (Slack still sends the click; it is acked)."""
+    out = []
+    for text, action_id, choice, style in (("Approve with passkey", STEP_UP_APPROVE, "approve",
+                                            "primary"),
+                                           ("Deny with passkey", STEP_UP_DENY, "deny", "danger")):
+        link = view.step_up_link(choice)
+        if link and len(link) <= 3000:
+            out.append({"type": "button", "text": plain(text, BUTTON_TEXT),
+                        "action_id": action_id, "url": link, "style": style})
+    return out
+
+
+def step_up_text(view: CardView) -> str:
+    """Why a step-up card has no ordinary buttons."""
+    where = "the buttons open the Signoff inbox" if view.step_up_link("approve") else (
+        "decide it in the Signoff inbox")
+    return (":closed_lock_with_key: This request needs a passkey: a click in Slack is not "
+            f"enough. {where.capitalize()}, where you confirm your vote with your passkey.")
+
+
 def _actions(view: CardView, hmac_key: bytes) -> dict[str, Any]:
     rid, ver = view.request_id, view.version
     elements = []
-    if view.open:
+    if view.open and view.step_up:
+        elements.extend(_step_up_buttons(view))
+    elif view.open:
         elements.append(button("Approve", APPROVE, clicks.sign(hmac_key, rid, ver, "approve"),
                                style="primary", confirm=_confirm_approve(view)))
         elements.append(button("Deny", DENY, clicks.sign(hmac_key, rid, ver, "deny"),
@@ -317,6 +343,9 @@ def card_blocks(view: CardView, hmac_key: bytes, *, now: float,
         blocks.append({"type": "context", "block_id": _block_id("failures", view),
                        "elements": [mrkdwn(f":warning: Not delivered to {clip(where, 2000)}; "
                                            "decide here or in the web inbox.", CONTEXT_TEXT)]})
+    if view.open and view.step_up:
+        blocks.append({"type": "context", "block_id": _block_id("stepup", view),
+                       "elements": [mrkdwn(step_up_text(view), CONTEXT_TEXT)]})
     blocks.append(_actions(view, hmac_key))
     return blocks[:MESSAGE_BLOCKS]
 

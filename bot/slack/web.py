@@ -295,6 +295,9 @@ def build_bolt_app(rt: Runtime, client: AsyncWebClient | None = None) -> AsyncAp
     bolt.action(render.APPROVE)(ack=h.vote_ack, lazy=[h.vote_after])
     bolt.action(render.DENY)(ack=h.vote_ack, lazy=[h.vote_after])
     bolt.action(render.DETAILS)(ack=h.details_ack, lazy=[h.details_open])
+    # Step-up link buttons: the browser opens the inbox; the click itself only needs an ack.
+    bolt.action(render.STEP_UP_APPROVE)(h.details_ack)
+    bolt.action(render.STEP_UP_DENY)(h.details_ack)
     bolt.action(render.PAGE)(ack=h.page_ack, lazy=[h.page_respond])
     bolt.view(render.DENY_CALLBACK)(ack=h.deny_submit, lazy=[h.deny_after])
     bolt.command(COMMAND)(h.command_ack)

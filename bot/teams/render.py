@@ -244,8 +244,12 @@ def _card(view: CardView, key: bytes, can: bool | None, notice: Notice | None, n
          "targetElements": [DETAILS_ID]},
     ]
     if view.open:
+        if view.step_up:
+            body.append(_text(STEP_UP_TEXT if view.step_up_link("approve") else
+                              STEP_UP_TEXT_NO_LINK, weight="Bolder"))
         if can is True:
-            body.append(_comment_input(view))
+            if not view.step_up:
+                body.append(_comment_input(view))
             actions = _vote_actions(view, key) + actions
         elif can is None:
             body.append(_text(REFRESH_HINT, isSubtle=True, size="Small"))
@@ -398,8 +402,20 @@ def _comment_input(view: CardView) -> dict[str, Any]:
     return element
 
 
+STEP_UP_TEXT = ("🔐 This request needs a passkey: a click in Teams is not enough. The buttons "
+                "open the Signoff inbox, where you confirm your vote with your passkey.")
+STEP_UP_TEXT_NO_LINK = ("🔐 This request needs a passkey: a click in Teams is not enough. "
+                        "Decide it in the Signoff inbox, where you confirm your vote with "
+                        "your passkey.")
+
+
 def _vote_actions(view: CardView, key: bytes) -> list[dict[str, Any]]:
     rid, version = view.request_id, view.version
+    if view.step_up:  # a passkey proves who votes: the buttons open the inbox's step-up page
+        return [{"type": "Action.OpenUrl", "title": title, "url": view.step_up_link(choice)}
+                for title, choice in (("Approve with passkey", "approve"),
+                                      ("Deny with passkey", "deny"))
+                if view.step_up_link(choice)]
     return [
         {"type": "Action.Execute", "title": "Approve", "verb": VERB_APPROVE,
          "style": "positive", "associatedInputs": "Auto",
