@@ -274,8 +274,8 @@ def verify_store(rt: Runtime, extra_checkpoints: Sequence[Checkpoint] = (), *,
     if archive.folder is not None:
         report = verify_chain(archive.entries(), checkpoints=cps, jwks=jwks, head=head,
                               log_name=rt.keys.audit)
-        for why in archive.file_problems():
-            report.problems.append(Problem(ProblemKind.ARCHIVE, segments[0].first_seq, "", why))
+        for at, why in archive.file_problems():
+            report.problems.append(Problem(ProblemKind.ARCHIVE, at, "", why))
         return report
     anchored = archive.anchor(jwks)
     assert anchored is not None
