@@ -26,11 +26,31 @@ from aiohttp import web
 from bot.appkeys import METRICS, RT
 from bot.cards.view import CardView, build_view
 from signoff import lifecycle, stepup
-from signoff.models import ID_PATTERN, Status
+from signoff.agents import AgentRegistry
+from signoff.keys import AGENT_NAME_RE, scoped_id
+from signoff.models import RECORD_ID_PATTERN, Status
 from signoff.runtime import Runtime
 from signoff.tokens import TokenInfo, TokenKind
 
-RID = "{rid:" + ID_PATTERN.strip("^$") + "}"
+RID = "{rid:" + RECORD_ID_PATTERN.strip("^$") + "}"
+
+
+def registered_agent(rt: Runtime, who: TokenInfo) -> str | None:
+    """The registered agent an agent token belongs to (``agent:NAME``), or None."""
+    if who.kind is not TokenKind.AGENT:
+        return None
+    subject = who.subject.strip().casefold()
+    name = subject[len("agent:"):] if subject.startswith("agent:") else ""
+    if AGENT_NAME_RE.match(name) and AgentRegistry(rt.redis, rt.keys).is_registered(name):
+        return name
+    return None
+
+
+def record_id(rt: Runtime, who: TokenInfo, rid: str) -> str:
+    """The internal id a path names: a registered agent names its own ids only (scoped), so
+    it never reaches another agent's request; people name Signoff's ids."""
+    agent = registered_agent(rt, who)
+    return scoped_id(agent, rid) if agent else rid
 
 
 def problem(status: int, title: str, detail: str = "", **extra: Any) -> web.Response:
@@ -82,17 +102,31 @@ async def create_request(request: web.Request) -> web.Response:
         return problem(400, "Bad Request", f"body is not JSON: {exc}")
     if not isinstance(data, dict):
         return problem(400, "Bad Request", "body must be a JSON object")
-    if data.get("requester", who.subject) != who.subject:
+    agent = await asyncio.to_thread(registered_agent, rt, who)
+    named = data.get("requester", who.subject)
+    if not isinstance(named, str) or named.strip().casefold() != who.subject.strip().casefold():
         return problem(403, "Forbidden", f"this token speaks for {who.subject!r} only")
-    data["requester"] = who.subject
-    req, _rid, errors, reason = lifecycle.parse_body(json.dumps(data), rt.settings.max_request_bytes)
+    if agent is None:
+        if not rt.settings.trusted_stream_enabled:
+            return problem(403, "Forbidden", f"{who.subject!r} is not a registered agent "
+                           "(signoff agent add NAME issues an agent's token)")
+        data["requester"] = who.subject
+    req, _rid, errors, reason = lifecycle.parse_body(json.dumps(data),
+                                                     rt.settings.max_request_bytes, agent=agent)
     if req is None:
         return problem(422, "Invalid request", reason or "the request has errors",
                        errors=[e.model_dump() for e in errors])
-    await asyncio.to_thread(rt.redis.xadd, rt.keys.requests, {"body": json.dumps(data)})
+    if agent is not None:
+        # Into the agent's own stream: the intake takes the requester from the stream.
+        ak = rt.keys.agent(agent)
+        data.pop("requester", None)
+        stream, reply_key = ak.requests, ak.reply(req.id)
+    else:
+        stream, reply_key = rt.keys.requests, req.reply_to or rt.keys.reply(req.id)
+    await asyncio.to_thread(rt.redis.xadd, stream, {"body": json.dumps(data)})
     return web.json_response({"id": req.id, "status": "received",
                               "status_url": f"/api/v1/requests/{req.id}",
-                              "reply_key": req.reply_to or rt.keys.reply(req.id)}, status=202)
+                              "reply_key": reply_key}, status=202)
 
 
 def _visible(rt: Runtime, who: TokenInfo, view: CardView) -> bool:
@@ -107,7 +141,8 @@ async def get_request(request: web.Request) -> web.Response:
     if who is None:
         return problem(401, "Unauthorized", "missing or unknown bearer token")
     rid = request.match_info["rid"]
-    record = await asyncio.to_thread(rt.store.get, rid)
+    record = await asyncio.to_thread(rt.store.get, await asyncio.to_thread(record_id, rt, who,
+                                                                           rid))
     if record is None:
         return problem(404, "Not Found", f"no request {rid}")
     view = build_view(record)
@@ -230,7 +265,8 @@ async def cancel(request: web.Request) -> web.Response:
     if who is None:
         return problem(401, "Unauthorized", "missing or unknown bearer token")
     rid = request.match_info["rid"]
-    result = await asyncio.to_thread(lifecycle.cancel, rt, rid, who.subject)
+    internal = await asyncio.to_thread(record_id, rt, who, rid)
+    result = await asyncio.to_thread(lifecycle.cancel, rt, internal, who.subject)
     if result == "not_found":
         return problem(404, "Not Found", f"no request {rid}")
     if result == "forbidden":

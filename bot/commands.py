@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from bot.cards.view import CardView, build_view
 from signoff.lifecycle import check_decider
-from signoff.models import ID_PATTERN, Status
+from signoff.models import RECORD_ID_PATTERN, Status
 from signoff.store import Record
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ PAGE_SIZE = 10
 SCAN_LIMIT = 1000
 MAX_PAGE = 100
 
-_ID_RE = re.compile(ID_PATTERN)
+_ID_RE = re.compile(RECORD_ID_PATTERN)
 
 
 class CommandKind(str, Enum):

@@ -1,16 +1,111 @@
 """Every Redis key and stream name Signoff uses, built in one place.
 
-Agents in any language need only the first three names (request stream, reply list,
-decisions stream); everything else is internal. The prefix defaults to ``signoff`` and is
+A registered agent reaches only its own namespace (:class:`AgentKeys`: request stream, reply
+lists, decisions stream, grant-use markers and reports) and reads the grant public keys;
+everything else is internal. The prefix defaults to ``signoff`` and is
 configurable (``SIGNOFF_KEY_PREFIX``) so several deployments can share one Redis.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "signoff"
 INTAKE_GROUP = "signoff-intake"
+
+# An agent's name: lower case, no ':' (a name must never be a prefix of another agent's key
+# namespace) and no Redis glob characters (it is part of the agent's ACL key patterns).
+AGENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+AGENT_NAME_RE = re.compile(AGENT_NAME_PATTERN)
+# Separates the agent's name from its own id in Signoff's internal request id
+# (``export-bot~req-1``). An agent's id cannot contain it (ID_PATTERN), and it is an
+# unreserved URL character, so internal ids travel in paths, button values and job ids as is.
+SCOPE_SEP = "~"
+
+
+def agent_requester(name: str) -> str:
+    """The requester identity of a registered agent (as the policy directory names it)."""
+    return f"agent:{name}"
+
+
+def scoped_id(agent: str | None, client_id: str) -> str:
+    """Signoff's internal id for the request ``client_id`` of ``agent`` (None: the shared
+    trusted stream, whose ids are used as they are)."""
+    return f"{agent}{SCOPE_SEP}{client_id}" if agent else client_id
+
+
+def split_id(request_id: str) -> tuple[str | None, str]:
+    """(agent name or None, the agent's own id) of an internal request id."""
+    agent, sep, client_id = request_id.partition(SCOPE_SEP)
+    return (agent, client_id) if sep else (None, request_id)
+
+
+@dataclass(frozen=True)
+class AgentKeys:
+    """The keys one registered agent may reach: its own namespace ``{prefix}:agent:{name}:``
+    (and the grant public keys, read-only). Its ACL user is confined to exactly these
+    (:func:`signoff.agents.acl_rules`); Signoff writes nothing an agent sends outside them.
+
+    It has the same names the grant check uses on :class:`Keys` (``public_keys``, ``grant``,
+    ``grant_used``, ``grant_reports``), so the agent SDK verifies grants with its own keys.
+
+    Args:
+        prefix: the deployment's prefix.
+        name: the agent's name (:data:`AGENT_NAME_PATTERN`).
+    """
+
+    prefix: str
+    name: str
+
+    def __post_init__(self) -> None:
+        if not AGENT_NAME_RE.match(self.name):
+            raise ValueError(f"not an agent name: {self.name!r} (lower-case letters, digits, "
+                             "'-' and '_', at most 63)")
+
+    @property
+    def base(self) -> str:
+        """The namespace every key of this agent starts with (followed by ``:``)."""
+        return f"{self.prefix}:agent:{self.name}"
+
+    @property
+    def requester(self) -> str:
+        return agent_requester(self.name)
+
+    @property
+    def requests(self) -> str:
+        """The agent's request stream (XADD ``body`` or ``cancel``; only this agent may)."""
+        return f"{self.base}:requests"
+
+    def reply(self, request_id: str) -> str:
+        """List the decision of the agent's request ``request_id`` is LPUSHed to."""
+        return f"{self.base}:reply:{request_id}"
+
+    @property
+    def decisions(self) -> str:
+        """Stream of every decision on this agent's requests."""
+        return f"{self.base}:decisions"
+
+    @property
+    def grant_reports(self) -> str:
+        """Stream where this agent reports grant use and refusals (its claims)."""
+        return f"{self.base}:grant:reports"
+
+    def grant_used(self, jti: str) -> str:
+        """Single-use marker of one of this agent's grants (set by the agent's grant check)."""
+        return f"{self.base}:grant:used:{jti}"
+
+    def grant(self, jti: str) -> str:
+        """Revocation mirror of one of this agent's grants (written by Signoff only, when it
+        revokes it; the agent may read it)."""
+        return f"{self.base}:grant:revoked:{jti}"
+
+    @property
+    def public_keys(self) -> str:
+        """The agent's copy of hash kid -> public JWK JSON, kept by Signoff
+        (:func:`signoff.agents.sync_public_keys`): an agent never touches a key another agent
+        or Signoff reads, even where Redis has no read-only permission (6.x)."""
+        return f"{self.base}:keys:public"
 
 
 @dataclass(frozen=True)
@@ -23,6 +118,27 @@ class Keys:
 
     prefix: str = DEFAULT_PREFIX
 
+    # --- registered agents --------------------------------------------------------------
+    def agent(self, name: str) -> AgentKeys:
+        """The namespace of the registered agent ``name``."""
+        return AgentKeys(self.prefix, name)
+
+    @property
+    def agents(self) -> str:
+        """Hash agent name -> registration JSON (ACL user, password hash, token hash)."""
+        return f"{self.prefix}:agents"
+
+    def acl_user(self, name: str) -> str:
+        """The Redis ACL user of the registered agent ``name``."""
+        return f"{self.prefix}-agent-{name}"
+
+    def agent_of_acl_user(self, user: str) -> str | None:
+        """The agent name an ACL user belongs to, or None."""
+        head = f"{self.prefix}-agent-"
+        if user.startswith(head) and AGENT_NAME_RE.match(user[len(head):]):
+            return user[len(head):]
+        return None
+
     # --- the public wire contract -------------------------------------------------------
     @property
     def requests(self) -> str:
@@ -30,12 +146,13 @@ class Keys:
         return f"{self.prefix}:requests"
 
     def reply(self, request_id: str) -> str:
-        """List the decision JSON is LPUSHed to."""
+        """List the decision JSON is LPUSHed to (trusted mode; agents: AgentKeys.reply)."""
         return f"{self.prefix}:reply:{request_id}"
 
     @property
     def decisions(self) -> str:
-        """Stream every decision is appended to, for subscribers."""
+        """Stream every decision is appended to, for Signoff's own readers (agents read their
+        own: AgentKeys.decisions)."""
         return f"{self.prefix}:decisions"
 
     @property
@@ -185,7 +302,8 @@ class Keys:
         return f"{self.prefix}:grant:reports"
 
     def cancel_early(self, request_id: str) -> str:
-        """A cancel that arrived before its request (several intake consumers race)."""
+        """A cancel that arrived before its request (several intake consumers race); keyed by
+        the internal, agent-scoped id, so it can only ever cancel that agent's request."""
         return f"{self.prefix}:cancel:early:{request_id}"
 
     @property

@@ -16,6 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+# Signoff's internal request id: a registered agent's id scoped by its name
+# (``export-bot~req-1``, signoff.keys.scoped_id), or a trusted-stream id as sent.
+RECORD_ID_PATTERN = r"^(?:[a-z0-9][a-z0-9_-]{0,62}~)?[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 MAX_DEPTH = 32
 
 

@@ -149,6 +149,15 @@ class Settings(BaseSettings):
         validation_alias=_alias("SIGNOFF_REDIS_WAIT_TIMEOUT_MS", "redis_wait_timeout_ms"),
     )
 
+    trusted_stream: bool | None = Field(
+        default=None,
+        validation_alias=_alias("SIGNOFF_TRUSTED_STREAM", "trusted_stream"),
+        description="Also read the single shared request stream ({prefix}:requests), whose "
+        "bodies name their own requester (request v1, trusted single-agent mode). Default: on "
+        "only with the embedded Redis (local use and the demo); agents registered with "
+        "'signoff agent add' always use their own authenticated stream.",
+    )
+
     # --- web ----------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", validation_alias=_alias("HOST", "host"))
     port: int = Field(default=8000, validation_alias=_alias("PORT", "port"))
@@ -406,6 +415,11 @@ def describe_errors(exc: ValidationError) -> list[str]:
     """One line per problem, ``VARIABLE: what it must look like``, with no secret echoed."""
     if not _ENV_BY_FIELD:
         _ENV_BY_FIELD.update({name: env_name(name) for name in Settings.model_fields})
+    @property
+    def trusted_stream_enabled(self) -> bool:
+        """Whether the shared, unauthenticated request stream is read (see ``trusted_stream``)."""
+        return self.embedded_redis if self.trusted_stream is None else self.trusted_stream
+
     lines = []
     for error in exc.errors(include_url=False):
         loc = str(error["loc"][0]) if error["loc"] else ""

@@ -233,14 +233,15 @@ class Store:
         )
         return result, Status(status) if status else None
 
-    def deliver(self, request_id: str, reply_key: str, decision_json: str,
-                reply_ttl: int, now: float | None = None) -> bool:
-        """LPUSH the decision and append it to the decisions stream, exactly once."""
+    def deliver(self, request_id: str, reply_key: str, agent_decisions: str | None,
+                decision_json: str, reply_ttl: int, now: float | None = None) -> bool:
+        """LPUSH the decision and append it to the decisions streams (Signoff's, and the
+        agent's own when it is a registered agent's request), exactly once."""
         now = time.time() if now is None else now
         done = self._replicated(
             self._deliver,
             keys=[self.keys.request(request_id), reply_key, self.keys.decisions,
-                  self.keys.outbox],
+                  self.keys.outbox, *([agent_decisions] if agent_decisions else [])],
             args=[request_id, decision_json, reply_ttl, repr(now), DECISIONS_MAXLEN],
         )
         return bool(done)

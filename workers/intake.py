@@ -1,10 +1,20 @@
-"""The intake consumer: reads ``signoff:requests`` with a consumer group and never drops a
+"""The intake consumer: reads every registered agent's own request stream (and, in the trusted
+single-agent mode, the shared ``{prefix}:requests``) with a consumer group and never drops a
 message.
+
+The requester of a message is the owner of the stream it was read from (an agent's ACL user
+can XADD to its own stream only), never what the body says: :func:`signoff.lifecycle.ingest`
+gets the owner. The set of streams is the agent registry, re-read every few seconds.
 
 Each message is handled by :func:`signoff.lifecycle.ingest` (validate, store once, enqueue
 ``prepare``) and acknowledged only afterwards, so a crash redelivers it. Entries left pending
 by a dead consumer are reclaimed with XAUTOCLAIM; one that keeps failing is moved to the
 dead-letter stream with the reason after ``MAX_DELIVERIES`` attempts instead of looping.
+
+Nothing an agent writes can stop the loop: an entry that fails is retried then dead-lettered,
+an agent stream turned into another type (Redis 6 lets an agent SET its own keys) is
+recorded, replaced and skipped, and any other error is logged and retried with a back-off
+that resets once a round runs clean.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from typing import Any
 import redis
 
 from signoff import lifecycle
+from signoff.agents import AgentRegistry
 from signoff.keys import INTAKE_GROUP
 from signoff.runtime import Runtime
 from workers.janitor import Janitor
@@ -26,131 +37,242 @@ from workers.janitor import Janitor
 log = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 5
+DEAD_MAXLEN = 100_000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class IntakeConsumer:
-    """One member of the intake consumer group.
+    """One member of the intake consumer group (on every stream it reads).
 
     Args:
         rt: the runtime.
         name: consumer name (default host-pid); must be unique among live consumers.
         block_ms: how long one XREADGROUP waits for new entries.
         batch: entries read per call.
+        refresh_every: seconds between re-reads of the agent registry.
     """
 
     def __init__(self, rt: Runtime, name: str | None = None, block_ms: int = 1000,
-                 batch: int = 100, janitor: Janitor | None = None) -> None:
+                 batch: int = 100, janitor: Janitor | None = None,
+                 refresh_every: float = 2.0) -> None:
         self.rt = rt
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.block_ms = block_ms
         self.batch = batch
         self.r = rt.redis_bytes  # bytes: a body that is not UTF-8 must still be read
-        self.stream = rt.keys.requests
+        self.registry = AgentRegistry(rt.redis, rt.keys)
         self.janitor = janitor or Janitor(rt)
         self.reclaim_idle_ms = rt.settings.intake_reclaim_idle_ms
+        self.refresh_every = refresh_every
         self.handled = 0
+        self.errors = 0  # rounds that failed (for tests and metrics)
+        # stream key -> owning agent name (None: the trusted shared stream)
+        self.owners: dict[str, str | None] = {}
+        self._grouped: set[str] = set()
+        self._refreshed = 0.0
+
+    @property
+    def stream(self) -> str:
+        """The shared trusted stream's key (kept for logs and older callers)."""
+        return self.rt.keys.requests
+
+    # --- streams ------------------------------------------------------------------------
+    def refresh(self, force: bool = False) -> dict[str, str | None]:
+        """Re-read the agent registry; create the group on any new stream."""
+        now = time.monotonic()
+        if not force and self.owners and now - self._refreshed < self.refresh_every:
+            return self.owners
+        owners: dict[str, str | None] = {}
+        if self.rt.settings.trusted_stream_enabled:
+            owners[self.rt.keys.requests] = None
+        for name in self.registry.names():
+            owners[self.rt.keys.agent(name).requests] = name
+        self.owners = owners
+        self._refreshed = now
+        for stream in owners:
+            if stream not in self._grouped:
+                self._ensure_group(stream)
+        self._grouped &= set(owners)
+        return owners
 
     def ensure_group(self) -> None:
-        """Create the group at the start of the stream (requests sent before any intake ran
-        are read too)."""
-        try:
-            self.r.xgroup_create(self.stream, INTAKE_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        """Create the group on every stream read (at the start: entries sent before any
+        intake ran are read too)."""
+        self._grouped.clear()
+        self.refresh(force=True)
 
-    def handle(self, msg_id: bytes, fields: dict[bytes, bytes]) -> str | None:
+    def _ensure_group(self, stream: str) -> None:
+        try:
+            self.r.xgroup_create(stream, INTAKE_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" in str(exc):
+                pass
+            elif "WRONGTYPE" in str(exc) or "requires the key to exist" in str(exc):
+                self._replace_broken(stream)
+                return
+            else:
+                raise
+        self._grouped.add(stream)
+
+    def _replace_broken(self, stream: str) -> None:
+        """An agent's stream key holds another type (only the agent itself can have done
+        that): record it, replace it with an empty stream, and carry on."""
+        kind = _text(self.r.type(stream))
+        self.rt.redis.xadd(self.rt.keys.dead, {
+            "reason": f"request stream was a {kind}, not a stream; replaced",
+            "source": stream, "agent": self.owners.get(stream) or ""},
+            maxlen=DEAD_MAXLEN, approximate=True)
+        log.warning("agent request stream %s was a %s; replaced with an empty stream",
+                    stream, kind)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(stream)
+        pipe.xgroup_create(stream, INTAKE_GROUP, id="0", mkstream=True)
+        pipe.execute()
+        self._grouped.add(stream)
+
+    def _check_streams(self) -> None:
+        """After a failed read: find the stream that broke it (wrong type, lost group)."""
+        for stream in list(self.owners):
+            kind = _text(self.r.type(stream))
+            if kind == "none":
+                self._grouped.discard(stream)
+                self._ensure_group(stream)
+            elif kind != "stream":
+                self._replace_broken(stream)
+            else:
+                try:
+                    groups = {_text(g["name"]) for g in self.r.xinfo_groups(stream)}
+                except redis.ResponseError:
+                    groups = set()
+                if INTAKE_GROUP not in groups:
+                    self._grouped.discard(stream)
+                    self._ensure_group(stream)
+
+    # --- handling -----------------------------------------------------------------------
+    def handle(self, msg_id: bytes, fields: dict[bytes, bytes],
+               agent: str | None = None, stream: str | None = None) -> str | None:
         """Ingest one message; return the id to prepare, if any. The caller acknowledges.
 
         A message with a ``cancel`` field (``{"id", "requester", "reason"}``) and no ``body``
-        cancels that request instead.
+        cancels that request instead. ``agent`` is the owner of the stream it came from.
         """
+        source = f"stream:{stream or self.stream}:{msg_id.decode()}"
         cancel = fields.get(b"cancel")
         if cancel is not None and b"body" not in fields:
-            lifecycle.cancel_message(self.rt, cancel, source=f"stream:{msg_id.decode()}")
+            lifecycle.cancel_message(self.rt, cancel, source=source, agent=agent)
             self.handled += 1
             return None
         body = fields.get(b"body")
-        result = lifecycle.ingest(self.rt, body, source=f"stream:{msg_id.decode()}",
-                                  enqueue=False)
+        result = lifecycle.ingest(self.rt, body, source=source, enqueue=False, agent=agent)
         self.handled += 1
         return result.request_id if result.needs_prepare else None
 
-    def _flush(self, to_prepare: list[str], acks: list[bytes]) -> None:
+    def _flush(self, to_prepare: list[str], acks: dict[str, list[bytes]]) -> None:
         """One prepare job for the batch, then acknowledge (a crash before the XACK only
         redelivers: ingest is idempotent)."""
         if to_prepare:
             self.rt.enqueue(lifecycle.JOB_PREPARE_BATCH, to_prepare)
-        if acks:
-            self.r.xack(self.stream, INTAKE_GROUP, *acks)
+            to_prepare.clear()
+        for stream, ids in acks.items():
+            if ids:
+                self.r.xack(stream, INTAKE_GROUP, *ids)
+        acks.clear()
 
-    def _handle_batch(self, messages: list[tuple[bytes, dict[bytes, bytes] | None]],
+    def _handle_batch(self, stream: str,
+                      messages: list[tuple[bytes, dict[bytes, bytes] | None]],
                       deliveries: dict[bytes, int] | None = None) -> int:
+        agent = self.owners.get(stream)
         to_prepare: list[str] = []
-        acks: list[bytes] = []
+        acks: dict[str, list[bytes]] = {stream: []}
         for msg_id, fields in messages:
             if fields is None:  # deleted from the stream meanwhile
-                acks.append(msg_id)
+                acks[stream].append(msg_id)
                 continue
             try:
-                rid = self.handle(msg_id, fields)
+                rid = self.handle(msg_id, fields, agent=agent, stream=stream)
             except (redis.ConnectionError, redis.TimeoutError):
                 self._flush(to_prepare, acks)
                 raise
             except Exception as exc:
                 n = (deliveries or {}).get(msg_id, 1)
-                log.exception("intake failed on %s (delivery %d)", msg_id.decode(), n)
+                log.exception("intake failed on %s %s (delivery %d)", stream, msg_id.decode(), n)
                 if n >= MAX_DELIVERIES:
                     self.rt.redis.xadd(self.rt.keys.dead, {
                         "reason": f"intake failed {n} times: {type(exc).__name__}",
-                        "source": f"stream:{msg_id.decode()}"}, maxlen=100_000,
-                        approximate=True)
-                    acks.append(msg_id)
+                        "source": f"stream:{stream}:{msg_id.decode()}",
+                        "agent": agent or ""}, maxlen=DEAD_MAXLEN, approximate=True)
+                    acks.setdefault(stream, []).append(msg_id)
                 continue
             if rid is not None and rid not in to_prepare:
                 to_prepare.append(rid)
-            acks.append(msg_id)
+            acks.setdefault(stream, []).append(msg_id)
         self._flush(to_prepare, acks)
         return len(messages)
 
-    def _deliveries(self, msg_id: bytes) -> int:
-        rows = self.r.xpending_range(self.stream, INTAKE_GROUP, min=msg_id, max=msg_id, count=1)
+    def _deliveries(self, stream: str, msg_id: bytes) -> int:
+        rows = self.r.xpending_range(stream, INTAKE_GROUP, min=msg_id, max=msg_id, count=1)
         return int(rows[0]["times_delivered"]) if rows else 1
 
     def reclaim(self) -> int:
         """Take over entries idle longer than the reclaim threshold (a crashed consumer's)."""
         claimed = 0
-        start: Any = "0-0"
-        while True:
-            result = self.r.xautoclaim(self.stream, INTAKE_GROUP, self.name,
-                                       min_idle_time=self.reclaim_idle_ms, start_id=start,
-                                       count=self.batch)
-            next_id, messages = result[0], result[1]
-            self._handle_batch(messages, {m: self._deliveries(m) for m, _ in messages})
-            claimed += len(messages)
-            if next_id in (b"0-0", "0-0") or not messages:
-                return claimed
-            start = next_id
+        for stream in list(self.owners):
+            start: Any = "0-0"
+            while True:
+                try:
+                    result = self.r.xautoclaim(stream, INTAKE_GROUP, self.name,
+                                               min_idle_time=self.reclaim_idle_ms,
+                                               start_id=start, count=self.batch)
+                except redis.ResponseError:
+                    self._check_streams()
+                    break
+                next_id, messages = result[0], result[1]
+                self._handle_batch(stream, messages,
+                                   {m: self._deliveries(stream, m) for m, _ in messages})
+                claimed += len(messages)
+                if next_id in (b"0-0", "0-0") or not messages:
+                    break
+                start = next_id
+        return claimed
+
+    def _read(self, start: str, block_ms: int | None) -> int:
+        if not self.owners:
+            if block_ms:
+                time.sleep(min(block_ms, 1000) / 1000)
+            return 0
+        try:
+            rows = self.r.xreadgroup(INTAKE_GROUP, self.name,
+                                     {s: start for s in self.owners}, count=self.batch,
+                                     block=block_ms)
+        except redis.ResponseError as exc:
+            # NOGROUP / WRONGTYPE: an agent's stream was replaced under us; find and repair
+            # it, and read again next round.
+            log.warning("intake read failed (%s); checking the agent streams", exc)
+            self._check_streams()
+            return 0
+        n = 0
+        for stream, messages in rows or []:
+            key = _text(stream)
+            deliveries = ({m: self._deliveries(key, m) for m, _ in messages}
+                          if start == "0" else None)
+            n += self._handle_batch(key, messages, deliveries)
+        return n
 
     def poll(self, block_ms: int | None = None) -> int:
         """Read and handle one batch of new entries; returns how many."""
-        rows = self.r.xreadgroup(INTAKE_GROUP, self.name, {self.stream: ">"}, count=self.batch,
-                                 block=self.block_ms if block_ms is None else block_ms)
-        n = 0
-        for _stream, messages in rows or []:
-            n += self._handle_batch(messages)
-        return n
+        self.refresh()
+        return self._read(">", self.block_ms if block_ms is None else block_ms)
 
     def own_pending(self) -> int:
         """Re-handle entries this consumer name read but never acknowledged (restart)."""
-        rows = self.r.xreadgroup(INTAKE_GROUP, self.name, {self.stream: "0"}, count=self.batch)
-        n = 0
-        for _stream, messages in rows or []:
-            n += self._handle_batch(messages, {m: self._deliveries(m) for m, _ in messages})
-        return n
+        return self._read("0", None)
 
     def run(self, stop: threading.Event | None = None, reclaim_every: float = 5.0) -> None:
-        """Consume until ``stop`` is set; survives Redis restarts by reconnecting."""
+        """Consume until ``stop`` is set; survives Redis restarts by reconnecting, and any
+        other error by logging it and retrying (back-off reset once a round runs clean)."""
         stop = stop or threading.Event()
         last_reclaim = 0.0
         backoff = 0.2
@@ -169,6 +291,12 @@ class IntakeConsumer:
                 backoff = 0.2
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 log.warning("Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                last_reclaim = 0.0
+            except Exception:
+                self.errors += 1
+                log.exception("intake round failed; retrying in %.1fs", backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 last_reclaim = 0.0

@@ -7,10 +7,13 @@ state machine keeps atomically:
 - requests still ``received`` long after arrival: enqueue ``prepare`` again;
 - open requests past their deadline (plus a grace for the scheduler): time them out;
 - decided requests whose reply was not delivered: enqueue ``finalize`` again;
-- card posts claimed but never finished (a worker killed mid-notify): enqueue ``notify``.
+- notify jobs claimed but never finished (a worker killed mid-notify): enqueue ``notify``
+  (card work already in the ledger's outbox is the workers' delivery loops' to finish).
 
-It also folds the agents' grant-use reports into the audit chain and signs an audit
-checkpoint when one is due.
+It also keeps registered agents able to work (their ACL users, their copy of the grant public
+keys, the grant-use script), folds the agents' grant reports into the audit chain as their
+claims (signoff.grant_reports) and signs an audit checkpoint when one is due. Each step runs
+on its own, so one that fails on a poison entry never stops the others or the intake.
 
 Every action is idempotent, so sweeping twice is harmless.
 """
@@ -20,13 +23,14 @@ from __future__ import annotations
 import logging
 import time
 
-from signoff import audit, grants, lifecycle
+import redis
+
+from signoff import agents, audit, grant_reports, lifecycle
 from signoff.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# A card post claimed longer ago than CLAIM_FACTOR x stale_after is taken over (and the
-# notify job's claim lock expires at that same age: workers.jobs).
+# A notify job claimed longer ago than CLAIM_FACTOR x stale_after is run again.
 CLAIM_FACTOR = 4
 
 
@@ -44,40 +48,84 @@ class Janitor:
         self.rt = rt
         self.stale_after = rt.settings.repair_after if stale_after is None else stale_after
         self.deadline_grace = deadline_grace
+        self.failures = 0  # steps or entries that failed (for tests and metrics)
 
     def tick(self, now: float | None = None) -> dict[str, int]:
-        """One sweep; returns how many of each repair it made."""
-        rt = self.rt
+        """One sweep; returns how many of each repair it made.
+
+        Each step runs on its own: one that fails (a poison entry, a key an agent spoiled)
+        is logged and counted in ``failed`` and the others still run.
+        """
         now = time.time() if now is None else now
-        done = {"prepare": 0, "expire": 0, "finalize": 0, "notify": 0}
-        for rid in rt.store.stale_received(now - self.stale_after):
-            rt.enqueue(lifecycle.JOB_PREPARE, rid)
-            done["prepare"] += 1
-        for rid in rt.store.due_ids(now - self.deadline_grace):
-            if lifecycle.expire(rt, rid, now=now) == "changed":
-                done["expire"] += 1
-        for rid in rt.store.undelivered(now - self.stale_after):
-            rt.enqueue(lifecycle.JOB_FINALIZE, rid)
-            done["finalize"] += 1
-        stale = rt.redis.zrangebyscore(rt.keys.notifying, "-inf",
-                                       now - self.stale_after * CLAIM_FACTOR)
-        for member in stale:
-            rid, kind, dest = member.split("|", 2)
-            if kind:
-                rt.redis.zrem(rt.keys.notifying, member)
-                rt.enqueue(lifecycle.JOB_NOTIFY, rid, kind, dest)
-            else:
-                # The whole request's claim is renewed, not dropped: notify removes it, and
-                # finding it tells that run the job before it was cut short.
-                rt.redis.zadd(rt.keys.notifying, {member: now}, xx=True)
-            # A killed notify job never reached the request's later channels (or any: the
-            # whole-request claim ``rid||``): post those too (notify skips every destination
-            # already recorded).
-            rt.enqueue(lifecycle.JOB_NOTIFY, rid)
-            done["notify"] += 1
-        # Agents' grant-use reports join the audit chain; the chain gets a signed checkpoint.
-        done["grant_reports"] = grants.fold_reports(rt)
-        audit.checkpoint_if_due(rt, rt.settings.audit_checkpoint_interval, now=now)
+        done = {"prepare": 0, "expire": 0, "finalize": 0, "notify": 0, "grant_reports": 0,
+                "failed": 0}
+        steps = (("agents", self._agents), ("prepare", self._prepare),
+                 ("expire", self._expire), ("finalize", self._finalize),
+                 ("notify", self._notify), ("grant_reports", self._grant_reports),
+                 ("checkpoint", self._checkpoint))
+        for name, step in steps:
+            try:
+                n = step(now)
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception:
+                log.exception("janitor step %s failed; the others go on", name)
+                done["failed"] += 1
+                self.failures += 1
+                continue
+            if name in done:
+                done[name] += n
         if any(done.values()):
             log.info("janitor repairs: %s", done)
         return done
+
+    def _agents(self, now: float) -> int:
+        """Registered agents keep their ACL users, public-key copies and the use script."""
+        agents.refresh(self.rt.redis, self.rt.keys)
+        return 0
+
+    def _prepare(self, now: float) -> int:
+        n = 0
+        for rid in self.rt.store.stale_received(now - self.stale_after):
+            self.rt.enqueue(lifecycle.JOB_PREPARE, rid)
+            n += 1
+        return n
+
+    def _expire(self, now: float) -> int:
+        n = 0
+        for rid in self.rt.store.due_ids(now - self.deadline_grace):
+            try:
+                if lifecycle.expire(self.rt, rid, now=now) == "changed":
+                    n += 1
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception:
+                log.exception("could not time out %s", rid)
+                self.failures += 1
+        return n
+
+    def _finalize(self, now: float) -> int:
+        n = 0
+        for rid in self.rt.store.undelivered(now - self.stale_after):
+            self.rt.enqueue(lifecycle.JOB_FINALIZE, rid)
+            n += 1
+        return n
+
+    def _notify(self, now: float) -> int:
+        rt = self.rt
+        n = 0
+        for rid in rt.cards.stale_claims(now - self.stale_after * CLAIM_FACTOR):
+            # The claim is renewed, not dropped: notify removes it, and finding it tells that
+            # run the job before it was cut short (it then looks for unrecorded cards).
+            rt.cards.renew_claim(rid, now)
+            rt.enqueue(lifecycle.JOB_NOTIFY, rid)
+            n += 1
+        return n
+
+    def _grant_reports(self, now: float) -> int:
+        # Agents' grant-use reports join the audit chain as their claims (checked first).
+        return grant_reports.fold_reports(self.rt)
+
+    def _checkpoint(self, now: float) -> int:
+        audit.checkpoint_if_due(self.rt, self.rt.settings.audit_checkpoint_interval, now=now)
+        return 0

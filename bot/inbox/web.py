@@ -34,10 +34,10 @@ from bot.inbox.model import load_detail, load_inbox
 from bot.inbox.render import build_environment
 from bot.web_channel import WebMessenger
 from signoff import lifecycle
-from signoff.models import ID_PATTERN
+from signoff.models import RECORD_ID_PATTERN
 from signoff.runtime import Runtime
 
-RID = "{rid:" + ID_PATTERN.strip("^$") + "}"
+RID = "{rid:" + RECORD_ID_PATTERN.strip("^$") + "}"
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_SECONDS = 15.0
 MAX_COMMENT = 2000

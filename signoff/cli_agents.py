@@ -1,0 +1,126 @@
+"""``signoff agent add | list | rotate | remove``: register agents and issue their credentials.
+
+Each agent gets a Redis ACL user confined to its own keys (printed as a ready Redis URL) and
+an API token; the secrets are printed once and never stored (Signoff keeps their SHA-256).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from signoff.cli_run import resolved_settings
+
+
+def _print_credentials(creds: object, as_json: bool) -> None:
+    from signoff.agents import Credentials
+
+    assert isinstance(creds, Credentials)
+    if as_json:
+        click.echo(json.dumps({"agent": creds.name, "requester": f"agent:{creds.name}",
+                               "redis_url": creds.redis_url, "api_token": creds.api_token},
+                              indent=2))
+        return
+    click.echo(f"agent:      agent:{creds.name}")
+    click.echo(f"REDIS_URL:  {creds.redis_url}")
+    click.echo(f"API token:  {creds.api_token}")
+    click.echo("Shown once: store both in the agent's secret store. The Redis user may touch "
+               "only this agent's own keys.", err=True)
+
+
+@click.group()
+def agent() -> None:
+    """Register agents and issue their credentials (Redis ACL user + API token)."""
+
+
+@agent.command("add")
+@click.argument("name")
+@click.option("--redis-url", "public_url", default=None,
+              help="The Redis URL as agents reach it (default: Signoff's own, without its "
+                   "credentials).")
+@click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
+def add(name: str, public_url: str | None, as_json: bool) -> None:
+    """Register agent NAME; print its Redis URL and API token (once)."""
+    from signoff.agents import AgentError, AgentRegistry
+    from signoff.redis_conn import connect
+
+    with resolved_settings() as settings:
+        assert settings.redis_url
+        registry = AgentRegistry(connect(settings.redis_url), settings.keys)
+        try:
+            creds = registry.add(name, public_url or settings.redis_url)
+        except (AgentError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        _print_credentials(creds, as_json)
+
+
+@agent.command("rotate")
+@click.argument("name")
+@click.option("--redis-url", "public_url", default=None,
+              help="The Redis URL as agents reach it (default: Signoff's own).")
+@click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
+def rotate(name: str, public_url: str | None, as_json: bool) -> None:
+    """New credentials for agent NAME; the old ones stop working at once."""
+    from signoff.agents import AgentError, AgentRegistry
+    from signoff.redis_conn import connect
+
+    with resolved_settings() as settings:
+        assert settings.redis_url
+        registry = AgentRegistry(connect(settings.redis_url), settings.keys)
+        try:
+            creds = registry.rotate(name, public_url or settings.redis_url)
+        except (AgentError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        _print_credentials(creds, as_json)
+
+
+@agent.command("remove")
+@click.argument("name")
+def remove(name: str) -> None:
+    """Unregister agent NAME: its Redis user and API token stop working."""
+    from signoff.agents import AgentRegistry
+    from signoff.redis_conn import connect
+
+    with resolved_settings() as settings:
+        assert settings.redis_url
+        registry = AgentRegistry(connect(settings.redis_url), settings.keys)
+        try:
+            gone = registry.remove(name)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if not gone:
+            raise click.ClickException(f"no agent {name}")
+        click.echo(f"removed agent {name}")
+
+
+@agent.command("list")
+def list_agents() -> None:
+    """List registered agents (never their secrets)."""
+    from signoff.agents import AgentRegistry
+    from signoff.redis_conn import connect
+
+    with resolved_settings() as settings:
+        assert settings.redis_url
+        agents = AgentRegistry(connect(settings.redis_url), settings.keys).list()
+        if not agents:
+            click.echo("no agents registered (signoff agent add NAME)")
+        for a in agents:
+            created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(a.created_at))
+            click.echo(f"{a.name}  {a.requester}  redis user {a.acl_user}  since {created} UTC")
+
+
+@agent.command("acl")
+@click.argument("name")
+def acl(name: str) -> None:
+    """Print the ACL SETUSER rules Signoff gives agent NAME (password elided)."""
+    from signoff.agents import acl_command, canonical_name, redis_major
+    from signoff.redis_conn import connect
+
+    with resolved_settings() as settings:
+        assert settings.redis_url
+        version = redis_major(connect(settings.redis_url))
+        cmd = acl_command(settings.keys, canonical_name(name), "<sha256 of the password>",
+                          version)
+        click.echo(" ".join(cmd))
