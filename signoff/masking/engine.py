@@ -19,6 +19,7 @@ from typing import Any
 
 from signoff.masking import ner as ner_mod
 from signoff.masking import strategies
+from signoff.masking.encoded import base64_runs, percent_view, structured_values
 from signoff.masking.keys import classify_key, normalize_key
 from signoff.masking.model import Finding, MaskResult
 from signoff.masking.pii import builtin_pii
@@ -28,6 +29,8 @@ from signoff.masking.secret_rules import builtin_secrets
 from signoff.masking.validators import VALIDATORS
 
 MAX_DEPTH = 64
+MAX_DECODE_DEPTH = 4  # base64 inside URL-encoding inside base64 …: levels decoded
+_KEY_CACHE_SIZE = 50_000
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BIG_INT_DIGITS = 7
 
@@ -126,6 +129,7 @@ class Masker:
         self.detectors: list[Detector] = [*builtin_secrets(), *builtin_pii(), *customs]
         self.scanner = Scanner(self.detectors)
         self._profile_scanners: dict[str, Scanner] = {}
+        self._key_cache: dict[tuple[str, frozenset[str], bool], list[Span]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     def warm(self) -> Masker:
@@ -225,15 +229,18 @@ class Masker:
             for k, v in value.items():
                 orig = ks = str(k)
                 kn = normalize_key(ks)
-                if not keep and ("@" in ks or sum(c.isdigit() for c in ks) >= 7):
-                    masked_key = self._mask_key(job, ks, path)
-                    while masked_key in out or (masked_key != ks and masked_key in value):
-                        masked_key += "'"
-                    ks = masked_key
+                key_is_value = False
+                if len(ks) >= 6 or "@" in ks:
+                    masked_key = self._mask_key(job, ks, path, keep)
+                    if masked_key != ks:
+                        key_is_value = True
+                        while masked_key in out or masked_key in value:
+                            masked_key += "'"
+                        ks = masked_key
                 child = _path_child(path, ks)
                 c_forced, c_keep = forced, keep
                 prof = job.profile
-                if c_forced is None:
+                if c_forced is None and not key_is_value:
                     if prof.keep_keys and _key_rule_matches(prof.keep_keys, kn, child):
                         c_keep = True
                     elif prof.mask_keys and _key_rule_matches(prof.mask_keys, kn, child):
@@ -270,13 +277,32 @@ class Masker:
         # Anything else (bytes, objects) is not JSON; masked whole rather than risked.
         return self._leaf(job, str(value), path, None, "SENSITIVE", False)
 
-    def _mask_key(self, job: _Job, key: str, path: str) -> str:
-        """An object key that is itself personal data (``{"ann@acme.com": {...}}``)."""
+    def _key_spans(self, job: _Job, key: str, keep: bool) -> list[Span]:
+        """What in an object key is itself a value to hide: a credential used as a key
+        (``{"sk_live_…": "primary"}``), an e-mail, a card number. Keys repeat across payloads,
+        so the answer is cached per key and switched-off set."""
+        cache_key = (key, job.disabled, keep)
+        spans = self._key_cache.get(cache_key)
+        if spans is None:
+            extra = self._extra_scanner(job.profile)
+            found = self.scanner.scan(key, job.disabled)
+            if extra is not None:
+                found += extra.scan(key, job.disabled)
+            found += self._nested(key, job.disabled, extra, 0.0, 1)
+            found = [s for s in found if s.entity not in job.disabled and s.detector != "assignment"]
+            if keep:
+                found = [s for s in found if s.entity == "SECRET"]
+            spans = resolve(found, 0.0)
+            if len(self._key_cache) > _KEY_CACHE_SIZE:
+                self._key_cache.clear()
+            self._key_cache[cache_key] = spans
+        return [s for s in spans if s.confidence >= job.profile.min_confidence]
+
+    def _mask_key(self, job: _Job, key: str, path: str, keep: bool = False) -> str:
+        """An object key that is itself a value to hide (``{"ann@acme.com": {...}}``,
+        ``{"AKIA…": {...}}``)."""
         prof = job.profile
-        spans = resolve(
-            [s for s in self.scanner.scan(key, job.disabled) if s.entity not in job.disabled],
-            prof.min_confidence,
-        )
+        spans = self._key_spans(job, key, keep)
         if not spans:
             return key
         parts: list[str] = []
@@ -291,6 +317,37 @@ class Masker:
             job.key_findings.append(Finding(s.detector, s.entity, f"{path}.<key>", s.start, s.end, applied.value, round(s.confidence, 2)))
         parts.append(key[pos:])
         return "".join(parts)
+
+    def _spans(self, text: str, disabled: frozenset[str], extra: Scanner | None, min_conf: float, depth: int) -> list[Span]:
+        spans = self.scanner.scan(text, disabled)
+        if extra is not None:
+            spans += extra.scan(text, disabled)
+        return spans + self._nested(text, disabled, extra, min_conf, depth)
+
+    def _nested(self, text: str, disabled: frozenset[str], extra: Scanner | None, min_conf: float, depth: int) -> list[Span]:
+        """Findings in what ``text`` holds encoded or nested (:mod:`signoff.masking.encoded`),
+        as spans of ``text`` itself."""
+        out: list[Span] = []
+        if depth >= MAX_DECODE_DEPTH or len(text) < 8:
+            return out
+        view = percent_view(text)
+        if view is not None:
+            decoded, starts, ends = view
+            for s in self._spans(decoded, disabled, extra, min_conf, depth + 1):
+                out.append(Span(starts[s.start], ends[s.end - 1], s.entity, s.detector, s.confidence))
+        for start, end, decoded in base64_runs(text):
+            inner = [
+                s for s in self._spans(decoded, disabled, extra, min_conf, depth + 1)
+                if s.confidence >= min_conf and s.entity not in disabled and s.detector not in disabled
+            ]
+            if inner:
+                best = max(inner, key=lambda s: s.confidence)
+                out.append(Span(start, end, best.entity, f"base64:{best.detector}", best.confidence))
+        if "structure" not in disabled:
+            for start, end, entity in structured_values(text):
+                if entity not in disabled:
+                    out.append(Span(start, end, entity, "structure", 0.85))
+        return out
 
     def _detect(self, jobs: list[_Job]) -> None:
         ner_queue: list[_Leaf] = []
@@ -309,6 +366,7 @@ class Masker:
                 spans = self.scanner.scan(leaf.text, job.disabled)
                 if extra is not None:
                     spans += extra.scan(leaf.text, job.disabled)
+                spans += self._nested(leaf.text, job.disabled, extra, prof.min_confidence, 0)
                 if leaf.keep:
                     spans = [s for s in spans if s.entity == "SECRET"]
                 leaf.spans = spans

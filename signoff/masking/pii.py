@@ -8,6 +8,7 @@ area/group/serial rules, phone numbers with Google's ``phonenumbers`` metadata, 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 
@@ -151,11 +152,11 @@ def find_ipv6(text: str) -> Iterator[tuple[int, int, float]]:
     prefix stay visible."""
     if "." in text:
         for m in IPV6_V4_RE.finditer(text):  # ::ffff:192.0.2.1
-            if v.ipv6(m.group(0)) and not v.non_personal_ip(m.group(0)) and not _range_prefix(text, m.end(), 128):
+            if v.ipv6(m.group(0)) and not v.non_personal_ip(m.group(0)) and not _range_prefix(text, m.start(), m.end(), 128):
                 yield (m.start(), m.end(), 0.92)
     for m in IPV6_RE.finditer(text):
         s = m.group(0)
-        if v.ipv6(s) and not v.non_personal_ip(s) and not _range_prefix(text, m.end(), 128):
+        if v.ipv6(s) and not v.non_personal_ip(s) and not _range_prefix(text, m.start(), m.end(), 128):
             yield (m.start(), m.end(), 0.9)
 
 
@@ -163,11 +164,19 @@ _VERSION_BEFORE = re.compile(r"(?:v|version|ver\.?|release|build|tag|patch|(?:up
 _PREFIX_AFTER = re.compile(r"/(\d{1,3})(?!\d)")
 
 
-def _range_prefix(text: str, end: int, full: int) -> bool:
-    """Whether the address at ``text[:end]`` is followed by a prefix length of a network
-    (``/0`` … ``/31`` for IPv4): a range is not someone's address; ``/32`` is one host."""
+def _range_prefix(text: str, start: int, end: int, full: int) -> bool:
+    """Whether the address ``text[start:end]`` is followed by a prefix length that makes it a
+    network (``10.0.0.0/8``, ``0.0.0.0/0``, ``2001:db8::/32``): a range is nobody's address.
+    An address with host bits set (``192.168.1.23/24``, an interface's address) and a full-length
+    prefix (``/32``, ``/128``) are one host and stay masked."""
     m = _PREFIX_AFTER.match(text, end)
-    return m is not None and int(m.group(1)) < full
+    if m is None or int(m.group(1)) >= full:
+        return False
+    try:
+        ipaddress.ip_network(f"{text[start:end].split('%', 1)[0]}/{m.group(1)}", strict=True)
+    except ValueError:
+        return False
+    return True
 
 
 def find_ipv4(text: str) -> Iterator[tuple[int, int, float]]:
@@ -178,7 +187,7 @@ def find_ipv4(text: str) -> Iterator[tuple[int, int, float]]:
         s = m.group(0)
         if not v.ipv4(s) or v.non_personal_ip(s):
             continue
-        if _range_prefix(text, m.end(), 32):
+        if _range_prefix(text, m.start(), m.end(), 32):
             continue
         if _VERSION_BEFORE.search(text[max(0, m.start() - 16) : m.start()]):
             continue
@@ -207,11 +216,13 @@ URL_CRED_RE = re.compile(
 
 
 # --- firms named with their legal form ("Moss Ltd", "Haynes, Cook and Sons LLC") ---------------
+_FIRM_WORD = r"[A-Z][A-Za-z'&]*+(?:-[A-Z][A-Za-z'&]*+)*+"
 COMPANY_RE = re.compile(
-    r"(?<![\w.-])(?:[A-Z][A-Za-z'&-]+(?:,?\s+(?:and\s+|&\s+)?|\s*-\s*)){1,4}"
+    rf"(?<![\w.-]){_FIRM_WORD}(?:,?[ \t]+(?:and[ \t]+|&[ \t]+)?{_FIRM_WORD}){{0,3}}[ \t,]+"
     r"(?:Inc|Ltd|LLC|L\.L\.C|PLC|LLP|Corp|Corporation|GmbH|AG|S\.A|SAS|BV|B\.V|Pty|Limited|"
     r"Holdings|and Sons|& Sons)\b\.?"
 )
+COMPANY_KEYWORDS = ("inc", "ltd", "llc", "l.l.c", "plc", "llp", "corp", "gmbh", "ag", "s.a", "sas", "bv", "b.v", "pty", "limited", "holdings", "sons")
 
 
 def builtin_pii() -> list[Detector]:
@@ -239,5 +250,5 @@ def builtin_pii() -> list[Detector]:
         Detector("url_credentials", "SECRET", 0.97, URL_CRED_RE, group="pw", keywords=("://",)),
         Detector("crypto_wallet", "CRYPTO", 0.95, finder=find_wallets, min_digits=2),
         Detector("street_address", "ADDRESS", 0.8, finder=find_addresses, min_digits=1),
-        Detector("company_suffix", "ORGANIZATION", 0.7, COMPANY_RE),
+        Detector("company_suffix", "ORGANIZATION", 0.7, COMPANY_RE, keywords=COMPANY_KEYWORDS),
     ]
