@@ -270,6 +270,7 @@ class Approvals:
                                params=call.arguments, reporter=self.client.requester)
         except (GrantError, ValueError) as exc:
             code = getattr(exc, "code", "invalid")
+            await self._cancel(entry, f"the decision received did not match the call ({code})")
             return Outcome(Verdict.REFUSED, f"Signoff request {rid} was approved but its grant "
                            f"does not match this call ({code}: {exc}). The tool did not run.",
                            rid, decision)
