@@ -25,16 +25,21 @@ class WebMessenger:
         self.r = client
         self.channel = channel
 
-    async def _publish(self, view: CardView, event: str) -> None:
+    def announce(self, view: CardView, event: str) -> None:
+        """Publish the change (synchronously: one Redis call, no platform to wait for)."""
         message = json.dumps({"event": event, "id": view.request_id, "version": view.version,
                               "status": view.status.value})
-        await asyncio.to_thread(self.r.publish, self.channel, message)
+        self.r.publish(self.channel, message)
+
+    async def _publish(self, view: CardView, event: str) -> None:
+        await asyncio.to_thread(self.announce, view, event)
 
     async def post(self, view: CardView, destination: str) -> dict[str, Any]:
         await self._publish(view, "posted")
         return {"inbox": destination}
 
-    async def update(self, view: CardView, destination: str, ref: dict[str, Any]) -> None:
+    async def update(self, view: CardView, destination: str, ref: dict[str, Any], *,
+                     thread_votes: bool = True) -> None:
         await self._publish(view, "updated")
 
     async def tell(self, destination: str, text: str) -> None:

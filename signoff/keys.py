@@ -210,7 +210,8 @@ class Keys:
 
     @property
     def notifying(self) -> str:
-        """Sorted set of ``{id}|{target}`` card posts claimed but not finished, by claim time."""
+        """Sorted set of request ids whose notify job has not finished, by claim time
+        (:class:`signoff.cards.CardLedger` owns it)."""
         return f"{self.prefix}:notifying"
 
     @property
@@ -369,6 +370,38 @@ class Keys:
     def webauthn_challenge(self, nonce: str) -> str:
         """One outstanding WebAuthn ceremony (enrolment or step-up), deleted when used."""
         return f"{self.prefix}:webauthn:challenge:{nonce}"
+
+    # --- card delivery (signoff.cards.CardLedger) ----------------------------------------
+    def card_outbox(self, channel: str) -> str:
+        """Hash request id -> pending card operation for one destination (``kind:dest``)."""
+        return f"{self.prefix}:cardbox:{channel}"
+
+    @property
+    def card_outbox_due(self) -> str:
+        """Sorted set of destinations with pending card operations, scored by the time the
+        platform allows the next call (now, or the end of a ``Retry-After``)."""
+        return f"{self.prefix}:cardbox:due"
+
+    def card_outbox_lease(self, channel: str) -> str:
+        """The worker draining one destination's operations right now (expires)."""
+        return f"{self.prefix}:cardbox:lease:{channel}"
+
+    def send_rate(self, scope: str) -> str:
+        """Token bucket (tokens, time) of a platform's documented rate for one scope (a Slack
+        channel, a Teams app)."""
+        return f"{self.prefix}:cardbox:rate:{scope}"
+
+    def digest(self, channel: str, digest_id: str) -> str:
+        """Hash of one digest card (requests coalesced into one message at a destination)."""
+        return f"{self.prefix}:digest:{channel}:{digest_id}"
+
+    def digest_open(self, channel: str) -> str:
+        """The id of the destination's digest card that still takes new requests."""
+        return f"{self.prefix}:digest:open:{channel}"
+
+    def trace(self, request_id: str) -> str:
+        """A request's trace context (W3C traceparent), kept only while tracing is on."""
+        return f"{self.prefix}:trace:{request_id}"
 
     # --- rq queue names -----------------------------------------------------------------
     @property

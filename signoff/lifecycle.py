@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from pydantic import ValidationError
 
-from signoff import crypto, limits, merging, stepup
+from signoff import crypto, limits, merging, stepup, tracing
 from signoff.audit import Event
+from signoff.job_names import JobName
 from signoff.models import (
     ID_PATTERN,
     AgentRequest,
@@ -41,12 +42,12 @@ log = logging.getLogger(__name__)
 
 _ID_RE = re.compile(ID_PATTERN)
 
-JOB_PREPARE = "workers.jobs.prepare"
-JOB_PREPARE_BATCH = "workers.jobs.prepare_batch"
-JOB_NOTIFY = "workers.jobs.notify"
-JOB_FINALIZE = "workers.jobs.finalize"
-JOB_EXPIRE = "workers.jobs.expire"
-JOB_UPDATE = "workers.jobs.update_cards"
+JOB_PREPARE = JobName.PREPARE
+JOB_PREPARE_BATCH = JobName.PREPARE_BATCH
+JOB_NOTIFY = JobName.NOTIFY
+JOB_FINALIZE = JobName.FINALIZE
+JOB_EXPIRE = JobName.EXPIRE
+JOB_UPDATE = JobName.UPDATE
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,23 +350,18 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
         # One job posts every channel's cards (each destination still recorded once). The
         # whole request stays claimed until that job has handled every channel, so a job
         # lost before it claimed any card (Redis or the worker died) is re-run by the janitor.
-        rt.redis.zadd(rt.keys.notifying, {notify_claim(request_id): time.time()})
+        rt.cards.claim_request(request_id)
         rt.enqueue(JOB_NOTIFY, request_id)
     return "pending"
-
-
-def notify_claim(request_id: str) -> str:
-    """The ``notifying`` member that stands for a request's whole notify job."""
-    return f"{request_id}||"
 
 
 def schedule_followups(rt: Runtime, request_id: str, created: float, requirement: Any) -> None:
     """Schedule reminders and escalation steps at their times (rq scheduler)."""
     for i, delay in enumerate(requirement.reminders):
-        rt.enqueue("workers.jobs.remind", request_id, i, at=created + delay,
+        rt.enqueue(JobName.REMIND, request_id, i, at=created + delay,
                    job_id=f"remind-{_job_key(request_id)}-{i}")
     for i, step in enumerate(requirement.escalation):
-        rt.enqueue("workers.jobs.escalate", request_id, i, at=created + step.after_seconds,
+        rt.enqueue(JobName.ESCALATE, request_id, i, at=created + step.after_seconds,
                    job_id=f"escalate-{_job_key(request_id)}-{i}")
 
 
@@ -434,6 +430,7 @@ CLOSED_TEXT = {
 }
 
 
+@tracing.traced("vote")
 def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str,
                 comment: str | None = None, channel: str = "api", nonce: str = "",
                 actor_label: str = "", step_up: Any = None) -> VoteReply:
@@ -779,6 +776,7 @@ def build_decision(rt: Runtime, record: Record, grant: str | None) -> Decision:
     )
 
 
+@tracing.traced("finalize")
 def finalize(rt: Runtime, request_id: str) -> str:
     """Issue the grant (once), deliver the reply (once), and refresh every card."""
     record = rt.store.get(request_id)

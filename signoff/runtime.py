@@ -17,7 +17,10 @@ import redis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
+from signoff import tracing
 from signoff.audit import AuditLog, seal_after
+from signoff.cards import CardLedger
+from signoff.job_names import URGENT_JOBS
 from signoff.redis_conn import connect
 from signoff.settings import Settings
 from signoff.signing_keys import KeyRing, Purpose
@@ -32,9 +35,9 @@ log = logging.getLogger(__name__)
 
 _current: Runtime | None = None
 
-# Jobs that answer people: delivering a decision to its agent and refreshing cards after a
-# vote. They go to the urgent queue, which workers always take first.
-URGENT_JOBS = frozenset({"workers.jobs.finalize", "workers.jobs.update_cards"})
+# Finished jobs leave no record (nothing reads their results; each would cost Redis memory
+# per request for rq's result TTL). Failed jobs are kept as rq keeps them.
+RESULT_TTL = 0
 _MASKERS: dict[bytes, Masker] = {}
 
 
@@ -60,6 +63,7 @@ class Runtime:
             self.audit.after_append = seal_after(self)
         self._audited_policy: str | None = None
         self._masking_config: tuple[str, MaskingConfig] | None = None
+        self.cards = CardLedger(self.redis, self.keys, ttl=settings.record_ttl)
         self.tokens = TokenStore(self.redis, self.keys)
         self.urgent_queue = Queue(self.keys.urgent_queue, connection=self.redis_bytes,
                                   serializer=JSONSerializer)
@@ -154,12 +158,16 @@ class Runtime:
                 at: float | None = None, retries: int = 3) -> None:
         """Enqueue an rq job by dotted name (JSON arguments only), optionally at a time."""
         retry = Retry(max=retries, interval=[1, 5, 15][:retries]) if retries else None
+        # The trace travels with the job (the worker opens the job's span under it).
+        meta = tracing.carrier() or None
         if at is not None:
             when = datetime.fromtimestamp(at, tz=UTC)
-            self.queue.enqueue_at(when, func, *args, job_id=job_id, retry=retry)
+            self.queue.enqueue_at(when, str(func), *args, job_id=job_id, retry=retry,
+                                  meta=meta, result_ttl=RESULT_TTL)
         else:
             queue = self.urgent_queue if func in URGENT_JOBS else self.queue
-            queue.enqueue(func, *args, job_id=job_id, retry=retry)
+            queue.enqueue(str(func), *args, job_id=job_id, retry=retry, meta=meta,
+                          result_ttl=RESULT_TTL)
 
     def close(self) -> None:
         self.redis.close()

@@ -220,6 +220,11 @@ class Settings(BaseSettings):
         validation_alias=_alias("SIGNOFF_WORKER_MAINTENANCE_INTERVAL", "worker_maintenance_interval"),
     )
     log_level: str = Field(default="INFO", validation_alias=_alias("LOG_LEVEL", "log_level"))
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=_alias("SIGNOFF_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                                "otlp_endpoint"),
+    )
 
     # --- Slack --------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = Field(

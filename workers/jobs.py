@@ -1,4 +1,5 @@
-"""rq jobs. Thin: each one calls the lifecycle or a messenger. JSON arguments only.
+"""rq jobs. Thin: each one calls the lifecycle, or writes down card work for the delivery
+(:mod:`workers.delivery`), which does the platform calls. JSON arguments only.
 
 Every job is idempotent: it may run twice (retries, the janitor's safety net, a redelivered
 job after a killed worker) and the second run changes nothing.
@@ -6,40 +7,24 @@ job after a killed worker) and the second run changes nothing.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import json
 import logging
 import math
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
-
-from rq import get_current_job
+from dataclasses import replace
+from typing import Any
 
 from bot.cards.view import build_view
-from bot.messenger import DeliveryError, Messenger
-from signoff import lifecycle
+from bot.messenger import Messenger
+from signoff import lifecycle, tracing
 from signoff.audit import Event
+from signoff.cards import Card, slot
+from signoff.job_names import JobName
 from signoff.models import Status
 from signoff.runtime import Runtime, current
-from workers.janitor import CLAIM_FACTOR
+from workers import delivery
 from workers.messengers import CHANNEL_MESSENGER, build_messengers, destinations
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a messenger coroutine from a sync job. Jobs normally run in a worker with no event
-    loop; when one is running in this thread (a job executed inline from async code), the
-    coroutine runs on its own loop in a helper thread instead of failing."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 _messengers: dict[str, Messenger] | None = None
@@ -68,7 +53,11 @@ def prepare_batch(request_ids: list[str]) -> dict[str, str]:
     """Prepare many requests in one job (the intake enqueues one per stream read): one rq
     round trip instead of one per request is what keeps intake throughput near rq's own."""
     rt = current()
-    return {rid: lifecycle.prepare(rt, rid) for rid in request_ids}
+    out = {}
+    for rid in request_ids:
+        with tracing.span("prepare", rid, parent=tracing.recall(rt, rid)):
+            out[rid] = lifecycle.prepare(rt, rid)
+    return out
 
 
 def finalize(request_id: str) -> str:
@@ -86,215 +75,126 @@ def expire(request_id: str, now: float | None = None) -> str:
     if result == "not_due":
         deadline = rt.store.get(request_id, with_votes=False)
         if deadline is not None and deadline.deadline:
-            rt.enqueue(lifecycle.JOB_EXPIRE, request_id, at=math.ceil(deadline.deadline) + 1)
+            rt.enqueue(JobName.EXPIRE, request_id, at=math.ceil(deadline.deadline) + 1)
     return result
 
 
-def _slot(kind: str, destination: str) -> str:
-    return f"{kind}:{destination}"
+def notify(request_id: str, kind: str | None = None, target: str | None = None) -> str:
+    """Queue the cards for one policy channel target, or for every target of the request's
+    policy when none is given, and have them delivered (each destination once, ever).
 
-
-def notify(request_id: str, kind: str | None = None, target: str | None = None,
-           later: int = 0) -> str:
-    """Post the cards for one policy channel target, or for every target of the request's
-    policy when none is given (each destination once, ever).
-
-    ``later`` counts the slow rounds (:data:`LATER_ROUNDS`) a card post still failing after
-    rq's own retries has had."""
+    The job does no platform I/O itself: each destination's card work goes to the ledger's
+    outbox and the delivery posts it (concurrently, within the platform's rate; see
+    :mod:`workers.delivery`). The web inbox's "card" is an event on Redis, announced here."""
     rt = current()
     record = rt.store.get(request_id)
+    ms = messengers(rt)
     if record is None or record.status is not Status.PENDING:
-        claimed = rt.redis.zrem(rt.keys.notifying, lifecycle.notify_claim(request_id))
+        claimed = rt.cards.release_request(request_id)
         if record is not None and kind is not None and target is not None:
-            _adopt(rt, record, kind, target)
+            # The janitor's repair of a slot: a card the platform holds but Signoff never
+            # recorded is looked for, recorded and updated (no live buttons on a decision).
+            names = _queue(rt, record, ms, [(kind, target)], attempted=True)
+            delivery.submit(rt, ms, names)
         elif record is not None and claimed and record.status.final:
             # The request's notify job was cut short (its claim was still there): a card it
             # posted without recording may exist on any channel.
-            from policy import Evaluation
-
-            for c in Evaluation.from_dict(record.json("evaluation")).requirement.channels:
-                _adopt(rt, record, c.kind.value, c.target)
+            names = _queue(rt, record, ms, _targets(record), attempted=True)
+            delivery.submit(rt, ms, names)
         return "closed"
+    targets = [(kind, target)] if kind is not None and target is not None else _targets(record)
+    names = _queue(rt, record, ms, targets)
+    # Every card is in the outbox (durable): the request's notify claim is done.
     if kind is None or target is None:
-        from policy import Evaluation
-
-        channels = Evaluation.from_dict(record.json("evaluation")).requirement.channels
-        # One channel failing (Slack rate-limiting) must not hold the others' cards back:
-        # every channel is tried, then the job fails for rq to retry (posted ones are kept).
-        done: list[str] = []
-        failed: DeliveryError | None = None
-        for c in channels:
-            try:
-                done.append(notify(request_id, c.kind.value, c.target))
-            except DeliveryError as exc:
-                failed = failed or exc
-        if failed is not None:
-            raise failed
-        rt.redis.zrem(rt.keys.notifying, lifecycle.notify_claim(request_id))
-        return "; ".join(done)
-    mkind = CHANNEL_MESSENGER.get(kind)
-    messenger = messengers(rt).get(mkind or "")
-    if messenger is None:
-        _record_failure(rt, request_id, kind, target, f"{mkind or kind} is not configured",
-                        final=True)
-        return "not_configured"
-    view = build_view(record)
-    posted = 0
-    for dest in destinations(rt, kind, target):
-        if _post_one(rt, messenger, request_id, kind, target, dest, view, later):
-            posted += 1
-    return f"posted {posted}"
+        rt.cards.release_request(request_id)
+    delivery.submit(rt, ms, names)
+    return f"queued {len(names)}"
 
 
-def _adopt(rt: Runtime, record: Any, kind: str, target: str) -> None:
-    """A closed request's interrupted card post (the janitor's repair of a claim): a card the
-    platform holds but Signoff never recorded (the worker or Redis died right after the post)
-    is found, recorded and updated, so it does not keep live buttons on a decided request."""
-    messenger = messengers(rt).get(CHANNEL_MESSENGER.get(kind) or "")
-    if messenger is None:
+def _targets(record: Any) -> list[tuple[str, str]]:
+    from policy import Evaluation
+
+    channels = Evaluation.from_dict(record.json("evaluation")).requirement.channels
+    return [(c.kind.value, c.target) for c in channels]
+
+
+def _queue(rt: Runtime, record: Any, ms: dict[str, Messenger],
+           targets: list[tuple[str, str]], attempted: bool = False) -> list[str]:
+    """Write down the card work for each destination of ``targets``; the inbox's card is
+    announced at once. Returns the destinations to drain."""
+    names: list[str] = []
+    trace = tracing.traceparent() or ""
+    for kind, target in targets:
+        mkind = CHANNEL_MESSENGER.get(kind) or kind
+        if mkind not in ms:
+            delivery.record_failure(rt, record.id, slot(mkind, target),
+                                    f"{mkind} is not configured")
+            continue
+        for dest in destinations(rt, kind, target):
+            if mkind == "web":
+                _web_card(rt, record, ms["web"], dest)
+                continue
+            names.append(rt.cards.queue(record.id, mkind, dest, target=kind,
+                                        attempted=attempted, trace=trace))
+    return names
+
+
+def _web_card(rt: Runtime, record: Any, web: Messenger, dest: str) -> None:
+    """The inbox renders from the store: "posting" is an event for open pages, and a record
+    so the request page shows the channel."""
+    name = slot("web", dest)
+    if rt.cards.has_card(record.id, name) or record.status is not Status.PENDING:
         return
-    view = build_view(record)
-    found = 0
-    for dest in destinations(rt, kind, target):
-        slot = _slot(messenger.kind, dest)
-        if rt.redis.hexists(rt.keys.cards(record.id), slot):
-            continue
-        try:
-            ref = _run(messenger.find_posted(view, dest))
-        except DeliveryError as exc:
-            log.warning("could not look for an unrecorded card of %s: %s", record.id, exc)
-            continue
-        if ref is not None:
-            card = {"kind": messenger.kind, "destination": dest, "ref": ref, "version": 0,
-                    "posted_at": time.time()}
-            rt.redis.hset(rt.keys.cards(record.id), slot, json.dumps(card))
-            found += 1
-    if found:
-        rt.enqueue("workers.jobs.update_cards", record.id)
+    version = int(record.get("version") or 0)
+    _announce(web, build_view(record), "posted")
+    rt.cards.record(record.id, Card("web", dest, {"inbox": dest}, version, time.time()))
+    rt.audit.append(Event.CARD_POSTED, record.id, "signoff", channel="web", destination=dest)
 
 
-# After rq's three retries (about a minute with Slack's in-call 429 waits), a post that is
-# still failing for a reason that may pass (429, 5xx, timeouts) is tried again this often,
-# this many times, while the request is open; only then is it recorded as undeliverable.
-LATER_DELAY = 60.0
-LATER_ROUNDS = 10
+def _announce(web: Messenger, view: Any, event: str) -> None:
+    announce = getattr(web, "announce", None)
+    if callable(announce):
+        announce(view, event)
+    else:
+        delivery.run_now(web.update(view, "inbox", {}))
 
 
-def _post_one(rt: Runtime, messenger: Messenger, request_id: str, kind: str, target: str,
-              dest: str, view: Any, later: int = 0) -> bool:
-    slot = _slot(messenger.kind, dest)
-    cards_key = rt.keys.cards(request_id)
-    if rt.redis.hexists(cards_key, slot):
-        return False  # posted before: a retried job never posts a second card
-    lock = f"{cards_key}:lock:{slot}"
-    # The claim lasts exactly as long as the janitor waits before taking a claim over
-    # (CLAIM_FACTOR x SIGNOFF_REPAIR_AFTER: 120 s by default): a longer one would make the
-    # janitor's retry of a SIGKILLed worker's post find the dead claim and drop the card.
-    claim_ms = max(int(rt.settings.repair_after * CLAIM_FACTOR * 1000), 1000)
-    if not rt.redis.set(lock, str(time.time()), nx=True, px=claim_ms):
-        return False  # another worker is posting it right now
-    member = f"{request_id}|{kind}|{target}"
-    rt.redis.zadd(rt.keys.notifying, {member: time.time()})
-    try:
-        if rt.redis.hexists(cards_key, slot):
-            return False
-        ref = _run(messenger.find_posted(view, dest))
-        if ref is None:
-            ref = _run(messenger.post(view, dest))
-        card = {"kind": messenger.kind, "destination": dest, "ref": ref,
-                "version": view.version, "posted_at": time.time()}
-        rt.redis.hset(cards_key, slot, json.dumps(card))
-        rt.redis.expire(cards_key, rt.settings.record_ttl)
-        rt.redis.zrem(rt.keys.notifying, member)
-        rt.audit.append(Event.CARD_POSTED, request_id, "signoff", channel=messenger.kind,
-                        destination=dest)
-        return True
-    except DeliveryError as exc:
-        job = get_current_job()
-        last_try = job is None or not job.retries_left or not exc.retryable
-        if last_try:
-            rt.redis.zrem(rt.keys.notifying, member)
-            if exc.retryable and job is not None and later < LATER_ROUNDS:
-                log.warning("card for %s to %s:%s still failing (%s); trying again in %.0fs",
-                            request_id, messenger.kind, dest, exc, LATER_DELAY)
-                rt.enqueue(lifecycle.JOB_NOTIFY, request_id, kind, target, later + 1,
-                           at=time.time() + LATER_DELAY)
-                return False
-            _record_failure(rt, request_id, messenger.kind, dest, str(exc), final=True)
-            return False
-        raise
-    finally:
-        rt.redis.delete(lock)
-
-
-def _record_failure(rt: Runtime, request_id: str, kind: str, dest: str, error: str,
-                    final: bool) -> None:
-    key = rt.keys.request(request_id)
-    raw = rt.redis.hget(key, "notify_failures")
-    failures = json.loads(raw) if raw else []
-    line = f"{kind}:{dest}: {error}"
-    if line not in failures:
-        failures.append(line)
-        rt.redis.hset(key, "notify_failures", json.dumps(failures))
-    rt.audit.append(Event.CARD_FAILED, request_id, "signoff", channel=kind, destination=dest,
-                    error=error)
-    log.warning("card for %s could not be delivered to %s:%s: %s", request_id, kind, dest, error)
-
-
-def update_cards(request_id: str, later: int = 0) -> str:
-    """Bring every posted card for a request up to the current version.
-
-    A card whose update keeps failing for a reason that may pass does not hold the others
-    back; after rq's retries it is tried again every :data:`LATER_DELAY` seconds
-    (:data:`LATER_ROUNDS` times), so a decided request's cards do not keep live buttons."""
+def deliver_due() -> int:
+    """Drain every destination whose card work is due (an operator's nudge; workers' delivery
+    loops do this on their own)."""
     rt = current()
-    lock = f"{rt.keys.cards(request_id)}:updating"
-    if not rt.redis.set(lock, "1", nx=True, ex=30):
-        # Someone is updating; make sure the newest version lands after them.
-        rt.enqueue("workers.jobs.update_cards", request_id, at=time.time() + 1)
-        return "deferred"
-    try:
-        record = rt.store.get(request_id)
-        if record is None:
-            return "not_found"
+    return delivery.drain_due(rt, messengers(rt))
+
+
+def update_cards(request_id: str) -> str:
+    """Bring every posted card of a request up to the current version (the delivery does the
+    calls; each destination's updates coalesce), announce the change to open inbox pages, and
+    tell the person the agent acts for once it is decided."""
+    rt = current()
+    record = rt.store.get(request_id)
+    if record is None:
+        return "not_found"
+    ms = messengers(rt)
+    cards = rt.cards.cards(request_id)
+    trace = tracing.traceparent() or ""
+    names = []
+    view: Any = None
+    for card in cards.values():
+        if card.kind == "web":
+            continue
+        names.append(rt.cards.queue(request_id, card.kind, card.destination, trace=trace))
+    if "web" in ms:
+        # Open inbox pages show every request someone may look at, not only those the
+        # policy routes to the web channel: announce the change to them too.
         view = build_view(record)
-        cards = rt.redis.hgetall(rt.keys.cards(request_id))
-        ms = messengers(rt)
-        updated = 0
-        failed: DeliveryError | None = None
-        for slot, raw in cards.items():
-            card = json.loads(raw)
-            if int(card.get("version", 0)) >= view.version:
-                continue
-            messenger = ms.get(card["kind"])
-            if messenger is None:
-                continue
-            try:
-                _run(messenger.update(view, card["destination"], card["ref"]))
-            except DeliveryError as exc:
-                log.warning("could not update card %s for %s: %s", slot, request_id, exc)
-                if exc.retryable:
-                    failed = failed or exc
-                continue
-            card["version"] = view.version
-            rt.redis.hset(rt.keys.cards(request_id), slot, json.dumps(card))
-            updated += 1
-        if "web" in ms and not any(str(slot).startswith("web:") for slot in cards):
-            # Open inbox pages show every request someone may look at, not only those the
-            # policy routes to the web channel: announce the change to them too.
-            _run(ms["web"].update(view, "inbox", {}))
-        if record.status.final:
-            _tell_requester(rt, record, view, ms)
-        if failed is not None:
-            job = get_current_job()
-            if job is None or job.retries_left:
-                raise failed
-            if later < LATER_ROUNDS:
-                rt.enqueue("workers.jobs.update_cards", request_id, later + 1,
-                           at=time.time() + LATER_DELAY)
-        return f"updated {updated}"
-    finally:
-        rt.redis.delete(lock)
+        _announce(ms["web"], view, "updated")
+        for card in cards.values():
+            if card.kind == "web" and card.version < view.version:
+                rt.cards.record(request_id, replace(card, version=view.version))
+    delivery.submit(rt, ms, names)
+    if record.status.final:
+        _tell_requester(rt, record, view or build_view(record), ms)
+    return f"queued {len(names)}"
 
 
 def _tell_requester(rt: Runtime, record: Any, view: Any, ms: dict[str, Messenger]) -> None:
@@ -308,10 +208,7 @@ def _tell_requester(rt: Runtime, record: Any, view: Any, ms: dict[str, Messenger
     if rt.store.set_once(record.id, "told_requester", stamp) != stamp:
         return  # told already, or another job won the race to tell
     text = f"Your request `{record.action}` ({record.id}) was {view.final_line()}."
-    try:
-        _run(ms["slack"].tell(person.slack_id, text))
-    except DeliveryError as exc:
-        log.warning("could not tell %s about %s: %s", person.id, record.id, exc)
+    delivery.run_task(ms["slack"].tell(person.slack_id, text))
 
 
 def remind(request_id: str, index: int, now: float | None = None) -> str:
@@ -324,19 +221,13 @@ def remind(request_id: str, index: int, now: float | None = None) -> str:
     record = rt.store.get(request_id, with_votes=False)
     if outcome != "reminded" or record is None:
         return outcome
-    cards = rt.redis.hgetall(rt.keys.cards(request_id))
     ms = messengers(rt)
-    for raw in cards.values():
-        card = json.loads(raw)
-        m = ms.get(card["kind"])
-        if m is None or card["kind"] == "web":
+    text = f"Reminder: request {request_id} ({record.action}) is still waiting for approval."
+    for card in rt.cards.cards(request_id).values():
+        m = ms.get(card.kind)
+        if m is None or card.kind == "web":
             continue
-        try:
-            _run(m.tell(card["destination"],
-                               f"Reminder: request {request_id} ({record.action}) is still "
-                               "waiting for approval."))
-        except DeliveryError as exc:
-            log.warning("reminder for %s not delivered: %s", request_id, exc)
+        delivery.run_task(m.tell(card.destination, text))
     return "reminded"
 
 
@@ -348,6 +239,6 @@ def escalate(request_id: str, index: int, now: float | None = None) -> str:
     if step is None:
         return str(outcome)
     for group in list(step.add_groups) + list(step.page_groups):
-        rt.enqueue("workers.jobs.notify", request_id, "slack_dm", group)
-    rt.enqueue("workers.jobs.update_cards", request_id)
+        rt.enqueue(JobName.NOTIFY, request_id, "slack_dm", group)
+    rt.enqueue(JobName.UPDATE, request_id)
     return "escalated"

@@ -1,5 +1,10 @@
 """Running rq workers for Signoff's queue, with rq's scheduler for deadlines and reminders.
 
+Each worker process also runs the card delivery loop (:mod:`workers.delivery`) in a thread:
+rq jobs write down card work and go on to the next job; the loop does the Slack and Teams
+calls concurrently. The queues, in priority order: ``signoff:urgent`` (finalize only: a
+decision never waits behind card traffic), then ``signoff`` (everything else).
+
 ``SimpleWorker`` runs jobs in the worker process itself: the runtime (Redis pools, the
 policy, the spaCy model) is loaded once before the first job instead of once per fork, which
 is what makes masking affordable per request. A killed worker's job is retried by rq's
@@ -10,15 +15,33 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from signoff import lifecycle
+from signoff import lifecycle, tracing
 from signoff.runtime import Runtime, set_current
+from workers import delivery, jobs
 
 log = logging.getLogger(__name__)
+
+
+class TracedWorker(SimpleWorker):
+    """rq's in-process worker, with each job in a span under the trace that enqueued it (the
+    job's meta carries it) and the request id as an attribute."""
+
+    def perform_job(self, job: Job, queue: Queue, *args: Any) -> bool:
+        if not tracing.enabled():
+            return bool(super().perform_job(job, queue, *args))
+        parent = (job.meta or {}).get(tracing.TRACEPARENT)
+        args: Any = job.args or ()
+        rid = args[0] if args and isinstance(args[0], str) else None
+        name = "job " + str(job.func_name or "?").rsplit(".", 1)[-1]
+        with tracing.span(name, rid, parent=parent):
+            return bool(super().perform_job(job, queue, *args))
 
 
 def build_worker(rt: Runtime, name: str | None = None,
@@ -26,7 +49,7 @@ def build_worker(rt: Runtime, name: str | None = None,
     """A worker on Signoff's queue using the runtime's bytes connection."""
     queues = [Queue(name, connection=rt.redis_bytes, serializer=JSONSerializer)
               for name in (rt.keys.urgent_queue, rt.keys.queue)]  # in priority order
-    return SimpleWorker(queues, connection=rt.redis_bytes, serializer=JSONSerializer,
+    return TracedWorker(queues, connection=rt.redis_bytes, serializer=JSONSerializer,
                         name=name, maintenance_interval=maintenance_interval
                         or rt.settings.worker_maintenance_interval,
                         job_monitoring_interval=5)
@@ -91,6 +114,8 @@ def run_worker(rt: Runtime, burst: bool = False, with_scheduler: bool = True,
     """
     set_current(rt)
     warm(rt)
+    tracing.configure(rt.settings, "worker")
+    delivery.start_loop(rt, jobs.messengers(rt))
     if with_scheduler:
         reclaim_scheduler_lock(rt)
     caught = lifecycle.catch_up(rt)

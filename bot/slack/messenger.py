@@ -4,14 +4,21 @@ Workers use :class:`SlackMessenger` through :class:`bot.messenger.Messenger`. Ev
 through slack_sdk's ``AsyncWebClient`` (``base_url`` = ``SIGNOFF_SLACK_API_URL``, so a local
 fake or proxy can stand in for Slack) with slack_sdk's own retry handlers:
 
-- HTTP 429: :class:`AsyncRateLimitErrorRetryHandler` waits ``Retry-After`` and retries. A 429
-  means Slack did nothing, so it is safe for every method.
+- HTTP 429: never waited out here. The call raises :class:`~bot.messenger.RateLimited` with
+  Slack's ``Retry-After``, and the delivery reschedules that channel's work for then (a 429
+  means Slack did nothing, so trying again later is safe for every method). A worker never
+  sleeps through a rate limit, and other channels' cards go on meanwhile.
 - 5xx and connection errors (:class:`AsyncServerErrorRetryHandler`,
   :class:`AsyncConnectionErrorRetryHandler`) are retried by the library only for idempotent
   calls (``chat.update``, reads). For ``chat.postMessage`` such a failure is ambiguous (Slack
   may have posted the message before failing), so before trying again the messenger looks for
   the card it may already have posted (:meth:`SlackMessenger.find_posted`, by message
-  metadata): a retry never posts a second card.
+  metadata): a retry never posts a second card. A first post does not look: reading the
+  channel's history is only for a retry that may follow a post that went through.
+
+Slack allows about one message per second per channel, with short bursts
+(:data:`SLACK_LIMIT`); a channel that would get more cards than that gets a digest
+(:meth:`SlackMessenger.post_digest`) that lists them, updated as they are decided.
 
 Whatever still fails is raised as :class:`~bot.messenger.DeliveryError` (``retryable`` tells
 the job whether rq should try again); tokens never appear in messages.
@@ -23,7 +30,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -36,7 +43,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cards.view import CardView
-from bot.messenger import DeliveryError
+from bot.messenger import DeliveryError, RateLimited, SendLimit
 from bot.slack import render
 from signoff.settings import Settings
 
@@ -51,10 +58,18 @@ _RETRYABLE_CODES = frozenset({"ratelimited", "internal_error", "fatal_error",
                               "service_unavailable", "request_timeout"})
 HISTORY_PAGES = 5
 LIST_PAGES = 20
+# chat.postMessage: "1 message per second per channel, short bursts allowed" (Slack's rate
+# limit documentation). The delivery keeps under it; the fake enforces it.
+SLACK_LIMIT = SendLimit(per_second=1.0, burst=4.0, per="destination")
+DIGEST_EVENT = "signoff_digest"
+DIGEST_MAX_LINES = 40
 
 
 class _Ambiguous(DeliveryError):
     """A failure after which Slack may or may not have carried out the call (5xx, timeout)."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message, retryable=retryable, ambiguous=True)
 
 
 def client_for(settings: Settings, *, timeout: int = 10, rate_limit_retries: int = 5,
@@ -65,14 +80,17 @@ def client_for(settings: Settings, *, timeout: int = 10, rate_limit_retries: int
     Args:
         settings: needs ``slack_bot_token``.
         timeout: seconds per HTTP call.
-        rate_limit_retries: how many 429s in a row to wait out (each honours Retry-After).
+        rate_limit_retries: how many 429s in a row to wait out (each honours Retry-After);
+            0 (the messenger's workers) raises at once instead.
         server_error_retries: retries after HTTP 500/503 (idempotent clients only).
         connection_retries: retries after a dropped connection (idempotent clients only).
         idempotent: False for the client that posts messages: it retries 429 only.
     """
     if settings.slack_bot_token is None:
         raise ValueError("SLACK_BOT_TOKEN is not set")
-    handlers: list[Any] = [AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)]
+    handlers: list[Any] = []
+    if rate_limit_retries:
+        handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries))
     if idempotent:
         handlers += [AsyncServerErrorRetryHandler(max_retry_count=server_error_retries),
                      AsyncConnectionErrorRetryHandler(max_retry_count=connection_retries)]
@@ -91,7 +109,11 @@ def _error(method: str, exc: Exception) -> DeliveryError:
         except (AttributeError, TypeError):
             code = ""
         if status == 429:
-            return DeliveryError(f"{method}: rate limited by Slack", retryable=True)
+            try:
+                after = float(exc.response.headers.get("Retry-After") or 1)
+            except (AttributeError, TypeError, ValueError):
+                after = 1.0
+            return RateLimited(f"{method}: rate limited by Slack", retry_after=after)
         if status >= 500:
             return _Ambiguous(f"{method}: Slack answered HTTP {status}", retryable=True)
         code = code or f"HTTP {status}"
@@ -112,7 +134,8 @@ class SlackMessenger:
         settings: Signoff's settings (``slack_bot_token``, ``slack_api_url``, the policy path).
         hmac_key: key for Signoff's own HMAC on button values.
         timeout: seconds per Slack API call.
-        rate_limit_retries: 429s waited out per call (each honours ``Retry-After``).
+        rate_limit_retries: 429s waited out per call (each honours ``Retry-After``); 0 (the
+            default) raises :class:`~bot.messenger.RateLimited` at once.
         post_attempts: attempts at posting one message after ambiguous failures (5xx,
             timeouts), each preceded by a search for the message the last attempt may
             have posted.
@@ -122,9 +145,10 @@ class SlackMessenger:
     """
 
     kind = "slack"
+    limit: SendLimit | None = SLACK_LIMIT
 
     def __init__(self, settings: Settings, hmac_key: bytes, *, timeout: int = 10,
-                 rate_limit_retries: int = 5, post_attempts: int = 3,
+                 rate_limit_retries: int = 0, post_attempts: int = 3,
                  mention: render.Mention | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -149,13 +173,38 @@ class SlackMessenger:
                                    lambda: self.find_posted(view, destination))
         return {"channel": channel, "ts": ts}
 
-    async def update(self, view: CardView, destination: str, ref: dict[str, Any]) -> None:
+    async def update(self, view: CardView, destination: str, ref: dict[str, Any], *,
+                     thread_votes: bool = True) -> None:
         """Replace a posted card with the current view, then thread a reply per new vote."""
         channel, ts = str(ref["channel"]), str(ref["ts"])
         card = render.render_card(view, self._key, now=self._clock(), mention=self._mention)
         await self._call(self._client, "chat.update", channel=channel, ts=ts,
                          metadata=render.card_metadata(view), **card)
-        await self._thread_votes(view, channel, ts)
+        if thread_votes:
+            await self._thread_votes(view, channel, ts)
+
+    async def post_digest(self, views: Sequence[CardView], destination: str,
+                          digest_id: str) -> dict[str, Any]:
+        """One message listing several requests (the channel's rate has no room for a card
+        each). Returns ``{"channel", "ts"}``."""
+        channel = await self._resolve(destination)
+        content = digest_content(views, now=self._clock())
+        meta = {"event_type": DIGEST_EVENT, "event_payload": {"digest": digest_id}}
+
+        async def find() -> dict[str, Any] | None:
+            return await self._find_message(channel, min(v.created_at for v in views),
+                                            DIGEST_EVENT, "digest", digest_id)
+
+        ts = await self._post_once(channel, views[0], content, meta, find)
+        return {"channel": channel, "ts": ts}
+
+    async def update_digest(self, views: Sequence[CardView], destination: str,
+                            ref: dict[str, Any], digest_id: str) -> None:
+        content = digest_content(views, now=self._clock())
+        await self._call(self._client, "chat.update", channel=str(ref["channel"]),
+                         ts=str(ref["ts"]), **content,
+                         metadata={"event_type": DIGEST_EVENT,
+                                   "event_payload": {"digest": digest_id}})
 
     async def tell(self, destination: str, text: str) -> None:
         """A short message to a channel or a person (``U…``: their DM with the app)."""
@@ -173,24 +222,34 @@ class SlackMessenger:
         """
         try:
             channel = await self._resolve(destination)
-            oldest = f"{max(view.created_at - 5.0, 0.0):.6f}"
-            cursor: str | None = None
-            for _ in range(HISTORY_PAGES):
-                args: dict[str, Any] = {"channel": channel, "oldest": oldest, "limit": 200,
-                                        "include_all_metadata": True}
-                if cursor:
-                    args["cursor"] = cursor
-                resp = await self._call(self._client, "conversations.history", **args)
-                for message in resp.get("messages") or []:
-                    if _is_card(message, view.request_id):
-                        return {"channel": channel, "ts": str(message["ts"])}
-                cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
-                if not cursor:
-                    break
+            return await self._find_message(channel, view.created_at, render.CARD_EVENT,
+                                            "request_id", view.request_id)
         except DeliveryError as exc:
             if exc.retryable:
                 raise
             log.info("cannot search %s for an earlier card (%s); posting", destination, exc)
+        return None
+
+    async def _find_message(self, channel: str, since: float, event_type: str, key: str,
+                            value: str) -> dict[str, Any] | None:
+        """A top-level message in ``channel`` since ``since`` whose metadata is
+        ``event_type`` with ``event_payload[key] == value``."""
+        oldest = f"{max(since - 5.0, 0.0):.6f}"
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            args: dict[str, Any] = {"channel": channel, "oldest": oldest, "limit": 200,
+                                    "include_all_metadata": True}
+            if cursor:
+                args["cursor"] = cursor
+            resp = await self._call(self._client, "conversations.history", **args)
+            for message in resp.get("messages") or []:
+                meta = message.get("metadata") or {}
+                if meta.get("event_type") == event_type and \
+                        (meta.get("event_payload") or {}).get(key) == value:
+                    return {"channel": channel, "ts": str(message["ts"])}
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
         return None
 
     # --- helpers ----------------------------------------------------------------------------
@@ -313,7 +372,35 @@ class SlackMessenger:
         return found.slack_id if found is not None else None
 
 
-def _is_card(message: dict[str, Any], request_id: str) -> bool:
-    meta = message.get("metadata") or {}
-    payload = meta.get("event_payload") or {}
-    return meta.get("event_type") == render.CARD_EVENT and payload.get("request_id") == request_id
+def digest_content(views: Sequence[CardView], now: float) -> dict[str, Any]:
+    """``text`` and ``blocks`` of a digest: one line per request (what, who asks, its state),
+    newest decisions shown as they happen. Decisions are made on the requests' own pages (the
+    inbox, the API, ``/signoff pending``); the digest has no buttons, so it never offers a
+    decision it could show stale."""
+    waiting = sum(1 for v in views if v.open)
+    head = f"{len(views)} approval requests arrived faster than one card each"
+    lines = []
+    for v in list(views)[:DIGEST_MAX_LINES]:
+        state = f"waiting · {v.progress}" if v.open else v.final_line()
+        lines.append(f"• `{render.escape(v.request_id)}` *{render.escape(v.title)}* on "
+                     f"{render.escape(v.resource)} — {render.escape(v.requester)} — "
+                     f"{render.escape(state)}")
+    if len(views) > DIGEST_MAX_LINES:
+        lines.append(f"… and {len(views) - DIGEST_MAX_LINES} more")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": render.clip_escaped(head, 150)}}]
+    chunk: list[str] = []
+    size = 0
+    for line in lines:  # sections of at most 3,000 characters
+        if size + len(line) + 1 > 2900 and chunk:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                       "text": "\n".join(chunk)}})
+            chunk, size = [], 0
+        chunk.append(line[:2900])
+        size += len(line) + 1
+    if chunk:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
+        f"{waiting} still waiting. Decide each in the Signoff inbox or with `/signoff pending`.")}]})
+    return {"text": render.clip_escaped(f"{head}: {waiting} waiting", render.FALLBACK_TEXT),
+            "blocks": blocks}

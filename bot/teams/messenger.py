@@ -5,11 +5,13 @@ turn through botbuilder's ``CloudAdapter.continue_conversation`` with a saved co
 reference (:mod:`bot.teams.conversations`); posting uses ``send_activity`` and updating uses
 ``update_activity`` on the posted activity id.
 
-Faults: Signoff's own retry policy (tenacity) covers every Bot Connector call: 429 and 5xx
-and network errors are retried with backoff, honouring ``Retry-After`` up to a cap; what is
-still failing becomes a retryable :class:`~bot.messenger.DeliveryError`, so the rq job
-retries later and, after its last try, records the failure on the request (shown on every
-card and in the audit log). botbuilder's connector client would otherwise retry PUT but not
+Faults: Signoff's own retry policy (tenacity) covers every Bot Connector call: 5xx and
+network errors are retried with a short backoff; what is still failing becomes a retryable
+:class:`~bot.messenger.DeliveryError`, so the delivery tries again later and, after its last
+try, records the failure on the request (shown on every card and in the audit log). A 429 is
+never waited out here: it raises :class:`~bot.messenger.RateLimited` with ``Retry-After`` and
+the delivery reschedules the work for then (Teams allows 50 requests per second per app per
+tenant, :data:`TEAMS_LIMIT`). botbuilder's connector client would otherwise retry PUT but not
 POST (urllib3 2 ignores msrest's method list), so its built-in retries are switched off per
 call to keep one visible policy.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
@@ -39,7 +41,7 @@ from msrest.exceptions import ClientRequestError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from bot.cards.view import CardView
-from bot.messenger import DeliveryError
+from bot.messenger import DeliveryError, RateLimited, SendLimit
 from bot.teams.auth import build_authentication
 from bot.teams.conversations import ConversationBook, SavedConversation
 from bot.teams.render import CONTENT_TYPE, render_card
@@ -56,6 +58,10 @@ ATTEMPTS = 3
 MAX_RETRY_AFTER = 10.0  # longer waits are left to the job's own retry schedule
 CALL_TIMEOUT = 30.0
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# "50 requests per second per app per tenant" (Teams bot rate limits); kept across every
+# worker through the ledger's shared bucket.
+TEAMS_LIMIT = SendLimit(per_second=50.0, burst=50.0, per="app")
+DIGEST_MAX_LINES = 40
 
 
 class ConnectorError(Exception):
@@ -113,7 +119,8 @@ def _wait(state: RetryCallState) -> float:
 
 
 def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ConnectorError) and exc.retryable and not (
+    # 429 is not retried in the call: the delivery reschedules it (RateLimited).
+    return isinstance(exc, ConnectorError) and exc.retryable and exc.status != 429 and not (
         exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER)
 
 
@@ -142,6 +149,7 @@ class TeamsMessenger:
     """
 
     kind = "teams"
+    limit: SendLimit | None = TEAMS_LIMIT
 
     def __init__(self, settings: Settings, rt: Runtime,
                  authentication: BotFrameworkAuthentication | None = None) -> None:
@@ -170,15 +178,42 @@ class TeamsMessenger:
                 "tenant_id": reference.conversation.tenant_id if reference.conversation
                 else None}
 
-    async def update(self, view: CardView, destination: str, ref: dict[str, Any]) -> None:
-        reference = await self._reference_for(ref)
+    async def update(self, view: CardView, destination: str, ref: dict[str, Any], *,
+                     thread_votes: bool = True) -> None:
         activity = card_activity(render_card(view, self.hmac_key), view)
+        await self._replace(ref, activity)
+
+    async def _replace(self, ref: dict[str, Any], activity: Activity) -> None:
+        reference = await self._reference_for(ref)
         activity.id = str(ref["activity_id"])
 
         async def replace(context: TurnContext) -> None:
             await context.update_activity(activity)
 
         await self._call(reference, replace, "update")
+
+    async def post_digest(self, views: Sequence[CardView], destination: str,
+                          digest_id: str) -> dict[str, Any]:
+        """One card listing several requests (more than the rate allows one card each)."""
+        saved = await self._resolve(destination)
+        activity = digest_activity(views)
+
+        async def send(context: TurnContext) -> str:
+            response = await context.send_activity(activity)
+            if response is None or not response.id:
+                raise ConnectorError("the Bot Connector returned no message id", None, False)
+            return str(response.id)
+
+        activity_id = await self._call(saved.reference, send, "post")
+        reference = saved.reference
+        return {"conversation_id": saved.conversation_id, "activity_id": activity_id,
+                "service_url": reference.service_url,
+                "tenant_id": reference.conversation.tenant_id if reference.conversation
+                else None}
+
+    async def update_digest(self, views: Sequence[CardView], destination: str,
+                            ref: dict[str, Any], digest_id: str) -> None:
+        await self._replace(ref, digest_activity(views))
 
     async def tell(self, destination: str, text: str) -> None:
         saved = await self._resolve(destination)
@@ -245,8 +280,13 @@ class TeamsMessenger:
                 with try_:
                     await attempt()
         except ConnectorError as exc:
+            if exc.status == 429:
+                raise RateLimited(f"Teams {what} failed: {exc}",
+                                  retry_after=exc.retry_after or 1.0) from exc
             log.warning("Teams %s failed: %s", what, exc)
-            raise DeliveryError(f"Teams {what} failed: {exc}", retryable=exc.retryable) from exc
+            ambiguous = what == "post" and (exc.status is None or exc.status >= 500)
+            raise DeliveryError(f"Teams {what} failed: {exc}", retryable=exc.retryable,
+                                ambiguous=ambiguous and exc.retryable) from exc
         if not results:
             raise DeliveryError(f"Teams {what} did not run", retryable=True)
         return results[0]
@@ -258,4 +298,28 @@ def card_activity(card: dict[str, Any], view: CardView) -> Activity:
     activity.type = ActivityTypes.message
     # Notification and chat-list preview text: ids and actions are pattern-checked.
     activity.summary = f"Approval request {view.request_id}: {view.title}"
+    return activity
+
+
+def digest_activity(views: Sequence[CardView]) -> Activity:
+    """A card listing several requests, one line each, with no buttons (decisions are made
+    on each request's own card in the inbox, or with the ``pending`` command)."""
+    waiting = sum(1 for v in views if v.open)
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True,
+         "text": f"{len(views)} approval requests arrived faster than one card each"}]
+    for v in list(views)[:DIGEST_MAX_LINES]:
+        state = f"waiting · {v.progress}" if v.open else v.final_line()
+        body.append({"type": "TextBlock", "wrap": True, "spacing": "Small",
+                     "text": f"{v.request_id} · {v.title} on {v.resource} · {v.requester} · "
+                             f"{state}"[:600]})
+    if len(views) > DIGEST_MAX_LINES:
+        body.append({"type": "TextBlock", "text": f"… and {len(views) - DIGEST_MAX_LINES} more"})
+    body.append({"type": "TextBlock", "isSubtle": True, "wrap": True,
+                 "text": f"{waiting} still waiting: decide each in the Signoff inbox."})
+    card = {"type": "AdaptiveCard", "version": "1.5",
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "body": body}
+    activity = MessageFactory.attachment(Attachment(content_type=CONTENT_TYPE, content=card))
+    activity.type = ActivityTypes.message
+    activity.summary = f"{len(views)} approval requests ({waiting} waiting)"
     return activity

@@ -8,6 +8,13 @@ records every call, keeps the messages it was sent (with metadata, threads and e
 faults: 429 with ``Retry-After``, 500, timeouts, and failures *after* a message was stored
 (the ambiguous case a retry must not duplicate).
 
+Like Slack, it answers ``429 ratelimited`` with ``Retry-After`` when a channel gets more than
+about one message per second (``chat.postMessage``: a token bucket per channel, one a second,
+short bursts allowed: :data:`POST_LIMIT`), and it can answer with a latency profile
+(:class:`~tests.fakes.latency.Latency`; :data:`~tests.fakes.latency.SLACK` is what Slack's Web
+API takes from a nearby region, 80-150 ms with jitter). Tests run with no latency unless they
+ask for it; ``bench/load.py`` runs with the profile.
+
 The server runs in its own thread and event loop, so synchronous code (rq jobs running
 ``asyncio.run``) and async tests can both use it. Everything the test reads goes through a
 lock.
@@ -27,7 +34,12 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.latency import Bucket, Latency
+
 BOT_TOKEN = "xoxb-signoff-test-token"
+# chat.postMessage: "1 message per second per channel, with short bursts" (Slack's rate
+# limit documentation): (per second, burst).
+POST_LIMIT = (1.0, 6.0)
 APP_TOKEN = "xapp-1-signoff-test-app-token"
 
 # --- Block Kit limits, as Slack's reference documents them -------------------------------
@@ -374,7 +386,8 @@ class FakeSlack:
                  channels: dict[str, str] | None = None, not_member: set[str] | None = None,
                  users: dict[str, dict[str, Any]] | None = None, page_size: int = 100,
                  team_id: str = "T0SIGNOFF", bot_user_id: str = "U0SIGNBOT",
-                 bot_id: str = "B0SIGNBOT") -> None:
+                 bot_id: str = "B0SIGNBOT", latency: Latency | None = None,
+                 post_limit: tuple[float, float] | None = POST_LIMIT) -> None:
         self.token = token
         self.app_token = app_token
         self.channels = dict(channels or {"approvals": "C0APPROVALS",
@@ -396,6 +409,9 @@ class FakeSlack:
         self._ready = threading.Event()
         self._socket_queue: asyncio.Queue[dict[str, Any]] | None = None
         self.port = 0
+        self.latency = latency or Latency()
+        self.post_limit = post_limit
+        self._buckets: dict[str, Bucket] = {}
 
     # --- lifecycle ------------------------------------------------------------------------
     @property
@@ -580,7 +596,12 @@ class FakeSlack:
         if problem:
             call.error = problem
             return web.json_response({"ok": False, "error": problem})
+        await self.latency.wait()
         fault = self._fault(method, params)
+        if fault is None and method == "chat.postMessage" and self._over_limit(params):
+            call.status, call.error = 429, "ratelimited"
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": "1"})
         if fault is not None and fault.kind == "429":
             call.status, call.error = 429, "ratelimited"
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
@@ -608,6 +629,17 @@ class FakeSlack:
         if fault is not None and fault.kind == "timeout_after":
             await asyncio.sleep(fault.delay)
         return web.json_response(body)
+
+    def _over_limit(self, params: dict[str, Any]) -> bool:
+        """Whether this post would exceed its channel's rate (it then takes no token)."""
+        if self.post_limit is None:
+            return False
+        channel, _ = self._channel(params.get("channel"))
+        if channel is None:
+            return False
+        with self._lock:
+            bucket = self._buckets.setdefault(channel, Bucket(*self.post_limit))
+            return not bucket.take()
 
     async def _response(self, request: web.Request) -> web.Response:
         body = await request.json()

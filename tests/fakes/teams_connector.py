@@ -12,6 +12,11 @@ synchronous, so the fake must never share a loop with the code under test) on tw
 The connector records every sent and updated activity, checks the bearer token it issued,
 refuses activities over Teams' size limit (413), answers 404 for unknown messages, and can
 inject 429/5xx answers. Tests mint inbound JWTs the way the Bot Framework does.
+
+Like Teams, the connector answers 429 (``Retry-After``) over 50 requests per second per app
+per tenant (:data:`APP_LIMIT`), and it can answer with a latency profile
+(:data:`tests.fakes.latency.TEAMS`: 120-250 ms with jitter); tests run without latency
+unless they ask for it, ``bench/load.py`` with the profile.
 """
 
 from __future__ import annotations
@@ -38,9 +43,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
 
+from tests.fakes.latency import Bucket, Latency
+
 ISSUER = "https://api.botframework.com"
 MAX_ACTIVITY_BYTES = 28_000  # Teams refuses larger bot messages
 KID = "fake-bf-key-1"
+# "50 requests per second per app per tenant" (Teams bot rate limits): (per second, burst).
+APP_LIMIT = (50.0, 50.0)
 
 
 @dataclass
@@ -136,7 +145,12 @@ class FakeBotFramework:
         app_password: the client secret the token endpoint accepts.
     """
 
-    def __init__(self, folder: Path, app_id: str, app_password: str) -> None:
+    def __init__(self, folder: Path, app_id: str, app_password: str, *,
+                 latency: Latency | None = None,
+                 app_limit: tuple[float, float] | None = APP_LIMIT) -> None:
+        self.latency = latency or Latency()
+        self.app_limit = app_limit
+        self._buckets: dict[str, Bucket] = {}
         self.app_id = app_id
         self.app_password = app_password
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -355,9 +369,28 @@ class FakeBotFramework:
                 return web.json_response({"error": {"code": "MessageSizeTooBig"}}, status=413)
         return None
 
+    def _limited(self, raw: bytes) -> web.Response | None:
+        """429 when the app is over its per-tenant rate (the call does nothing)."""
+        if self.app_limit is None:
+            return None
+        try:
+            tenant = str(((json.loads(raw) or {}).get("conversation") or {}).get("tenantId")
+                         or "")
+        except (ValueError, AttributeError):
+            tenant = ""
+        with self.state.lock:
+            bucket = self._buckets.setdefault(tenant, Bucket(*self.app_limit))
+        if bucket.take():
+            return None
+        with self.state.lock:
+            self.state.refused.append(429)
+        return web.json_response({"error": {"code": "Throttled"}}, status=429,
+                                 headers={"Retry-After": "1"})
+
     async def _send(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        refused = self._check(request, "POST", len(raw))
+        await self.latency.wait()
+        refused = self._check(request, "POST", len(raw)) or self._limited(raw)
         if refused is not None:
             return refused
         body = json.loads(raw)
@@ -371,7 +404,8 @@ class FakeBotFramework:
 
     async def _update(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        refused = self._check(request, "PUT", len(raw))
+        await self.latency.wait()
+        refused = self._check(request, "PUT", len(raw)) or self._limited(raw)
         if refused is not None:
             return refused
         cid, aid = request.match_info["cid"], request.match_info["aid"]

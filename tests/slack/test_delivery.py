@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
 
 from bot.cards.view import CardView
 from bot.cli import preview_view
-from bot.messenger import DeliveryError
+from bot.messenger import DeliveryError, RateLimited
 from bot.slack.messenger import SlackMessenger
 from signoff import lifecycle
 from signoff.models import AgentRequest, Status
 from signoff.runtime import Runtime
 from tests.conftest import run_jobs
 from tests.fakes.slack_api import FakeSlack, block_errors, view_errors
-from tests.slack.conftest import export_body, submit
+from tests.slack.conftest import export_body, submit, until
 
 APPROVALS = "C0APPROVALS"
 
@@ -33,23 +34,58 @@ def messenger(srt: Runtime, **kw: Any) -> SlackMessenger:
     return SlackMessenger(srt.settings, srt.hmac_key, **kw)
 
 
-def test_429_honours_retry_after(srt: Runtime, fake_slack: FakeSlack) -> None:
+def deliver_until(srt: Runtime, predicate: Any, timeout: float = 15.0) -> None:
+    """What a worker's delivery loop does: drain whatever is due, until ``predicate``."""
+    from workers import jobs
+
+    def step() -> Any:
+        jobs.deliver_due()
+        return predicate()
+
+    until(step, timeout=timeout, what="cards delivered")
+
+
+def test_429_is_raised_and_the_channel_waits_for_retry_after(srt: Runtime,
+                                                             fake_slack: FakeSlack) -> None:
+    # The messenger never sleeps through Retry-After: it says how long to wait.
+    fake_slack.inject("chat.postMessage", "429", times=1, retry_after=2)
+    with pytest.raises(RateLimited) as caught:
+        asyncio.run(messenger(srt).post(view_of(srt), "#approvals"))
+    assert caught.value.retry_after == 2.0
+    assert fake_slack.cards("r-view") == []
+    # Through the delivery: the channel's card is rescheduled for when Slack allows it.
     fake_slack.inject("chat.postMessage", "429", times=1, retry_after=1)
-    ref = asyncio.run(messenger(srt).post(view_of(srt), "#approvals"))
+    submit(srt, export_body("r-later"))
+    refused = fake_slack.calls("chat.postMessage")[-1]
+    assert refused.status == 429 and fake_slack.cards("r-later") == []
+    slot = "slack:#approvals"
+    due = srt.cards.due_at(slot)
+    assert due is not None and due >= refused.at + 1.0 - 0.05
+    from workers import jobs
+
+    jobs.deliver_due()  # not due yet: nothing is called
+    assert fake_slack.calls("chat.postMessage")[-1] is refused or time.time() >= due
+    deliver_until(srt, lambda: fake_slack.cards("r-later"))
     calls = fake_slack.calls("chat.postMessage")
-    assert [c.status for c in calls] == [429, 200]
-    assert calls[1].at - calls[0].at >= 1.0  # waited Retry-After before trying again
-    cards = fake_slack.cards("r-view")
-    assert len(cards) == 1 and ref == {"channel": APPROVALS, "ts": cards[0].ts}
+    assert calls[-1].at - refused.at >= 1.0 - 0.05  # not before Retry-After
+    assert len(fake_slack.cards("r-later")) == 1
+    assert srt.cards.has_card("r-later", slot)
+
+
+def test_first_post_does_not_read_the_history(srt: Runtime, fake_slack: FakeSlack) -> None:
+    submit(srt, export_body("r-first"))
+    assert len(fake_slack.cards("r-first")) == 1
+    assert fake_slack.calls("conversations.history") == []
 
 
 def test_429_storm_loses_and_duplicates_nothing(srt: Runtime, fake_slack: FakeSlack) -> None:
     # Every chat.postMessage is refused with 429 for 2.5 s while three requests are notified
-    # (the real notify jobs, in an rq worker).
+    # (the real notify jobs, in an rq worker); the delivery resumes when Slack allows.
     fake_slack.inject("chat.postMessage", "429", seconds=2.5, retry_after=1)
     ids = ["r-storm-1", "r-storm-2", "r-storm-3"]
     submit(srt, *(export_body(rid) for rid in ids))
     assert any(c.status == 429 for c in fake_slack.calls("chat.postMessage"))
+    deliver_until(srt, lambda: all(srt.cards.has_card(rid, "slack:#approvals") for rid in ids))
     for rid in ids:
         assert len(fake_slack.cards(rid)) == 1, rid
         recorded = srt.redis.hgetall(srt.keys.cards(rid))
@@ -91,10 +127,13 @@ def test_retried_job_finds_card_posted_before_a_crash(srt: Runtime,
     fake_slack.page_size = 2  # and the card is a few pages back in the channel's history
     for i in range(5):
         fake_slack._m_chat_postMessage({"channel": APPROVALS, "text": f"chatter {i}"})
-    jobs.notify("r-crash", "slack_channel", "#approvals")
+    # What the crash left: the card work, marked as attempted before the call.
+    srt.cards.queue("r-crash", "slack", "#approvals", attempted=True)
+    jobs.deliver_due()
     assert len(fake_slack.cards("r-crash")) == 1
     card = json.loads(srt.redis.hget(srt.keys.cards("r-crash"), "slack:#approvals"))
     assert card["ref"] == {"channel": APPROVALS, "ts": first[0].ts}
+    assert fake_slack.calls("conversations.history")  # looked, because it was attempted
     # And a second run of the job does nothing at all.
     before = len(fake_slack.calls())
     jobs.notify("r-crash", "slack_channel", "#approvals")
@@ -102,8 +141,10 @@ def test_retried_job_finds_card_posted_before_a_crash(srt: Runtime,
 
 
 def test_undeliverable_card_is_recorded_and_request_stays_decidable(
-        srt: Runtime, fake_slack: FakeSlack) -> None:
-    from workers import jobs
+        srt: Runtime, fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import delivery, jobs
+
+    monkeypatch.setattr(delivery, "MAX_TRIES", 1)  # this is the card's last try
 
     fake_slack.inject("chat.postMessage", "500", times=1000)
     rid = "r-down"
@@ -112,7 +153,7 @@ def test_undeliverable_card_is_recorded_and_request_stays_decidable(
 
     run_intake(srt)
     jobs.prepare(rid)
-    # The notify job's last attempt (outside rq: no retries left) gives up and records it.
+    # The card's last try gives up and records it.
     jobs.notify(rid, "slack_channel", "#approvals")
     record = srt.store.get(rid)
     assert record is not None and record.status is Status.PENDING

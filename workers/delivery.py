@@ -1,0 +1,540 @@
+"""Card delivery: the platform I/O behind the notify and update jobs.
+
+The jobs only write down what each destination needs (the ledger's outbox, in Redis) and hand
+the destinations to this module; the calls to Slack and Teams run here, concurrently:
+
+- In a worker process, :class:`DeliveryLoop` runs one asyncio loop in a thread next to rq's
+  job loop. Every destination is drained by its own task, so card posts and updates for many
+  requests and channels are in flight together while the rq worker goes on taking jobs
+  (prepare, finalize): a worker's throughput is bound by the platforms' limits and its CPU,
+  not by waiting on one call after another, and a decision never waits behind a card call.
+- Anywhere else (a job run in-process, tests), :func:`submit` drains the destinations at once
+  on a temporary loop.
+
+One channel's trouble stays its own. Work is per destination: a ``429`` puts that destination
+on hold until its ``Retry-After`` (the ledger's due index; no call waits it out), a 5xx or a
+timeout backs that one request's card off, and every other destination goes on. The loop
+polls the due index, so held work resumes when the platform allows it, on whichever worker
+gets there first (a lease keeps one worker per destination).
+
+A destination is never sent more than its platform's documented rate
+(:class:`~bot.messenger.SendLimit`, a token bucket in Redis shared by every worker): when more
+cards are waiting than the rate allows, they are coalesced into one digest message, which
+later requests join and which is updated as they are decided, instead of queueing for minutes.
+
+No card is posted twice: each post is recorded in the ledger; a post that may have reached the
+platform (an ambiguous failure, or a worker that died mid-call) is marked ``attempted`` first,
+and only then is the platform asked whether the card is already there (Slack's history), never
+on a first post.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bot.cards.view import CardView, build_view
+from bot.messenger import DeliveryError, DigestMessenger, Messenger, RateLimited, SendLimit
+from signoff import tracing
+from signoff.audit import Event
+from signoff.cards import Card, CardLedger, Digest, Op, split_slot
+from signoff.models import Status
+from signoff.runtime import Runtime
+from signoff.store import Record
+
+log = logging.getLogger(__name__)
+
+LEASE_MS = 60_000
+# A card that keeps failing for a reason that may pass (5xx, timeouts) is tried again after
+# these pauses, then recorded as undeliverable (shown on the request's other cards).
+BACKOFF = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+MAX_TRIES = len(BACKOFF) + 1
+# A digest takes new requests for this long, up to this many.
+DIGEST_OPEN_FOR = 30.0
+DIGEST_MAX = 20
+POLL_INTERVAL = 0.1
+
+
+@dataclass
+class _Item:
+    op: Op
+    record: Record
+    card: Card | None = None
+    _view: CardView | None = None
+
+    @property
+    def view(self) -> CardView:
+        if self._view is None:
+            self._view = build_view(self.record)
+        return self._view
+
+
+class Delivery:
+    """Drains destinations' card work (one instance per process).
+
+    Args:
+        rt: the runtime (store, ledger, audit).
+        messengers: messenger kind -> messenger.
+    """
+
+    def __init__(self, rt: Runtime, messengers: dict[str, Messenger]) -> None:
+        self.rt = rt
+        self.ledger: CardLedger = rt.cards
+        self.messengers = messengers
+
+    # --- one destination ----------------------------------------------------------------------
+    async def drain(self, name: str) -> str:
+        """Do the destination's due work; returns ``drained``, ``held`` (the platform or the
+        rate asks to wait: resumed from the due index), ``busy`` (another worker has it)."""
+        ledger = self.ledger
+        kind, destination = split_slot(name)
+        messenger = self.messengers.get(kind)
+        lease = ledger.lease(name, LEASE_MS)
+        if lease is None:
+            return "busy"
+        try:
+            while True:
+                now = time.time()
+                due = ledger.due_at(name)
+                if due is not None and due > now + 0.001:
+                    return "held"
+                ops = ledger.ops(name)
+                if not ops:
+                    if ledger.settle(name):
+                        return "drained"
+                    continue
+                if messenger is None:
+                    for op in ops:
+                        self._give_up(name, op, f"{kind} is not configured")
+                    continue
+                ready = [op for op in ops if op.not_before <= now]
+                if not ready:
+                    ledger.hold(name, min(op.not_before for op in ops))
+                    return "held"
+                ledger.renew(name, lease, LEASE_MS)
+                if await self._round(name, kind, destination, messenger, ready):
+                    return "held"
+        finally:
+            ledger.release(name, lease)
+
+    async def _round(self, name: str, kind: str, destination: str, messenger: Messenger,
+                     ops: list[Op]) -> bool:
+        """One pass over the ready work; True when the destination was put on hold."""
+        ledger = self.ledger
+        posts: list[_Item] = []
+        updates: list[_Item] = []
+        adopt: list[_Item] = []
+        finished: list[str] = []
+        for op in ops:
+            record = self.rt.store.get(op.request_id)
+            if record is None:
+                finished.append(op.request_id)
+                continue
+            card = ledger.card(op.request_id, name)
+            if card is None:
+                if record.status is Status.PENDING:
+                    posts.append(_Item(op, record))
+                elif op.attempted:
+                    adopt.append(_Item(op, record))
+                else:
+                    finished.append(op.request_id)  # decided before its card went out
+            elif card.version >= int(record.get("version") or 0):
+                finished.append(op.request_id)
+            else:
+                updates.append(_Item(op, record, card))
+        ledger.done(name, finished)
+        limit = getattr(messenger, "limit", None)
+        scope = self._scope(name, kind, limit)
+        calls: list[Coroutine[Any, Any, None]] = []
+        hold_until = 0.0
+        if posts:
+            calls_posts, hold_until = self._plan_posts(name, destination, messenger, posts,
+                                                       limit, scope)
+            calls += calls_posts
+        digests: dict[str, list[_Item]] = {}
+        for item in updates:
+            assert item.card is not None
+            if item.card.digest:
+                digests.setdefault(item.card.digest, []).append(item)
+            else:
+                thread = limit is None or (not posts and ledger.take(
+                    scope, 1, limit.per_second, limit.burst).granted > 0)
+                calls.append(self._update(name, destination, messenger, item, thread))
+        for digest_id, items in digests.items():
+            calls.append(self._update_digest(name, destination, messenger, digest_id, items))
+        calls += [self._adopt(name, destination, messenger, item) for item in adopt]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        refused = 0
+        for result in results:
+            if isinstance(result, RateLimited):
+                refused += 1
+                hold_until = max(hold_until, time.time() + max(result.retry_after, 0.05))
+            elif isinstance(result, BaseException):
+                log.error("card delivery to %s failed: %r", name, result)
+        if refused and limit is not None and limit.per != "app":
+            # Refused calls did nothing: their tokens are the channel's again after the wait.
+            ledger.give_back(scope, refused, limit.burst)
+        if hold_until:
+            if limit is not None and limit.per == "app":
+                # The whole rate scope waits (a Teams 429 is for the app, not one chat).
+                self.ledger.take(scope, int(limit.burst), limit.per_second, limit.burst)
+            ledger.hold(name, hold_until)
+            log.info("%s: rate limited; its cards resume in %.1fs", name,
+                     hold_until - time.time())
+            return True
+        return False
+
+    @staticmethod
+    def _scope(name: str, kind: str, limit: SendLimit | None) -> str:
+        return f"{kind}:app" if limit is not None and limit.per == "app" else name
+
+    def _plan_posts(self, name: str, destination: str, messenger: Messenger,
+                    posts: list[_Item], limit: SendLimit | None, scope: str
+                    ) -> tuple[list[Coroutine[Any, Any, None]], float]:
+        """Posts within the rate: a card each when there is room, else one digest."""
+        if limit is None:
+            return [self._post(name, destination, messenger, item) for item in posts], 0.0
+        grant = self.ledger.take(scope, len(posts), limit.per_second, limit.burst)
+        if grant.granted >= len(posts):
+            return [self._post(name, destination, messenger, item) for item in posts], 0.0
+        if not isinstance(messenger, DigestMessenger):
+            now_posts = posts[:grant.granted]
+            wait = time.time() + max(grant.wait, 0.05) if len(now_posts) < len(posts) else 0.0
+            return [self._post(name, destination, messenger, i) for i in now_posts], wait
+        digest = self.ledger.open_digest(name)
+        if digest is not None and len(digest.ids) < DIGEST_MAX:
+            # Joining an open digest is an update of one message: no new post.
+            room = DIGEST_MAX - len(digest.ids)
+            return [self._digest(name, destination, messenger, posts[:room], digest)], 0.0
+        if grant.granted >= 1:
+            return [self._digest(name, destination, messenger, posts[:DIGEST_MAX], None)], 0.0
+        return [], time.time() + max(grant.wait, 0.05)
+
+    # --- the calls ------------------------------------------------------------------------------
+    async def _post(self, name: str, destination: str, messenger: Messenger,
+                    item: _Item) -> None:
+        op, view = item.op, item.view
+        with tracing.span("card.post", op.request_id, parent=op.trace or None,
+                          channel=messenger.kind, destination=destination):
+            was = op.attempted
+            try:
+                ref = None
+                if op.attempted:  # an earlier try may have posted it: look first
+                    ref = await messenger.find_posted(view, destination)
+                if ref is None:
+                    if not op.attempted:
+                        op.attempted = True
+                        self.ledger.update_op(name, op)
+                    ref = await messenger.post(view, destination)
+            except RateLimited:
+                if not was:  # a 429 means nothing was posted
+                    op.attempted = False
+                    self.ledger.update_op(name, op)
+                raise
+            except DeliveryError as exc:
+                if not exc.ambiguous and not was:
+                    op.attempted = False
+                self._failed(name, op, exc)
+                return
+            self._posted(name, op, Card(messenger.kind, destination, ref, view.version,
+                                        time.time()))
+
+    def _posted(self, name: str, op: Op, card: Card) -> None:
+        self.ledger.record(op.request_id, card)
+        self.ledger.done(name, [op.request_id])
+        details: dict[str, Any] = {"channel": card.kind, "destination": card.destination}
+        if card.digest:
+            details["digest"] = card.digest
+        self.rt.audit.append(Event.CARD_POSTED, op.request_id, "signoff", **details)
+
+    async def _update(self, name: str, destination: str, messenger: Messenger, item: _Item,
+                      thread: bool) -> None:
+        op, view, card = item.op, item.view, item.card
+        assert card is not None
+        with tracing.span("card.update", op.request_id, parent=op.trace or None,
+                          channel=messenger.kind, destination=destination):
+            try:
+                await messenger.update(view, destination, card.ref, thread_votes=thread)
+            except RateLimited:
+                raise
+            except DeliveryError as exc:
+                log.warning("could not update card %s for %s: %s", name, op.request_id, exc)
+                if exc.retryable:
+                    self._backoff(name, op, exc)
+                else:
+                    self.ledger.done(name, [op.request_id])
+                return
+        self.ledger.record(op.request_id, replace(card, version=view.version))
+        self.ledger.done(name, [op.request_id])
+
+    async def _digest(self, name: str, destination: str, messenger: Messenger,
+                      items: list[_Item], digest: Digest | None) -> None:
+        """Post a new digest for ``items``, or add them to the open one."""
+        assert isinstance(messenger, DigestMessenger)
+        now = time.time()
+        members: list[CardView] = []
+        if digest is None:
+            digest = self.ledger.new_digest(name, now)
+        else:
+            members = self._views(digest.ids)
+        views = members + [item.view for item in items]
+        with tracing.span("card.digest", items[0].op.request_id, channel=messenger.kind,
+                          destination=destination, requests=len(views)):
+            try:
+                if digest.ref:
+                    await messenger.update_digest(views, destination, digest.ref, digest.id)
+                else:
+                    digest.ref = await messenger.post_digest(views, destination, digest.id)
+            except RateLimited:
+                raise
+            except DeliveryError as exc:
+                for item in items:
+                    self._failed(name, item.op, exc)
+                return
+        digest.ids += [item.op.request_id for item in items]
+        still_open = len(digest.ids) < DIGEST_MAX and now - digest.opened_at < DIGEST_OPEN_FOR
+        self.ledger.save_digest(digest, still_open,
+                                DIGEST_OPEN_FOR - (now - digest.opened_at))
+        for item in items:
+            with tracing.span("card.post", item.op.request_id, parent=item.op.trace or None,
+                              channel=messenger.kind, destination=destination,
+                              digest=digest.id):
+                self._posted(name, item.op, Card(messenger.kind, destination, digest.ref,
+                                                 item.view.version, now, digest=digest.id))
+
+    async def _update_digest(self, name: str, destination: str, messenger: Messenger,
+                             digest_id: str, items: list[_Item]) -> None:
+        """One update of a digest brings every changed request in it up to date."""
+        digest = self.ledger.digest(name, digest_id)
+        if digest is None or not isinstance(messenger, DigestMessenger):
+            self.ledger.done(name, [item.op.request_id for item in items])
+            return
+        views = self._views(digest.ids)
+        with tracing.span("card.update", items[0].op.request_id, channel=messenger.kind,
+                          destination=destination, digest=digest_id, requests=len(items)):
+            try:
+                await messenger.update_digest(views, destination, digest.ref, digest_id)
+            except RateLimited:
+                raise
+            except DeliveryError as exc:
+                for item in items:
+                    if exc.retryable:
+                        self._backoff(name, item.op, exc)
+                    else:
+                        self.ledger.done(name, [item.op.request_id])
+                return
+        for item in items:
+            assert item.card is not None
+            self.ledger.record(item.op.request_id, replace(item.card, version=item.view.version))
+        self.ledger.done(name, [item.op.request_id for item in items])
+
+    async def _adopt(self, name: str, destination: str, messenger: Messenger,
+                     item: _Item) -> None:
+        """A decided request whose card may have been posted without being recorded (a
+        crash): find it, record it and bring it up to date, so it keeps no live buttons."""
+        try:
+            ref = await messenger.find_posted(item.view, destination)
+        except RateLimited:
+            raise
+        except DeliveryError as exc:
+            log.warning("could not look for an unrecorded card of %s: %s",
+                        item.op.request_id, exc)
+            self._backoff(name, item.op, exc)
+            return
+        if ref is None:
+            self.ledger.done(name, [item.op.request_id])
+            return
+        card = Card(messenger.kind, destination, ref, 0, time.time())
+        self.ledger.record(item.op.request_id, card)
+        item.card = card
+        await self._update(name, destination, messenger, item, thread=True)
+
+    def _views(self, request_ids: Iterable[str]) -> list[CardView]:
+        out = []
+        for rid in request_ids:
+            record = self.rt.store.get(rid)
+            if record is not None:
+                out.append(build_view(record))
+        return out
+
+    # --- failures -------------------------------------------------------------------------------
+    def _failed(self, name: str, op: Op, exc: DeliveryError) -> None:
+        if exc.retryable and op.tries + 1 < MAX_TRIES:
+            self._backoff(name, op, exc)
+        else:
+            self._give_up(name, op, str(exc))
+
+    def _backoff(self, name: str, op: Op, exc: DeliveryError) -> None:
+        op.tries += 1
+        pause = BACKOFF[min(op.tries - 1, len(BACKOFF) - 1)]
+        op.not_before = time.time() + pause
+        self.ledger.update_op(name, op)
+        log.warning("card for %s to %s failing (%s); trying again in %.0fs", op.request_id,
+                    name, exc, pause)
+
+    def _give_up(self, name: str, op: Op, error: str) -> None:
+        record_failure(self.rt, op.request_id, name, error)
+        self.ledger.done(name, [op.request_id])
+
+
+def record_failure(rt: Runtime, request_id: str, name: str, error: str) -> None:
+    """A card that could not be delivered: noted on the request (its other cards show it)
+    and audited."""
+    kind, destination = split_slot(name)
+    if rt.cards.note_failure(request_id, f"{name}: {error}"):
+        rt.audit.append(Event.CARD_FAILED, request_id, "signoff", channel=kind,
+                        destination=destination, error=error)
+    log.warning("card for %s could not be delivered to %s: %s", request_id, name, error)
+
+
+# --- running it -------------------------------------------------------------------------------
+class DeliveryLoop:
+    """A worker process's delivery: one asyncio loop in a thread, one task per destination,
+    and a poll of the ledger's due index (held work resumes when the platform allows)."""
+
+    def __init__(self, delivery: Delivery, poll: float = POLL_INTERVAL) -> None:
+        self.delivery = delivery
+        self.poll = poll
+        self.loop = asyncio.new_event_loop()
+        # botbuilder's connector and Redis lookups use the loop's thread pool.
+        self.loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="delivery"))
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
+        self._stopping = False
+
+    def start(self) -> DeliveryLoop:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+
+    def kick(self, names: Iterable[str]) -> None:
+        """Drain these destinations now (from any thread)."""
+        for name in names:
+            self.loop.call_soon_threadsafe(self._kick, name)
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a best-effort coroutine (a reminder, a "your request was decided" message)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future.add_done_callback(_log_failure)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.create_task(self._poll())
+        self.loop.run_forever()
+
+    def _kick(self, name: str) -> None:
+        if name in self._tasks:
+            self._again.add(name)
+            return
+        self._tasks[name] = self.loop.create_task(self._drain(name))
+
+    async def _drain(self, name: str) -> None:
+        try:
+            while True:
+                self._again.discard(name)
+                try:
+                    await self.delivery.drain(name)
+                except Exception:
+                    log.exception("delivery to %s failed; it stays queued", name)
+                if name not in self._again:
+                    return
+        finally:
+            self._tasks.pop(name, None)
+
+    async def _poll(self) -> None:
+        while not self._stopping:
+            try:
+                for name in self.delivery.ledger.due():
+                    self._kick(name)
+            except Exception as exc:  # Redis away: try again on the next tick
+                log.warning("delivery poll failed: %s", exc)
+            await asyncio.sleep(self.poll)
+
+
+def _log_failure(future: concurrent.futures.Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("delivery task failed: %r", exc)
+
+
+_loop: DeliveryLoop | None = None
+
+
+def start_loop(rt: Runtime, messengers: dict[str, Messenger]) -> DeliveryLoop:
+    """Start this process's delivery loop (the worker does, before taking jobs)."""
+    global _loop
+    if _loop is None:
+        _loop = DeliveryLoop(Delivery(rt, messengers)).start()
+    return _loop
+
+
+def stop_loop() -> None:
+    global _loop
+    if _loop is not None:
+        _loop.stop()
+        _loop = None
+
+
+def running_loop() -> DeliveryLoop | None:
+    return _loop
+
+
+def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to completion from synchronous code (a job run outside a worker, or
+    from inside a running event loop: then on a helper thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def submit(rt: Runtime, messengers: dict[str, Messenger], names: Iterable[str]) -> None:
+    """Have these destinations drained: by the process's loop when it runs one (at once, in
+    the background), else here and now."""
+    names = list(dict.fromkeys(names))
+    if not names:
+        return
+    loop = running_loop()
+    if loop is not None:
+        loop.kick(names)
+        return
+    delivery = Delivery(rt, messengers)
+
+    async def drain_all() -> None:
+        await asyncio.gather(*(delivery.drain(n) for n in names))
+
+    run_now(drain_all())
+
+
+def run_task(coro: Coroutine[Any, Any, Any]) -> None:
+    """A best-effort platform call: on the process's loop, or here and now."""
+    loop = running_loop()
+    if loop is not None:
+        loop.run(coro)
+        return
+    try:
+        run_now(coro)
+    except DeliveryError as exc:
+        log.warning("not delivered: %s", exc)
+
+
+def drain_due(rt: Runtime, messengers: dict[str, Messenger]) -> int:
+    """Drain every destination whose work is due now, here (tests; an operator's nudge).
+    Returns how many destinations were due."""
+    names = rt.cards.due()
+    submit(rt, messengers, names)
+    return len(names)
