@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "grant": "signoff.cli_keys:grant",
     "mcp": "signoff.mcp.cli:mcp",
     "secrets": "signoff.cli_secrets:secrets",
+    "passkeys": "signoff.cli_passkeys:passkeys_cmd",
 }
 
 HELP = {
@@ -71,6 +72,7 @@ HELP = {
     "grant": "Verify or revoke grants.",
     "mcp": "Serve an MCP approval gateway in front of MCP servers (stdio or HTTP).",
     "secrets": "Print a fresh set of Signoff's secrets as a .env block.",
+    "passkeys": "List and revoke people's passkeys (step-up approvals).",
 }
 
 

@@ -31,6 +31,7 @@ class QueryFilter:
     agent: str | None = None  # the requesting agent
     status: str | None = None  # the request's final (or current) status
     request_id: str | None = None
+    step_up: bool = False  # only votes proven with a passkey (step-up)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ def query(rt: Runtime, flt: QueryFilter, limit: int = 1000) -> Iterator[Row]:
     produced = 0
     for e in source:
         if flt.events and e.event not in flt.events:
+            continue
+        if flt.step_up and not (e.event == Event.VOTE.value and e.details.get("step_up")):
             continue
         f = RequestFacts()
         if e.request_id:
