@@ -299,3 +299,63 @@ def verify_proof_cmd(proof_file: Path, keys_file: Path | None, keys_url: str | N
         sys.exit(3)
     click.echo(f"INVALID: {result.reason}")
     sys.exit(1)
+
+
+@audit.command("approvals")
+@click.option("--resource", required=True, help="The resource, exactly.")
+@click.option("--since", default="90d", show_default=True,
+              help="From this time (ISO 8601) or this long ago (90d).")
+@click.option("--until", help="Up to this time (same forms).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+def approvals_cmd(resource: str, since: str, until: str | None, as_json: bool) -> None:
+    """Who approved what on a resource (from the index: no scan of the log)."""
+    rt = _runtime()
+    rt.audit.index.update(rt.audit.read_after)
+    rows = rt.audit.index.approvals(resource, parse_time(since), parse_time(until))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.to_dict(), sort_keys=True))
+        return
+    click.echo(f"{'TIME':20}  {'APPROVER':28}  {'ACTION':24}  {'REQUEST':24}  SEQ")
+    for row in rows:
+        when = datetime.fromtimestamp(row.ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        click.echo(f"{when:20}  {row.actor[:28]:28}  {row.action[:24]:24}  "
+                   f"{row.request_id[:24]:24}  {row.seq}")
+    click.echo(f"{len(rows)} approval(s) on {resource}; indexed through seq "
+               f"{rt.audit.index.cursor()[1]}")
+
+
+@audit.command("reindex")
+def reindex_cmd() -> None:
+    """Rebuild the resource and person indexes from the log (rows are idempotent)."""
+    rt = _runtime()
+    rt.audit.index.reset()
+    n = rt.audit.index.update(rt.audit.read_after)
+    click.echo(f"indexed {n} entries")
+
+
+@audit.command("archive")
+@click.option("--older-than", "older", help="Archive entries older than this (e.g. 400d); "
+                                          "default SIGNOFF_AUDIT_ARCHIVE_AFTER_DAYS.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
+              help="The archive folder (default SIGNOFF_AUDIT_ARCHIVE_DIR).")
+def archive_cmd(older: str | None, folder: Path | None) -> None:
+    """Move old entries (whole 1,024-entry chunks) to JSON lines files with their checkpoint
+    and trim them from Redis."""
+    from signoff.audit.archive import Archive, ArchiveError
+
+    rt = _runtime()
+    days = None
+    if older is not None:
+        m = _RELATIVE.match(older.strip())
+        if not m:
+            raise click.BadParameter(f"{older!r} is not an age like 400d", param_hint="--older-than")
+        days = int(m.group(1)) * _UNITS[m.group(2)] / 86400
+    try:
+        seg = Archive(rt, folder).archive(older_than_days=days)
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from None
+    if seg is None:
+        click.echo("nothing to archive (no whole chunk old enough and delivered)")
+        return
+    click.echo(f"archived seq {seg.first_seq}..{seg.last_seq} to {seg.file}")

@@ -210,7 +210,7 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
             rt.redis.zadd(rt.keys.by_person(req.on_behalf_of.lower()), {req.id: now})
         rt.audit.append(Event.REQUESTED, req.id, req.requester, action=req.action,
                         payload_sha256=fields["payload_sha256"], source=source,
-                        on_behalf_of=fields["on_behalf_of"])
+                        on_behalf_of=fields["on_behalf_of"], resource=req.resource or "")
         if _apply_early_cancel(rt, req.id, req.requester, now):
             return IngestResult("accepted", req.id)
     else:

@@ -146,6 +146,7 @@ class Archive:
         except ValueError as exc:
             raise ArchiveError(f"the live log does not verify, nothing archived: {exc}"
                                ) from None
+        self.rt.audit.index.update(self.rt.audit.read_after)  # nothing leaves unindexed
         chunks = self.rt.audit.tree.chunks()
         done = self.archived_through()
         floor = self._delivered_floor()
@@ -161,12 +162,10 @@ class Archive:
         return self._write(done, (c_last + 1) * CHUNK, chunks, now)
 
     def _delivered_floor(self) -> int:
-        """The highest seq every configured sink destination has delivered (entries beyond it
-        stay live so the sink can still read them)."""
+        """The highest seq the index and every configured sink destination have read (entries
+        beyond it stay live so they can still read them)."""
         sinks = self.rt.settings.audit_sinks
-        if not sinks:
-            return 1 << 62
-        floors = []
+        floors = [self.rt.audit.index.cursor()[1]]  # the index reads the stream too
         for s in sinks:
             raw = self.r.hget(self.rt.keys.audit_sink(s.name), "seq")
             floors.append(int(raw or 0))

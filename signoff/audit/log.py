@@ -19,6 +19,7 @@ import redis
 
 from signoff.audit.entry import GENESIS, Entry, entry_hash
 from signoff.audit.events import Event
+from signoff.audit.index import AuditIndex
 from signoff.audit.merkle import MerkleState
 from signoff.keys import Keys
 
@@ -67,6 +68,7 @@ class AuditLog:
         self.index_ttl = index_ttl
         self._script = client.register_script(_append_script())
         self.tree = MerkleState(client, keys)
+        self.index = AuditIndex(client, keys)
         # The head this process last saw: a hint that saves a read per append. The Lua
         # compare-and-set is what keeps the chain right when the hint is stale.
         self._head: tuple[int, str] | None = None

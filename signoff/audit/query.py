@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from signoff.audit.entry import Entry
 from signoff.audit.events import FINAL_EVENTS, Event
+from signoff.audit.index import IndexRow
 
 if TYPE_CHECKING:
     from signoff.runtime import Runtime
@@ -32,6 +33,7 @@ class QueryFilter:
     status: str | None = None  # the request's final (or current) status
     request_id: str | None = None
     step_up: bool = False  # only votes proven with a passkey (step-up)
+    resource: str | None = None  # exact; answered from the index, not a scan
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,12 @@ def query(rt: Runtime, flt: QueryFilter, limit: int = 1000) -> Iterator[Row]:
     log_ = rt.audit
     if flt.request_id:
         source: Iterable[Entry] = (e for e in log_.for_request(flt.request_id, limit=100_000)
-                                   if _in_time(e, flt))
+                                   if _in_time(e, flt) and (
+                                       not flt.resource or _on_resource(rt, e, flt.resource)))
+    elif flt.resource:
+        log_.index.update(log_.read_after)
+        source = _indexed_entries(rt, log_.index.for_resource(flt.resource, flt.since,
+                                                              flt.until))
     else:
         source = log_.iter_entries(_stream_bound(flt.since, "-"), _stream_bound(flt.until, "+"))
     facts: dict[str, RequestFacts] = {}
@@ -121,6 +128,27 @@ def query(rt: Runtime, flt: QueryFilter, limit: int = 1000) -> Iterator[Row]:
         produced += 1
         if produced >= limit:
             return
+
+
+def _on_resource(rt: Runtime, e: Entry, resource: str) -> bool:
+    return any(r.resource == resource for r in rt.audit.index.for_resource(resource)
+               if r.request_id == e.request_id)
+
+
+def _indexed_entries(rt: Runtime, rows: list[IndexRow]) -> Iterator[Entry]:
+    """The entries behind index rows (read from the stream in one pipeline per thousand; an
+    archived entry is rebuilt from its row, without details)."""
+    for i in range(0, len(rows), 1000):
+        part = rows[i:i + 1000]
+        pipe = rt.audit.r.pipeline(transaction=False)
+        for row in part:
+            pipe.xrange(rt.keys.audit, row.id, row.id)
+        for row, got in zip(part, pipe.execute(), strict=True):
+            if got:
+                yield Entry.from_stream(got[0][0], got[0][1])
+            else:
+                yield Entry(row.id, row.seq, row.ts, row.event, row.request_id, row.actor,
+                            {"archived": True}, "", "")
 
 
 def _in_time(e: Entry, flt: QueryFilter) -> bool:
