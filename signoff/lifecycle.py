@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from pydantic import ValidationError
 
+from policy.identity import canonical_agent, canonical_environment, same_agent, same_person
 from signoff import crypto, limits, merging, stepup, tracing
 from signoff.audit import Event
 from signoff.job_names import JobName
+from signoff.keys import agent_requester, scoped_id, split_id
 from signoff.models import (
     ID_PATTERN,
     AgentRequest,
@@ -75,9 +77,32 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
     return out
 
 
-def parse_body(raw: bytes | str | None, max_bytes: int
+def _as_agent(data: dict[str, Any], agent: str) -> tuple[dict[str, Any], list[FieldError]]:
+    """A request v2 body read from agent ``agent``'s own stream: the requester is the stream's
+    owner (a body may repeat it, never name anyone else) and there is no ``reply_to`` (the
+    decision goes to the agent's own reply list)."""
+    errors: list[FieldError] = []
+    me = agent_requester(agent)
+    named = data.get("requester")
+    if named is not None and not (isinstance(named, str) and same_agent(named, me)):
+        errors.append(FieldError(field="requester", message=(
+            f"names {str(named)[:200]!r}, but these credentials are {me!r}: an agent asks "
+            "only for itself (leave requester out)")))
+    if "reply_to" in data:
+        errors.append(FieldError(field="reply_to", message=(
+            "not accepted from a registered agent: the decision goes to the agent's own reply "
+            "list ({prefix}:agent:{name}:reply:{id})")))
+    clean = {k: v for k, v in data.items() if k not in ("requester", "reply_to")}
+    clean["requester"] = me
+    return clean, errors
+
+
+def parse_body(raw: bytes | str | None, max_bytes: int, agent: str | None = None
                ) -> tuple[AgentRequest | None, str | None, list[FieldError], str]:
     """Validate one raw request body.
+
+    With ``agent`` the body came from that registered agent's own stream (request v2: see
+    :func:`_as_agent`); without, from the trusted shared stream (request v1).
 
     Returns:
         (request or None, usable id or None, field errors, dead-letter reason).
@@ -112,6 +137,9 @@ def parse_body(raw: bytes | str | None, max_bytes: int
         return None, None, [], f"body is a JSON {type(data).__name__}, not an object"
     rid = data.get("id")
     usable = rid if isinstance(rid, str) and _ID_RE.match(rid) else None
+    agent_errors: list[FieldError] = []
+    if agent is not None:
+        data, agent_errors = _as_agent(data, agent)
     try:
         # JSON escapes can spell an unpaired surrogate ("\ud800"), which is no Unicode text:
         # it would fail later, at encryption and hashing, instead of being rejected here.
@@ -124,11 +152,13 @@ def parse_body(raw: bytes | str | None, max_bytes: int
         req = AgentRequest.model_validate(data)
     except ValidationError as exc:
         reason = "" if usable else "request has no usable id: " + "; ".join(
-            f"{e.field}: {e.message}" for e in _field_errors(exc))
-        return None, usable, _field_errors(exc), reason
+            f"{e.field}: {e.message}" for e in agent_errors + _field_errors(exc))
+        return None, usable, agent_errors + _field_errors(exc), reason
     except RecursionError:
         return None, usable, [FieldError(field="(body)", message="nested too deeply")], (
             "" if usable else "nested too deeply")
+    if agent_errors:
+        return None, usable, agent_errors, ""
     return req, req.id, [], ""
 
 
@@ -141,7 +171,7 @@ def _sniff_id(prefix: bytes | str) -> str | None:
 
 
 def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
-           enqueue: bool = True) -> IngestResult:
+           enqueue: bool = True, agent: str | None = None) -> IngestResult:
     """Take one request body from an agent: store it once and enqueue ``prepare``.
 
     Invalid bodies with a usable id are rejected with field-by-field errors (a reply is
@@ -150,15 +180,20 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
 
     With ``enqueue=False`` the caller batches: a result with ``needs_prepare`` must be
     prepared (the intake enqueues one ``prepare_batch`` job per stream read).
+
+    ``agent`` is the registered agent whose own stream the body came from: the requester is
+    that agent (whatever the body says) and the request's id is scoped to it
+    (:func:`signoff.keys.scoped_id`), so two agents may use the same id and neither reaches
+    the other's request. None: the trusted shared stream (request v1).
     """
     max_bytes = rt.settings.max_request_bytes
-    req, rid, errors, dead_reason = parse_body(raw, max_bytes)
-    if rid is None:
+    req, client_id, errors, dead_reason = parse_body(raw, max_bytes, agent=agent)
+    if client_id is None:
         preview = raw[:200] if raw is not None else b""
         if isinstance(preview, bytes):
             preview = preview.decode("utf-8", "replace")
         rt.redis.xadd(rt.keys.dead, {"reason": dead_reason, "source": source,
-                                     "size": str(len(raw or b"")),
+                                     "agent": agent or "", "size": str(len(raw or b"")),
                                      "preview_sha256": hashlib.sha256(
                                          (raw or b"") if isinstance(raw, bytes)
                                          else (raw or "").encode()).hexdigest()},
@@ -166,9 +201,20 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
         log.warning("dead-lettered a request: %s", dead_reason)
         return IngestResult("dead", None, [], dead_reason)
     now = time.time()
+    rid = scoped_id(agent, client_id)
+    if req is not None and agent is None and req.reply_to and not req.reply_to.startswith(
+            rt.keys.reply("")):
+        # The trusted stream keeps reply_to, confined to the reply lists: Signoff never
+        # writes a decision to a key a request names outside them.
+        errors = [FieldError(field="reply_to", message=(
+            f"must start with {rt.keys.reply('')!r} (decisions are written to reply lists "
+            "only)"))]
+        req = None
     if req is None:
-        created, status, _ = rt.store.create(rid, {"id": rid, "error": json.dumps(
-            [e.model_dump() for e in errors])}, now)
+        created, status, _ = rt.store.create(rid, {
+            "id": rid, "client_id": client_id, "agent": agent or "",
+            "requester": agent_requester(agent) if agent else "",
+            "error": json.dumps([e.model_dump() for e in errors])}, now)
         if created:
             rt.store.close(rid, Status.REJECTED, "invalid request",
                            allowed_from=(Status.RECEIVED,), now=now)
@@ -181,65 +227,89 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
 
     body_json = canonical_json(req.model_dump(mode="json"))
     body_sha = hashlib.sha256(body_json).hexdigest()
+    who = canonical_identity(rt, req)
     fields = {
-        "id": req.id,
+        "id": rid,
+        "client_id": req.id,
+        "agent": agent or "",
         "action": req.action,
-        "requester": req.requester,
-        "on_behalf_of": (req.on_behalf_of or "").lower(),
-        "environment": req.environment or "",
+        "requester": who.requester,
+        "on_behalf_of": who.on_behalf_of,
+        "environment": who.environment,
         "reply_to": req.reply_to or "",
         "payload_sha256": req.payload_sha256(),
         "body_sha256": body_sha,
-        "ciphertext": crypto.encrypt(rt.data_keyring, body_json, req.id.encode()),
+        "ciphertext": crypto.encrypt(rt.data_keyring, body_json, rid.encode()),
         # Indexes removed by whichever transition closes the request.
-        "index_keys": json.dumps([rt.keys.open_for_agent(req.requester)]),
+        "index_keys": json.dumps([rt.keys.open_for_agent(who.requester)]),
     }
-    if rt.store.status(req.id) is None:
-        refused = limits.check(rt, req.requester, req.action,
-                               rt.policy.limits_for(req.requester), now=now)
+    fields["shown"] = json.dumps(shown(rt, req, who, agent))
+    if rt.store.status(rid) is None:
+        refused = limits.check(rt, who.requester, req.action,
+                               rt.policy.limits_for(who.requester), now=now)
         if refused is not None:
-            return _reject_flood(rt, req, fields, refused, now)
-    created, status, stored_sha = rt.store.create(req.id, fields, now)
+            return _reject_flood(rt, rid, req, fields, refused, now)
+    created, status, stored_sha = rt.store.create(rid, fields, now)
     # An intake killed between create and its audit entry: the redelivered message finishes
     # what the first delivery began (the request's audit names it once, as requested).
     resumed = (not created and status is Status.RECEIVED and stored_sha == body_sha
                and not any(e.event == Event.REQUESTED.value
-                           for e in rt.audit.for_request(req.id)))
+                           for e in rt.audit.for_request(rid)))
     if created or resumed:
-        if req.on_behalf_of:
-            rt.redis.zadd(rt.keys.by_person(req.on_behalf_of.lower()), {req.id: now})
-        rt.audit.append(Event.REQUESTED, req.id, req.requester, action=req.action,
+        if who.on_behalf_of:
+            rt.redis.zadd(rt.keys.by_person(who.on_behalf_of), {rid: now})
+        display = json.loads(fields["shown"])
+        rt.audit.append(Event.REQUESTED, rid, who.requester, action=display["action"],
                         payload_sha256=fields["payload_sha256"], source=source,
-                        on_behalf_of=fields["on_behalf_of"], resource=req.resource or "")
-        if _apply_early_cancel(rt, req.id, req.requester, now):
-            return IngestResult("accepted", req.id)
+                        on_behalf_of=display["on_behalf_of"], resource=display["resource"])
+        if _apply_early_cancel(rt, rid, who.requester, now):
+            return IngestResult("accepted", rid)
     else:
-        rt.audit.append(Event.DUPLICATE, req.id, req.requester, same_body=stored_sha == body_sha,
+        rt.audit.append(Event.DUPLICATE, rid, who.requester, same_body=stored_sha == body_sha,
                         status=status.value)
         if status is not Status.RECEIVED:
-            return IngestResult("duplicate", req.id)
+            return IngestResult("duplicate", rid)
     # New, or still received (a crash between create and enqueue): (re-)enqueue prepare.
     if enqueue:
-        rt.enqueue(JOB_PREPARE, req.id, job_id=f"prepare-{_job_key(req.id)}")
-    return IngestResult("accepted" if created else "duplicate", req.id, needs_prepare=True)
+        rt.enqueue(JOB_PREPARE, rid, job_id=f"prepare-{_job_key(rid)}")
+    return IngestResult("accepted" if created else "duplicate", rid, needs_prepare=True)
 
 
-def _reject_flood(rt: Runtime, req: AgentRequest, fields: dict[str, str],
+@dataclass(frozen=True)
+class CanonicalIdentity:
+    """A request's requester, on-behalf-of person and environment in the one identity form
+    (:mod:`policy.identity`): what the record stores and every index, limit and check uses."""
+
+    requester: str
+    on_behalf_of: str
+    environment: str
+
+
+def canonical_identity(rt: Runtime, req: AgentRequest) -> CanonicalIdentity:
+    """The identity fields of ``req``, canonicalised once at intake (aliases resolved
+    through the policy directory)."""
+    return CanonicalIdentity(
+        requester=canonical_agent(req.requester),
+        on_behalf_of=rt.policy.directory.canonical_person(req.on_behalf_of),
+        environment=canonical_environment(req.environment) or "")
+
+
+def _reject_flood(rt: Runtime, rid: str, req: AgentRequest, fields: dict[str, str],
                   refused: limits.Verdict, now: float) -> IngestResult:
     """Answer an over-limit request with ``rejected`` and the limit's code, once per id."""
     errors = [FieldError(field="requester", message=refused.message)]
     flood_fields = {k: v for k, v in fields.items() if k not in ("ciphertext", "index_keys")}
     flood_fields.update(error=json.dumps([e.model_dump() for e in errors]),
                         error_code=refused.code)
-    created, _status, _ = rt.store.create(req.id, flood_fields, now)
+    created, _status, _ = rt.store.create(rid, flood_fields, now)
     if not created:
-        return IngestResult("duplicate", req.id)
-    rt.store.close(req.id, Status.REJECTED, refused.code, allowed_from=(Status.RECEIVED,),
+        return IngestResult("duplicate", rid)
+    rt.store.close(rid, Status.REJECTED, refused.code, allowed_from=(Status.RECEIVED,),
                    now=now)
-    rt.audit.append(Event.REJECTED, req.id, req.requester, code=refused.code,
-                    action=req.action)
-    rt.enqueue(JOB_FINALIZE, req.id, job_id=f"finalize-{_job_key(req.id)}")
-    return IngestResult("rejected", req.id, errors, refused.code)
+    rt.audit.append(Event.REJECTED, rid, fields["requester"], code=refused.code,
+                    action=json.loads(fields["shown"])["action"])
+    rt.enqueue(JOB_FINALIZE, rid, job_id=f"finalize-{_job_key(rid)}")
+    return IngestResult("rejected", rid, errors, refused.code)
 
 
 def _job_key(request_id: str) -> str:
@@ -293,7 +363,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
             rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
         return "rejected"
 
-    fields = masked_fields(rt, req, evaluation)
+    fields = masked_fields(rt, req, evaluation, agent=record.get("agent") or None)
     fields["evaluation"] = json.dumps(evaluation.to_dict())
     fields["rule_id"] = evaluation.rule_id
     fields["summary"] = evaluation.summary
@@ -321,11 +391,12 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
         return to.value
 
     deadline = now + requirement.timeout_seconds
-    fp = merging.fingerprint(record.requester, record.action, record.get("payload_sha256") or "")
+    fp = merging.fingerprint(record, req, evaluation)
     leader = merging.leader_for(rt, request_id, fp, deadline)
     if leader is not None:
-        # Identical to a pending request of the same agent: no card of its own (×N on the
-        # leader's), indexed for no approver; decided with the leader.
+        # Identical in everything but its id to a pending request matched by the same rule:
+        # no card of its own (×N on the leader's), indexed for no approver; decided with the
+        # leader, its approval re-checked for it (merging.settle_followers).
         opened, _status = rt.store.open(request_id, {**fields, "merged_into": leader},
                                        deadline, [], now=now)
         if opened:
@@ -383,11 +454,33 @@ def masking_profile(rt: Runtime, requirement: Any) -> Any:
     return profile
 
 
-def masked_fields(rt: Runtime, req: AgentRequest, evaluation: Any) -> dict[str, str]:
+def shown(rt: Runtime, req: AgentRequest, who: CanonicalIdentity | None = None,
+          agent: str | None = None, profile: Any = None) -> dict[str, str]:
+    """The request's own short fields as every surface shows them (record field ``shown``):
+    masked by the engine (:func:`signoff.masking.display.shown_fields`), except a requester
+    that is a registered agent (it came from the agent's own stream) or an agent the
+    directory knows, and an ``on_behalf_of`` the directory knows: those are closed sets."""
+    from signoff.masking.display import shown_fields
+
+    who = who or canonical_identity(rt, req)
+    trusted = []
+    if agent or rt.policy.directory.agent(who.requester) is not None:
+        trusted.append("requester")
+    if who.on_behalf_of and rt.policy.directory.person(who.on_behalf_of) is not None:
+        trusted.append("on_behalf_of")
+    return shown_fields(rt.masker, {
+        "action": req.action, "resource": req.resource, "requester": who.requester,
+        "on_behalf_of": who.on_behalf_of, "environment": who.environment,
+    }, trusted, profile)
+
+
+def masked_fields(rt: Runtime, req: AgentRequest, evaluation: Any,
+                  agent: str | None = None) -> dict[str, str]:
     """The masked views of a request, as record fields (the original never leaves here).
 
     ``masked`` is what every card, log and audit entry sees; ``masked_partial`` is the view
-    for members of the profile's partial groups (the inbox and DMs to them).
+    for members of the profile's partial groups (the inbox and DMs to them); ``shown`` the
+    request's own short fields (:func:`shown`) under the rule's profile.
     """
     profile = masking_profile(rt, evaluation.requirement)
     view = {"resource": req.resource, "params": req.params, "reason": req.reason or "",
@@ -398,6 +491,7 @@ def masked_fields(rt: Runtime, req: AgentRequest, evaluation: Any) -> dict[str, 
         "masking_summary": result.summary(),
         "masking_counts": json.dumps(result.counts()),
         "findings": json.dumps([f.to_dict() for f in result.findings]),
+        "shown": json.dumps(shown(rt, req, agent=agent, profile=profile)),
     }
     if profile.partial_groups:
         partial = rt.masker.mask(view, profile=profile, viewer_groups=profile.partial_groups)
@@ -693,12 +787,16 @@ def cancel(rt: Runtime, request_id: str, by: str, reason: str = "", *,
                 ex=rt.settings.reply_ttl)
             return "deferred"
         return "not_found"
-    if by != record.requester and by.strip().lower() != (record.on_behalf_of or "\0"):
+    if not same_agent(by, record.requester) and not same_person(
+            by, record.on_behalf_of, rt.policy.directory):
         rt.audit.append(Event.CANCEL_REFUSED, request_id, by,
                         reason="only the requesting agent or the person it acts for may cancel")
         return "forbidden"
-    result, _ = rt.store.close(request_id, Status.CANCELLED, reason or f"cancelled by {by}",
-                               now=now)
+    from signoff.masking.display import shown_text
+
+    # The reason is the agent's text: cards and the inbox show it, so it is masked first.
+    result, _ = rt.store.close(request_id, Status.CANCELLED,
+                               shown_text(rt.masker, reason) or f"cancelled by {by}", now=now)
     if result == "changed":
         rt.audit.append(Event.CANCELLED, request_id, by, reason_given=bool(reason),
                         reason_sha256=hashlib.sha256(reason.encode()).hexdigest()
@@ -717,10 +815,14 @@ def _apply_early_cancel(rt: Runtime, request_id: str, requester: str, now: float
                   now=now) == "changed"
 
 
-def cancel_message(rt: Runtime, raw: bytes | str | None, source: str = "stream") -> str:
+def cancel_message(rt: Runtime, raw: bytes | str | None, source: str = "stream",
+                   agent: str | None = None) -> str:
     """Handle a ``cancel`` message from the request stream: ``{"id", "requester", "reason"}``.
 
     A malformed one goes to the dead-letter stream with the reason, like a malformed request.
+    From a registered agent's own stream (``agent``) it cancels that agent's request ``id``
+    only (ids are scoped), as that agent: ``requester`` may be left out and must not name
+    anyone else. An early cancel (the request not arrived yet) is kept under the scoped id.
 
     Returns:
         What :func:`cancel` returned, or ``dead``.
@@ -736,16 +838,26 @@ def cancel_message(rt: Runtime, raw: bytes | str | None, source: str = "stream")
             problem = "cancel is not a JSON object"
         elif not isinstance(data.get("id"), str) or not _ID_RE.match(data["id"]):
             problem = "cancel has no usable id"
-        elif not isinstance(data.get("requester"), str) or not 0 < len(data["requester"]) <= 200:
+        elif agent is not None and data.get("requester") is not None and not (
+                isinstance(data["requester"], str)
+                and same_agent(data["requester"], agent_requester(agent))):
+            problem = (f"cancel names requester {str(data['requester'])[:200]!r}, but the "
+                       f"stream belongs to {agent_requester(agent)!r}")
+        elif agent is None and (not isinstance(data.get("requester"), str)
+                                or not 0 < len(data["requester"]) <= 200):
             problem = "cancel has no requester"
         elif not isinstance(data.get("reason", ""), str | None) or len(
                 data.get("reason") or "") > 4000:
             problem = "cancel reason must be a string of at most 4000 characters"
     if problem:
-        rt.redis.xadd(rt.keys.dead, {"reason": problem, "source": source, "kind": "cancel"},
+        rt.redis.xadd(rt.keys.dead, {"reason": problem, "source": source, "kind": "cancel",
+                                     "agent": agent or ""},
                       maxlen=100_000, approximate=True)
         log.warning("dead-lettered a cancel: %s", problem)
         return "dead"
+    if agent is not None:
+        return cancel(rt, scoped_id(agent, data["id"]), agent_requester(agent),
+                      data.get("reason") or "", early_ok=True)
     return cancel(rt, data["id"], data["requester"], data.get("reason") or "", early_ok=True)
 
 
@@ -765,7 +877,7 @@ def build_decision(rt: Runtime, record: Record, grant: str | None) -> Decision:
         approvers = approvers + [{"person": v.person, "at": v.at, "channel": v.channel,
                                   "choice": "deny"} for v in record.deniers]
     return Decision(
-        id=record.id, status=record.status, action=record.action or None,
+        id=record.get("client_id") or split_id(record.id)[1], status=record.status, action=record.action or None,
         approvers=approvers, reason=reason, grant=grant,
         error=[FieldError(**e) for e in errors] if errors else None,
         code=(record.get("error_code") or "invalid") if record.status is Status.REJECTED
@@ -794,8 +906,8 @@ def finalize(rt: Runtime, request_id: str) -> str:
         elif not record.get("replied_at"):
             record_grant(rt, record.id, grant, check=True)  # stored, then a crash?
     decision = build_decision(rt, record, grant)
-    reply_key = record.get("reply_to") or rt.keys.reply(request_id)
-    delivered = rt.store.deliver(request_id, reply_key, decision.to_json(), rt.settings.reply_ttl)
+    delivered = rt.store.deliver(request_id, *reply_keys(rt, record), decision.to_json(),
+                                 rt.settings.reply_ttl)
     if delivered:
         log.info("decision %s delivered for %s", record.status.value, request_id)
     if record.get("index_keys") is not None or record.get("eligible") is not None:
@@ -805,6 +917,24 @@ def finalize(rt: Runtime, request_id: str) -> str:
     if record.get("merged_count"):
         merging.settle_followers(rt, record)
     return "delivered" if delivered else "already_delivered"
+
+
+def reply_keys(rt: Runtime, record: Record) -> tuple[str, str | None]:
+    """Where a request's decision goes: (reply list, the agent's own decisions stream).
+
+    A registered agent's request: its own namespace, whatever the body said. A trusted-stream
+    request: its ``reply_to`` only when it is a reply list (checked again here: a record
+    written before that rule is never trusted to name a key), else ``{prefix}:reply:{id}``.
+    """
+    agent = record.get("agent") or None
+    client_id = record.get("client_id") or split_id(record.id)[1]
+    if agent:
+        ak = rt.keys.agent(agent)
+        return ak.reply(client_id), ak.decisions
+    reply_to = record.get("reply_to") or ""
+    if reply_to.startswith(rt.keys.reply("")) and len(reply_to) > len(rt.keys.reply("")):
+        return reply_to, None
+    return rt.keys.reply(client_id), None
 
 
 # The audit event that settles a request in each final state.
@@ -872,7 +1002,16 @@ def record_grant(rt: Runtime, request_id: str, token: str,
     if check and any(e.event == Event.GRANT_ISSUED.value and e.details.get("jti") == claims["jti"]
                      for e in rt.audit.for_request(request_id)):
         return False
-    GrantIssuer(rt).register(claims, str(jwt.get_unverified_header(token).get("kid", "")))
+    kid = str(jwt.get_unverified_header(token).get("kid", ""))
+    GrantIssuer(rt).register(claims, kid)
+    # The grant names the agent's own id; the record keeps Signoff's (agent-scoped) one.
+    rt.redis.hset(rt.keys.grant(claims["jti"]), "record", request_id)
+    agent = rt.redis.hget(rt.keys.request(request_id), "agent")
+    if agent:
+        # The agent checks grants against its own copy of the public keys.
+        from signoff.agents import sync_public_keys
+
+        sync_public_keys(rt.redis, rt.keys, agent, need=kid)
     rt.audit.append(Event.GRANT_ISSUED, request_id, "signoff", jti=claims["jti"],
                     payload_sha256=claims["psh"], approvers=claims["apr"],
                     **({"stepped_up": claims["stp"]} if claims.get("stp") else {}),

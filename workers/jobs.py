@@ -207,7 +207,7 @@ def _tell_requester(rt: Runtime, record: Any, view: Any, ms: dict[str, Messenger
     stamp = f"slack:{time.time()!r}"
     if rt.store.set_once(record.id, "told_requester", stamp) != stamp:
         return  # told already, or another job won the race to tell
-    text = f"Your request `{record.action}` ({record.id}) was {view.final_line()}."
+    text = f"Your request `{view.action}` ({record.id}) was {view.final_line()}."
     delivery.run_task(ms["slack"].tell(person.slack_id, text))
 
 
@@ -222,7 +222,8 @@ def remind(request_id: str, index: int, now: float | None = None) -> str:
     if outcome != "reminded" or record is None:
         return outcome
     ms = messengers(rt)
-    text = f"Reminder: request {request_id} ({record.action}) is still waiting for approval."
+    text = (f"Reminder: request {request_id} ({build_view(record).action}) is still waiting "
+            "for approval.")
     for card in rt.cards.cards(request_id).values():
         m = ms.get(card.kind)
         if m is None or card.kind == "web":

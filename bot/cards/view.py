@@ -167,16 +167,22 @@ def build_view(record: Record, *, partial: bool = False) -> CardView:
     )
     approvals = sum(1 for v in votes if v.choice == "approve")
     context = masked.get("context") if isinstance(masked.get("context"), dict) else {}
-    env = safe_name(record.get("environment") or "") or None
+    # The request's own fields as the masking engine let them through (lifecycle.shown), never
+    # the raw ones: an agent chooses its action, environment, resource and whom it names.
+    shown = record.json("shown", None)
+    shown = shown if isinstance(shown, dict) else {}
+    env = safe_name(str(shown.get("environment") or "")) or None
+    resource = shown.get("resource") or masked.get("resource") or "(masked)"
     failures = tuple(safe_text(str(f)) for f in record.json("notify_failures", []) or [])
     return CardView(
         request_id=record.id,
         version=record.version,
         status=record.status,
-        action=record.action,
-        resource=safe_text(str(masked.get("resource", "(masked)"))),
-        requester=safe_name(record.requester),
-        on_behalf_of=safe_name(record.on_behalf_of) if record.on_behalf_of else None,
+        action=safe_text(str(shown.get("action") or "(masked)")) if record.action else "",
+        resource=safe_text(str(resource)),
+        requester=safe_name(str(shown.get("requester") or "(masked)")) if record.requester else "",
+        on_behalf_of=safe_name(str(shown.get("on_behalf_of") or "(masked)"))
+        if record.on_behalf_of else None,
         environment=env,
         reason=safe_text(str(masked.get("reason") or "")),
         context=safe_value(context or {}),

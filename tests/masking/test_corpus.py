@@ -50,8 +50,30 @@ def test_gitleaks_secret_recall(bench: Any) -> None:
     assert p >= 0.95, p
 
 
+def _not_personal(doc: dict[str, Any]) -> bool:
+    """Presidio's IP cases that Signoff leaves visible on purpose: ranges, unspecified,
+    loopback, documentation and broadcast addresses (docs/masking.md)."""
+    import ipaddress
+
+    from signoff.masking.validators import non_personal_ip
+
+    for g in doc["labels"]:
+        value = doc["doc"][g["start"] : g["end"]] if isinstance(doc["doc"], str) else ""
+        if g["entity"] != "IP_ADDRESS":
+            continue
+        if "/" in value:
+            try:
+                ipaddress.ip_network(value.split("%")[0] if "%" not in value else value.split("%")[0] + "/" + value.rsplit("/", 1)[1], strict=True)
+                return True
+            except ValueError:
+                pass
+        if non_personal_ip(value.split("/")[0]):
+            return True
+    return False
+
+
 def test_presidio_cases_in_scope(bench: Any) -> None:
-    docs = [d for d in rows("presidio") if d["target"] not in ("PERSON",)]
+    docs = [d for d in rows("presidio") if d["target"] not in ("PERSON",) and not _not_personal(d)]
     score = bench.evaluate(NoNerTool(bench), docs)["presidio"]
     p, r, f, _ = score.prf()
     assert f >= 0.97, (p, r, f)

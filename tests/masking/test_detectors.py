@@ -88,7 +88,8 @@ def test_email(masker: Masker) -> None:
 
 def test_ip_and_mac(masker: Masker) -> None:
     assert ("IP_ADDRESS", "ipv4", "192.168.0.1") in found(masker, "from 192.168.0.1")
-    assert ("IP_ADDRESS", "ipv6", "2001:db8::8a2e:370:7334") in found(masker, "from 2001:db8::8a2e:370:7334")
+    assert ("IP_ADDRESS", "ipv6", "2a00:1450:4001:81b::8a2e:370") in found(masker, "from 2a00:1450:4001:81b::8a2e:370")
+    assert "IP_ADDRESS" not in entities(masker, "from 2001:db8::8a2e:370:7334")  # documentation prefix
     assert "IP_ADDRESS" not in entities(masker, "from 192.168.0.256")
     assert "IP_ADDRESS" not in entities(masker, "Version 1.2.3.4")
     assert "IP_ADDRESS" not in entities(masker, "Time 12:34:56")
