@@ -128,4 +128,7 @@ class Janitor:
 
     def _checkpoint(self, now: float) -> int:
         audit.checkpoint_if_due(self.rt, self.rt.settings.audit_checkpoint_interval, now=now)
+        # The index follows the log (bounded per round); old entries move to the archive.
+        self.rt.audit.index.update(self.rt.audit.read_after, limit=20_000)
+        audit.archive_if_due(self.rt, now=now)
         return 0

@@ -22,6 +22,7 @@ The names below are the package's public surface (``from signoff.audit import Au
 
 from __future__ import annotations
 
+from signoff.audit.archive import Archive, ArchiveError, Segment, archive_if_due
 from signoff.audit.checkpoints import (
     CHECKPOINT_AUDIENCE,
     CHECKPOINT_ISSUER,
@@ -37,6 +38,7 @@ from signoff.audit.checkpoints import (
 from signoff.audit.entry import GENESIS, Entry, entry_hash
 from signoff.audit.events import FINAL_EVENTS, Event
 from signoff.audit.export import ExportResult, export, read_checkpoint_file, read_export
+from signoff.audit.index import AuditIndex, IndexRow
 from signoff.audit.log import MAX_APPEND_ATTEMPTS, REDACTED, SECRET_KEYS, AuditLog, redact
 from signoff.audit.query import (
     COLUMNS,
@@ -67,17 +69,23 @@ __all__ = [
     "REDACTED",
     "SEAL_EVENTS",
     "SECRET_KEYS",
+    "Archive",
+    "ArchiveError",
+    "AuditIndex",
     "AuditLog",
     "Checkpoint",
     "Entry",
     "Event",
     "ExportResult",
+    "IndexRow",
     "Problem",
     "ProblemKind",
     "QueryFilter",
     "RequestFacts",
     "Row",
+    "Segment",
     "VerifyReport",
+    "archive_if_due",
     "check_checkpoint",
     "checkpoint_if_due",
     "checkpoints",

@@ -9,6 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from signoff.audit.archive import Archive
 from signoff.audit.checkpoints import Checkpoint, check_checkpoint, checkpoints
 from signoff.audit.entry import GENESIS, Entry
 from signoff.audit.merkle import Frontier, leaf_data, leaf_hash
@@ -259,8 +260,6 @@ def verify_store(rt: Runtime, extra_checkpoints: Sequence[Checkpoint] = (), *,
         jwks: pinned audit public keys (default: the ones in Redis).
         archive_dir: the folder of the archived segments (default: the setting).
     """
-    from signoff.audit.archive import Archive
-
     jwks = rt.audit_keys.jwks() if jwks is None else jwks
     seq, digest, _ = rt.audit.head()
     archive = Archive(rt, archive_dir)
