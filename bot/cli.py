@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from bot.cards.view import CardView, build_view
+from policy.identity import canonical_agent, canonical_environment
 from signoff import lifecycle
 from signoff.models import AgentRequest, Status
 from signoff.store import Record
@@ -62,9 +63,10 @@ def preview_record(policy: Policy, masker: Masker, request: AgentRequest,
     elif evaluation.outcome is Outcome.AUTO_DENY:
         status = Status.DENIED
     fields.update({
-        "id": request.id, "action": request.action, "requester": request.requester,
-        "on_behalf_of": (request.on_behalf_of or "").lower(),
-        "environment": request.environment or "",
+        "id": request.id, "action": request.action,
+        "requester": canonical_agent(request.requester),
+        "on_behalf_of": policy.directory.canonical_person(request.on_behalf_of),
+        "environment": canonical_environment(request.environment) or "",
         "payload_sha256": request.payload_sha256(),
         "evaluation": json.dumps(evaluation.to_dict()),
         "rule_id": evaluation.rule_id, "summary": evaluation.summary,

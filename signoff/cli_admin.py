@@ -31,7 +31,8 @@ def create(person: str | None, agent: str | None, label: str) -> None:
             if rt.policy.directory.person(person) is None:
                 raise click.ClickException(f"{person} is not in the policy directory")
             value = rt.tokens.create(TokenKind.PERSON, person, label)
-            rt.audit.append(Event.TOKEN_CREATED, "", "cli", kind="person", subject=person.lower())
+            rt.audit.append(Event.TOKEN_CREATED, "", "cli", kind="person",
+                            subject=rt.policy.directory.canonical_person(person))
         else:
             assert agent
             value = rt.tokens.create(TokenKind.AGENT, agent, label)

@@ -179,7 +179,7 @@ def revoke(jti: str | None, request_id: str | None, by: str, reason: str,
     if bool(jti) == bool(request_id):
         raise click.UsageError("give a grant id or --request, not both")
     rt = _runtime()
-    who = f"admin:{by}" if override else by.strip().lower()
+    who = f"admin:{by}" if override else rt.policy.directory.canonical_person(by)
     result = grants.revoke(rt, by=who, jti=jti, request_id=request_id, reason=reason,
                            check_groups=not override)
     if not result.ok:

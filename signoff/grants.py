@@ -28,11 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
+from policy.identity import canonical_agent
 from signoff.grant_check import (
     AUDIENCE,
     ISSUER,
     GrantError,
+    Refusal,
     check_grant,
+    context_sha256,
+    environment_of,
     unverified_claims,
 )
 from signoff.signing_keys import (  # noqa: F401 - the old home of these names
@@ -87,11 +91,12 @@ class GrantIssuer:
         """
         key = self.ring.active()
         issued = int(time.time() if now is None else now)
-        approvers = [v.person for v in record.approvers]
         claims = {
             "iss": ISSUER,
             "aud": AUDIENCE,
-            "sub": req.requester,
+            # Bound to exactly this request: its id, the agent (canonical, as stored), what
+            # runs, and the context it runs in (hash, and the environment on its own).
+            "sub": record.requester or canonical_agent(req.requester),
             "jti": uuid.uuid4().hex,
             "iat": issued,
             "nbf": issued,
@@ -100,9 +105,16 @@ class GrantIssuer:
             "act": req.action,
             "res": req.resource,
             "psh": req.payload_sha256(),
-            "apr": approvers or ["policy:" + (record.get("rule_id") or "")],
+            "ctx": context_sha256(req.context),
+            "env": environment_of(req.context),
+            "obo": record.on_behalf_of or "",
+            "apr": approver_ids(record),
             "pol": record.get("rule_id") or "",
         }
+        if claims["psh"] != record.get("payload_sha256"):
+            # The sealed body and the record disagree (tampering in Redis): never sign.
+            raise GrantError(Refusal.PAYLOAD_MISMATCH,
+                             f"the stored body of {record.id} is not the request's own")
         stepped_up = [v.person for v in record.approvers if v.step_up]
         if stepped_up:
             claims["stp"] = stepped_up  # approvers who proved presence with a passkey
@@ -130,6 +142,19 @@ class GrantIssuer:
         return token
 
 
+def approver_ids(record: Record) -> list[str]:
+    """Who approved, as a grant and its audit name them: the people whose votes decided it
+    (for a merged request, the people who approved the identical request it rode on); only
+    a request the policy decided by itself names ``policy:<rule>``."""
+    people = [v.person for v in record.approvers]
+    if not people:
+        people = [str(a.get("person")) for a in record.json("merged_approvers", []) or []
+                  if isinstance(a, dict) and a.get("person")]
+    if people:
+        return people
+    return ["policy:" + (record.get("rule_id") or "")]
+
+
 def _r(rt: Runtime) -> Any:
     """The runtime's str client, untyped: redis-py's stubs type every reply bytes | str."""
     return rt.redis
@@ -146,8 +171,10 @@ def kid_of_token(token: str) -> str:
 # verifying (server side: audited directly)
 # --------------------------------------------------------------------------------------------
 def verify(rt: Runtime, token: str, *, action: str, resource: str | None = None,
-           params: Any = None, payload: Any = None, consume: bool = True,
-           now: float | None = None, actor: str = "signoff") -> dict[str, Any]:
+           params: Any = None, payload: Any = None, request_id: str | None = None,
+           requester: str | None = None, context: Any = None, environment: str | None = None,
+           consume: bool = True, now: float | None = None, actor: str = "signoff"
+           ) -> dict[str, Any]:
     """Check a grant against the exact action and payload about to run, and consume it.
 
     Args:
@@ -156,6 +183,9 @@ def verify(rt: Runtime, token: str, *, action: str, resource: str | None = None,
         action: the action about to run.
         resource, params: what it runs on and with; or ``payload=`` (a mapping or request
             with ``resource`` and ``params``; see :func:`signoff.grant_check.resolve_binding`).
+        request_id, requester, context, environment: the request this run was approved as,
+            the agent running it, its context (hash and environment), or just the
+            environment; each given one must match the grant.
         consume: mark it used (default); False checks only.
         now: the clock (default: the wall clock).
         actor: who verifies, for the audit.
@@ -164,19 +194,22 @@ def verify(rt: Runtime, token: str, *, action: str, resource: str | None = None,
         The verified claims.
 
     Raises:
-        GrantError: with ``code`` malformed, unknown_key, bad_signature, expired,
-            not_yet_valid, action_mismatch, resource_mismatch, payload_mismatch, revoked or
-            already_used. Every use and every refusal is audited.
+        GrantError: with a :class:`~signoff.grant_check.Refusal` ``code`` (malformed,
+            unknown_key, bad_signature, expired, not_yet_valid, request_mismatch,
+            requester_mismatch, action_mismatch, resource_mismatch, payload_mismatch,
+            environment_mismatch, context_mismatch, revoked, already_used). Every use and
+            every refusal is audited.
     """
     from signoff.audit import Event
 
     try:
         claims = check_grant(rt.redis, rt.keys, token, action=action, resource=resource,
-                             params=params, payload=payload, consume=consume, now=now,
-                             report=False)
+                             params=params, payload=payload, request_id=request_id,
+                             requester=requester, context=context, environment=environment,
+                             consume=consume, now=now, report=False)
     except GrantError as exc:
         c = unverified_claims(token) if isinstance(token, str) else {}
-        rt.audit.append(Event.GRANT_REFUSED, str(c.get("rid", "")), actor, code=exc.code,
+        rt.audit.append(Event.GRANT_REFUSED, str(c.get("rid", "")), actor, code=exc.code.value,
                         jti=str(c.get("jti", "")), action=action)
         raise
     if consume:
@@ -218,6 +251,16 @@ def _revoke_script() -> str:
     return resources.files("signoff.lua").joinpath("grant_revoke.lua").read_text()
 
 
+def agent_grant_keys(rt: Runtime, request_id: str, jti: str) -> list[str]:
+    """A registered agent's own use marker and revocation mirror of grant ``jti`` (its SDK
+    checks those, in its namespace), or [] for a trusted-stream request."""
+    agent = _r(rt).hget(rt.keys.request(request_id), "agent")
+    if not agent:
+        return []
+    ak = rt.keys.agent(agent)
+    return [ak.grant_used(jti), ak.grant(jti)]
+
+
 def find_grant(rt: Runtime, *, jti: str | None = None, request_id: str | None = None
                ) -> tuple[str, str, float] | None:
     """(jti, request id, expiry) of a grant named by its id or its request's id."""
@@ -230,7 +273,8 @@ def find_grant(rt: Runtime, *, jti: str | None = None, request_id: str | None = 
             return None
         return str(claims["jti"]), request_id, float(claims.get("exp", 0))
     if jti:
-        rid, exp = _r(rt).hmget(rt.keys.grant(jti), "rid", "exp")
+        record, rid, exp = _r(rt).hmget(rt.keys.grant(jti), "record", "rid", "exp")
+        rid = record or rid  # the internal (agent-scoped) request id, when recorded
         if not rid:
             return None
         # Cross-check against the request: the grant record alone is not proof of issue.
@@ -293,7 +337,8 @@ def revoke(rt: Runtime, *, by: str, jti: str | None = None, request_id: str | No
     script = _r(rt).register_script(_revoke_script())
     ttl = max(int(exp - now), 1) + GRANT_RECORD_EXTRA_SECONDS
     result, _detail = script(
-        keys=[rt.keys.grant_used(gid), rt.keys.grant(gid), rt.keys.request(rid)],
+        keys=[rt.keys.grant_used(gid), rt.keys.grant(gid), rt.keys.request(rid),
+              *agent_grant_keys(rt, rid, gid)],
         args=[gid, repr(now), by, reason[:2000], ttl, rid])
     outcome = RevokeOutcome(result)
     if outcome is RevokeOutcome.REVOKED:

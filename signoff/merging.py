@@ -1,11 +1,25 @@
 """Merging identical pending requests from one agent onto one card ("×12").
 
-An agent that loops and sends the same action with the same payload twelve times gets one
-card, not twelve: the first request leads; each identical one (same agent, action and
-payload hash) opens as its follower, indexed nowhere an approver looks and posted nowhere. The
-leader's card shows the count. When the leader is decided, every follower gets the same
-outcome and its own reply (with its own grant when approved). A cancelled leader does not
-decide for its followers: they are cancelled too, with a reason that says to send them again.
+An agent that loops and sends the same request twelve times gets one card, not twelve: the
+first request leads; each identical one opens as its follower, indexed nowhere an approver
+looks and posted nowhere. The leader's card shows the count. When the leader is decided,
+every follower gets the same outcome and its own reply (with its own grant when approved).
+A cancelled leader does not decide for its followers: they are cancelled too, with a reason
+that says to send them again.
+
+Merging never widens an approval:
+
+- Only requests identical in everything but their id share a card: the same agent, person
+  on whose behalf, action, resource, params, context (environment included, in the one
+  identity form of :mod:`policy.identity`) and reason, matched by the same rule of the same
+  policy version (:func:`fingerprint`). A prod request never rides on a staging one, nor a
+  request for Frank on one for Grace.
+- Each follower's approval is checked again, per follower, before it is given: every person
+  who approved the leader must be allowed to decide the follower (separation of duties,
+  eligibility, still in the directory). If one is not, the follower is not approved on the
+  leader's votes: it is cancelled with a reason that says why, and must be sent again.
+- The follower's reply and grant name the people who approved (``merged_approvers``), never
+  the policy.
 """
 
 from __future__ import annotations
@@ -13,21 +27,38 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from signoff.audit import Event
-from signoff.models import Status
+from signoff.models import Status, canonical_json
 
 if TYPE_CHECKING:
+    from signoff.models import AgentRequest
     from signoff.runtime import Runtime
     from signoff.store import Record
 
 SHARED_OUTCOMES = (Status.APPROVED, Status.DENIED, Status.TIMED_OUT)
 
 
-def fingerprint(requester: str, action: str, payload_sha256: str) -> str:
-    """What makes two requests identical."""
-    return hashlib.sha256(f"{requester}\x1f{action}\x1f{payload_sha256}".encode()).hexdigest()
+def fingerprint(record: Record, req: AgentRequest, evaluation: Any) -> str:
+    """What makes two requests identical: everything but their id, and the rule that matched.
+
+    ``record`` holds the canonical identity fields stored at intake (requester, on-behalf-of
+    person, environment); ``req`` the body as sent; ``evaluation`` the policy's verdict.
+    """
+    from signoff.grant_check import context_sha256
+
+    doc = {
+        "requester": record.requester,
+        "on_behalf_of": record.on_behalf_of or "",
+        "payload_sha256": req.payload_sha256(),
+        "context_sha256": context_sha256(req.context),
+        "reason": req.reason or "",
+        "rule": evaluation.rule_id,
+        "policy": evaluation.policy_version,
+        "requirement": evaluation.requirement.to_dict(),
+    }
+    return hashlib.sha256(canonical_json(doc)).hexdigest()
 
 
 def leader_for(rt: Runtime, request_id: str, fp: str, deadline: float) -> str | None:
@@ -72,8 +103,39 @@ def attach(rt: Runtime, leader: str, follower: str) -> None:
         settle_followers(rt, leader_record)
 
 
+def follower_refusal(rt: Runtime, leader: Record, follower: Record) -> str | None:
+    """Why the leader's approvers may not approve ``follower`` (None: every one of them may).
+
+    The same separation-of-duties and eligibility check a vote gets (``policy.can_decide``),
+    run for each approver of the leader against the follower itself.
+    """
+    from policy import Evaluation, Refused, can_decide
+    from signoff.lifecycle import identity_request
+
+    raw = follower.json("evaluation")
+    if not raw:
+        return "it has no policy evaluation of its own"
+    evaluation = Evaluation.from_dict(raw)
+    if evaluation.rule_id != leader.get("rule_id"):
+        return "it was matched by another rule"
+    directory = rt.policy.directory
+    request = identity_request(follower)
+    extra = leader.json("extra_groups", []) or []
+    for vote in leader.approvers:
+        verdict = can_decide(request, evaluation, directory.person(vote.person), {}, directory,
+                             extra_groups=extra)
+        if isinstance(verdict, Refused):
+            return (f"{vote.person} approved the identical request {leader.id} but may not "
+                    f"decide this one ({verdict.code.value})")
+    return None
+
+
 def settle_followers(rt: Runtime, leader: Record) -> int:
-    """Give every follower the leader's outcome (idempotent: each is popped once)."""
+    """Give every follower the leader's outcome (idempotent: each is popped once).
+
+    An approval is given only to a follower every approver of the leader may decide; any
+    other follower is cancelled with the reason (it never gets a grant on those votes).
+    """
     from signoff.lifecycle import JOB_FINALIZE, _job_key
 
     settled = 0
@@ -83,19 +145,34 @@ def settle_followers(rt: Runtime, leader: Record) -> int:
         rid = rt.redis.lpop(rt.keys.followers(leader.id))
         if rid is None:
             return settled
+        extra: dict[str, str] = {}
         if leader.status in SHARED_OUTCOMES:
             to = leader.status
             reason = f"decided with the identical request {leader.id}"
             if leader.get("decision_reason"):
                 reason += f": {leader.get('decision_reason')}"
+            if to is Status.APPROVED:
+                follower = rt.store.get(rid)
+                refusal = ("it no longer exists" if follower is None
+                           else follower_refusal(rt, leader, follower))
+                if refusal is not None:
+                    to = Status.CANCELLED
+                    reason = (f"not approved with the identical request {leader.id}: {refusal}; "
+                              "send it again to have it decided on its own")
+                    rt.audit.append(Event.MERGE_REFUSED, rid, "signoff", leader=leader.id,
+                                    reason=refusal)
+                else:
+                    extra["merged_approvers"] = json.dumps(approvers)
         else:
             to = Status.CANCELLED
             reason = (f"the identical request {leader.id} it was merged with was "
                       f"{leader.status.value}; send it again if it is still needed")
         result, _ = rt.store.close(rid, to, reason,
                                    allowed_from=(Status.RECEIVED, Status.PENDING),
-                                   extra={"merged_approvers": json.dumps(approvers)})
+                                   extra=extra or None)
         if result == "changed":
-            rt.audit.append(Event.DECIDED, rid, "signoff", status=to.value, merged_into=leader.id)
+            rt.audit.append(Event.DECIDED, rid, "signoff", status=to.value, merged_into=leader.id,
+                            approvers=[a["person"] for a in approvers]
+                            if to is Status.APPROVED else [])
             rt.enqueue(JOB_FINALIZE, rid, job_id=f"finalize-{_job_key(rid)}")
             settled += 1

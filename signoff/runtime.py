@@ -64,7 +64,7 @@ class Runtime:
         self._audited_policy: str | None = None
         self._masking_config: tuple[str, MaskingConfig] | None = None
         self.cards = CardLedger(self.redis, self.keys, ttl=settings.record_ttl)
-        self.tokens = TokenStore(self.redis, self.keys)
+        self.tokens = TokenStore(self.redis, self.keys, directory=lambda: self.policy.directory)
         self.urgent_queue = Queue(self.keys.urgent_queue, connection=self.redis_bytes,
                                   serializer=JSONSerializer)
         self.queue = Queue(self.keys.queue, connection=self.redis_bytes,

@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 
 from signoff.keys import DEFAULT_PREFIX, Keys
 from signoff.models import Decision as _DecisionModel
-from signoff.models import Status
+from signoff.models import Status, payload_sha256
 from signoff.redis_conn import client_for_url, connect_async
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,6 +51,12 @@ class ApprovalTimeout(ApprovalError):
     """No decision arrived in time (or Signoff timed the request out)."""
 
 
+class DecisionMismatch(ApprovalError):
+    """The decision popped from the reply list is not for the request that was sent (another
+    id, another payload, or a grant bound to something else): it is never treated as an
+    answer, whatever its status."""
+
+
 @dataclass(frozen=True)
 class Decision:
     """The decision an agent receives."""
@@ -66,6 +72,12 @@ class Decision:
     @property
     def approved(self) -> bool:
         return self.status is Status.APPROVED
+
+    @property
+    def payload_sha256(self) -> str | None:
+        """The payload hash the decision names (None when it names none)."""
+        value = self.raw.get("payload_sha256")
+        return value if isinstance(value, str) else None
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Decision:
@@ -135,9 +147,55 @@ class _BaseHandle:
             raise ApprovalTimeout(f"no decision for {self.id} within {timeout}s")
         return _slice(left)
 
+    @property
+    def payload_sha256(self) -> str:
+        """SHA-256 of the payload this handle sent (what its grant must bind)."""
+        return payload_sha256(self.body["action"], self.body["resource"],
+                              self.body.get("params", {}))
+
     def _got(self, raw: bytes | str) -> Decision:
-        self._decision = Decision.from_json(raw)
-        return self._decision
+        decision = Decision.from_json(raw)
+        check_decision(decision, self.id, self.payload_sha256)
+        self._decision = decision
+        return decision
+
+    def _grant_binding(self) -> dict[str, Any]:
+        """Everything this handle sent, as the grant check binds it."""
+        return {"payload": {k: self.body.get(k) for k in
+                            ("id", "action", "resource", "params", "requester", "context")
+                            if k in self.body}}
+
+
+def check_decision(decision: Decision, request_id: str, sent_payload_sha256: str) -> None:
+    """Refuse a decision that is not for the request sent (before anyone reads its status).
+
+    The decision must name the same request id; when it names a payload hash, it must be the
+    hash of the payload sent, and an approval must name one. An approval's grant must be
+    bound to the same id and payload (its signature and the rest of its binding are checked
+    by the grant check before the action runs).
+
+    Raises:
+        DecisionMismatch: with what differs.
+    """
+    if decision.id != request_id:
+        raise DecisionMismatch(f"the reply is for request {decision.id!r}, not {request_id!r}; "
+                               "it was ignored", decision)
+    named = decision.payload_sha256
+    if named is not None and named != sent_payload_sha256:
+        raise DecisionMismatch(f"the reply for {request_id} names another payload than the "
+                               "one sent; it was ignored", decision)
+    if not decision.approved:
+        return
+    if named is None:
+        raise DecisionMismatch(f"the approval of {request_id} names no payload hash; it "
+                               "was ignored", decision)
+    if decision.grant:
+        from signoff.grant_check import unverified_claims
+
+        claims = unverified_claims(decision.grant)
+        if claims.get("rid") != request_id or claims.get("psh") != sent_payload_sha256:
+            raise DecisionMismatch(f"the grant in the approval of {request_id} is for "
+                                   "another request or payload; it was ignored", decision)
 
 
 class Handle(_BaseHandle):
@@ -163,6 +221,58 @@ class Handle(_BaseHandle):
     def cancel(self, reason: str = "") -> None:
         """Ask Signoff to cancel this request (the decision then says ``cancelled``)."""
         self.client.redis.xadd(self.keys.requests, self._cancel_fields(reason))
+
+    def verify_grant(self, decision: Decision | None = None, *, consume: bool = True
+                     ) -> dict[str, Any]:
+        """Verify (and consume) the decision's grant against everything this handle sent:
+        request id, requester, action, resource, payload and context.
+
+        Raises:
+            GrantError: why the grant was refused.
+        """
+        from signoff.grant_check import check_grant
+
+        decision = decision if decision is not None else self._decision
+        return check_grant(self.client.redis, self.keys, decision,
+                           action=self.body["action"], consume=consume,
+                           **self._grant_binding())
+
+
+def agent_identity(url: str | None, agent: str | None, requester: str | None,
+                   prefix: str) -> tuple[Keys | AgentKeys, str]:
+    """(the keys a client uses, its requester) from its credentials.
+
+    A registered agent's Redis URL names its ACL user (``{prefix}-agent-{name}``): the agent
+    is that one (``agent=`` may confirm it; Redis refuses any key outside its namespace
+    anyway). Without a registered agent, ``requester=`` selects the trusted single-agent mode
+    (the shared stream; only a deployment that enables it reads it).
+
+    Raises:
+        ValueError: the credentials and the names given disagree, or nothing names an agent.
+    """
+    from signoff.agents import canonical_name, url_user
+
+    keys = Keys(prefix)
+    user = url_user(url) if url else None
+    from_url = keys.agent_of_acl_user(user) if user else None
+    name = canonical_name(agent) if agent else from_url
+    if from_url and name != from_url:
+        raise ValueError(f"the Redis URL is agent {from_url}'s, not {name}'s")
+    if name is not None:
+        if requester is not None and requester.strip().casefold() != agent_requester(name):
+            raise ValueError(f"these credentials are {agent_requester(name)!r}; an agent "
+                             f"cannot ask as {requester!r}")
+        return keys.agent(name), agent_requester(name)
+    if requester is None:
+        raise ValueError("give the Redis URL 'signoff agent add' printed (or agent=NAME), or "
+                         "requester= for the trusted single-agent mode")
+    return keys, requester
+
+
+def _no_reply_to(keys: Keys | AgentKeys, reply_to: str | None) -> None:
+    if reply_to and isinstance(keys, AgentKeys):
+        raise ValueError("a registered agent's decisions go to its own reply list; reply_to "
+                         "is only for the trusted single-agent mode")
 
 
 class Client:
@@ -194,12 +304,16 @@ class Client:
         self.redis.xadd(self.keys.requests, {"body": json.dumps(body)})
         return Handle(self, body)
 
-    def verify_grant(self, decision: Decision, action: str, resource: str, params: Any) -> None:
-        """Verify and consume the decision's grant against what is about to run."""
+    def verify_grant(self, decision: Decision, action: str, resource: str, params: Any, *,
+                     context: dict[str, Any] | None = None) -> None:
+        """Verify and consume the decision's grant against what is about to run: the
+        decision's request id, this client's requester, the action, resource and params, and
+        (when given) the context the request was sent with. Prefer
+        :meth:`Handle.verify_grant`, which binds everything the handle sent."""
         from signoff.grant_check import check_grant
 
         check_grant(self.redis, self.keys, decision, action=action, resource=resource,
-                    params=params)
+                    params=params, requester=self.requester, context=context)
 
 
 class AsyncHandle(_BaseHandle):
@@ -225,6 +339,16 @@ class AsyncHandle(_BaseHandle):
     async def cancel(self, reason: str = "") -> None:
         """Ask Signoff to cancel this request."""
         await self.client.redis.xadd(self.keys.requests, self._cancel_fields(reason))
+
+    async def verify_grant(self, decision: Decision | None = None, *, consume: bool = True
+                           ) -> dict[str, Any]:
+        """The asyncio twin of :meth:`Handle.verify_grant`."""
+        from signoff.grant_check import acheck_grant
+
+        decision = decision if decision is not None else self._decision
+        return await acheck_grant(self.client.redis, self.keys, decision,
+                                  action=self.body["action"], consume=consume,
+                                  **self._grant_binding())
 
 
 class AsyncClient:
@@ -297,10 +421,7 @@ def requires_approval(action: str, *, client: Client | AsyncClient,
                                               reason=why, context=context)
                 decision = (await handle.wait(timeout)).raise_for_status()
                 if verify_grant:
-                    from signoff.grant_check import acheck_grant
-
-                    await acheck_grant(client.redis, client.keys, decision, action=action,
-                                       resource=res, params=params)
+                    await handle.verify_grant(decision)
                 return await fn(*args, **kwargs)
 
             return awrapper  # type: ignore[return-value]
@@ -313,7 +434,7 @@ def requires_approval(action: str, *, client: Client | AsyncClient,
                                     context=context)
             decision = handle.wait(timeout).raise_for_status()
             if verify_grant:
-                client.verify_grant(decision, action, res, params)
+                handle.verify_grant(decision)
             return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -289,6 +289,14 @@ class Settings(BaseSettings):
     oidc_email_claim: str = Field(
         default="email", validation_alias=_alias("SIGNOFF_OIDC_EMAIL_CLAIM", "oidc_email_claim")
     )
+    # Sign-in needs ``email_verified: true`` in the ID token. False accepts a token that has
+    # no ``email_verified`` claim at all (providers that never send it and only issue
+    # addresses they own); an explicit ``false`` is refused either way.
+    oidc_require_email_verified: bool = Field(
+        default=True,
+        validation_alias=_alias("SIGNOFF_OIDC_REQUIRE_EMAIL_VERIFIED",
+                                "oidc_require_email_verified"),
+    )
     inbox_session_ttl: int = Field(
         default=8 * 3600,
         validation_alias=_alias("SIGNOFF_INBOX_SESSION_TTL", "inbox_session_ttl"),

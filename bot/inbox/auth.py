@@ -45,7 +45,7 @@ def demo_people(ctx: InboxContext) -> list[DemoPerson]:
     directory = ctx.rt.policy.directory
     owned: dict[str, list[str]] = {}
     for agent in directory.agents:
-        owned.setdefault(agent.owner.lower(), []).append(agent.id)
+        owned.setdefault(directory.canonical_person(agent.owner), []).append(agent.id)
     return [DemoPerson(p.id, p.name, tuple(sorted(p.groups)), tuple(owned.get(p.id, [])))
             for p in directory.people]
 
@@ -126,7 +126,9 @@ async def oidc_callback(request: web.Request) -> web.StreamResponse:
                                  next_path)
     try:
         claims = await ctx.oidc.sign_in(code, str(pending["verifier"]), str(pending["nonce"]))
-        email = email_from_claims(claims, ctx.rt.settings.oidc_email_claim)
+        email = email_from_claims(
+            claims, ctx.rt.settings.oidc_email_claim,
+            require_verified=ctx.rt.settings.oidc_require_email_verified)
     except OidcError as exc:
         log.warning("inbox sign-in refused: %s", exc)
         return await _login_page(request, 403, f"Sign-in failed: {exc}.", next_path)

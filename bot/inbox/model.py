@@ -81,7 +81,7 @@ def item_for(record: Record, person: Person, directory: Directory) -> Item:
 
     partial = partial_for(record, person)
     view = build_view(record, partial=partial)
-    mine = next((v.choice for p, v in record.votes.items() if p.lower() == person.id), None)
+    mine = next((v.choice for p, v in record.votes.items() if directory.canonical_person(p) == person.id), None)
     can_vote, refusal = False, None
     if record.status is Status.PENDING and record.get("evaluation"):
         verdict = check_decider(record, person, directory)

@@ -23,6 +23,8 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import jwt
 
+from policy.identity import canonical_email
+
 # Never "none" or an HMAC algorithm: the client secret must not be able to mint ID tokens.
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
               "ES512", "EdDSA")
@@ -217,12 +219,27 @@ class OidcClient:
         return await self.verify_id_token(tokens["id_token"], nonce)
 
 
-def email_from_claims(claims: dict[str, Any], claim: str = "email") -> str:
-    """The verified email in the claims (refused when the provider says it is unverified)."""
+def email_from_claims(claims: dict[str, Any], claim: str = "email", *,
+                      require_verified: bool = True) -> str:
+    """The verified email in the claims, in canonical form (:mod:`policy.identity`).
+
+    The provider must vouch for the address: ``email_verified`` must be true (the JSON
+    boolean, or the string ``"true"`` some providers send). Anything else is refused: an
+    address someone merely typed into their provider profile must not become an approver's
+    identity. With ``require_verified=False`` (``SIGNOFF_OIDC_REQUIRE_EMAIL_VERIFIED=false``,
+    for providers that never send the claim) a token without the claim is accepted; an
+    explicit false, or a value that is neither true nor false, is still refused.
+    """
     value = claims.get(claim)
     if not isinstance(value, str) or "@" not in value:
         raise OidcError(f"the identity provider sent no '{claim}' claim")
-    verified = claims.get("email_verified")
-    if verified is not None and verified not in (True, "true"):
+    if "email_verified" not in claims:
+        if require_verified:
+            raise OidcError("the identity provider does not say this email address is "
+                            "verified (no email_verified claim)")
+    elif not (claims["email_verified"] is True or claims["email_verified"] == "true"):
         raise OidcError("the identity provider says this email address is not verified")
-    return value.strip().lower()
+    email = canonical_email(value)
+    if not email or "@" not in email:
+        raise OidcError(f"the identity provider sent no usable '{claim}' claim")
+    return email

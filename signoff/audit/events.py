@@ -11,6 +11,7 @@ class Event(str, Enum):
     REQUESTED = "requested"
     DUPLICATE = "duplicate"
     MERGED = "merged"
+    MERGE_REFUSED = "merge_refused"  # a follower its leader's approvers may not decide
     REJECTED = "rejected"
     PREPARED = "prepared"
     CARD_POSTED = "card_posted"

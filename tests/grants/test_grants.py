@@ -73,8 +73,14 @@ def test_payload_changed_by_one_byte_is_refused(rt: Runtime) -> None:
 
 def test_payload_convenience_accepts_the_request_itself(rt: Runtime) -> None:
     decision = auto_approved(rt, "g-2")
-    req = AgentRequest(id="other", action="db.export", resource="warehouse.customers",
-                       params=PARAMS, requester="agent:export-bot")
+    req = AgentRequest(id="g-2", action="db.export", resource="warehouse.customers",
+                       params=PARAMS, requester="agent:export-bot",
+                       context={"environment": "dev", "ticket": "OPS-1"})
+    # The request binds its id, requester and context too: another id is another request.
+    with pytest.raises(GrantError) as err:
+        grants.verify(rt, decision.grant, action="db.export",
+                      payload=req.model_copy(update={"id": "other"}))
+    assert err.value.code == "request_mismatch"
     assert grants.verify(rt, decision.grant, action="db.export", payload=req)["rid"] == "g-2"
     with pytest.raises(ValueError):
         grants.verify(rt, decision.grant, action="db.delete", payload=req)

@@ -13,7 +13,7 @@ import redis
 import redis.asyncio as aioredis
 
 from signoff import grants
-from signoff.grant_check import GrantError
+from signoff.grant_check import GrantError, unverified_claims
 from signoff.runtime import Runtime
 from signoff.sdk import AsyncClient, Client, Decision, Handle, requires_approval
 from tests.conftest import run_intake, run_jobs
@@ -63,12 +63,13 @@ def test_decorator_runs_the_approved_call_once(rt: Runtime) -> None:
     assert len(used) == 1 and used[0].details["verified"] is True
 
 
-def test_decorator_refuses_a_grant_for_another_payload(rt: Runtime,
+def test_decorator_refuses_a_grant_for_another_request(rt: Runtime,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     other = auto_approved(rt, "sdk-other", params={"rows": 10, "columns": ["id"]})
     client = Client(connection=redis.Redis.from_url(rt.settings.redis_url),
                     requester="agent:export-bot")
-    # The agent is handed an approval for {"rows": 10}; it now tries to run {"rows": 10000}.
+    # The agent is handed another request's approval (even one for the same payload): it is
+    # bound to that request's id and context, so nothing runs on it.
     monkeypatch.setattr(Handle, "wait", lambda self, timeout=300: Decision.from_json(
         other.model_dump_json()))
     ran: list[int] = []
@@ -78,13 +79,12 @@ def test_decorator_refuses_a_grant_for_another_payload(rt: Runtime,
         ran.append(rows)
         return rows
 
-    with pytest.raises(GrantError) as err:
-        export(10000, ["id"])
-    assert err.value.code == "payload_mismatch" and ran == []
-    assert export(10, ["id"]) == 10  # exactly what was approved runs
-    with pytest.raises(GrantError) as err:
-        export(10, ["id"])  # and only once
-    assert err.value.code == "already_used" and ran == [10]
+    for rows in (10000, 10):
+        with pytest.raises(GrantError) as err:
+            export(rows, ["id"])
+        assert err.value.code == "request_mismatch"
+    assert ran == []
+    assert not rt.redis.exists(rt.keys.grant_used(unverified_claims(other.grant)["jti"]))
 
 
 def test_async_decorator_verifies_too(rt: Runtime) -> None:

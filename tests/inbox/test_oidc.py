@@ -27,6 +27,7 @@ from tests.conftest import free_port, make_settings
 CLIENT_ID = "signoff-inbox"
 CLIENT_SECRET = "s3cret with spaces&symbols, long enough for HS256"
 IDP_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+DROP = object()  # a claim set to this is left out of the ID token
 
 
 @dataclass
@@ -85,6 +86,7 @@ class FakeIdP:
         claims = {"iss": self.base, "aud": CLIENT_ID, "sub": "user-1", "iat": now,
                   "exp": now + 300, "nonce": grant["nonce"], "email": self.email,
                   "email_verified": True, **self.claims}
+        claims = {k: v for k, v in claims.items() if v is not DROP}
         token = jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": "k1"})
         return web.json_response({"access_token": "at", "token_type": "Bearer",
                                   "id_token": token})
@@ -101,12 +103,13 @@ async def idp() -> AsyncIterator[FakeIdP]:
 
 
 @pytest.fixture
-async def oidc_server(redis_url: str, tmp_path: Path, idp: FakeIdP
+async def oidc_server(redis_url: str, tmp_path: Path, idp: FakeIdP, request: Any
                       ) -> AsyncIterator[TestServer]:
     port = free_port()
+    extra = getattr(request, "param", {})
     settings = make_settings(redis_url, tmp_path / "d", oidc_issuer=idp.base,
                              oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET,
-                             public_url=f"http://127.0.0.1:{port}", demo_sign_in=True)
+                             public_url=f"http://127.0.0.1:{port}", demo_sign_in=True, **extra)
     rt = Runtime(settings)
     srv = TestServer(create_app(rt), host="127.0.0.1", port=port)
     await srv.start_server()
@@ -161,6 +164,11 @@ async def test_sign_in_with_pkce_maps_the_email_to_a_person(oidc_server: TestSer
     ({"iss": "https://evil.example"}, "alice@example.com", "InvalidIssuerError"),
     ({"exp": int(time.time()) - 3600}, "alice@example.com", "ExpiredSignatureError"),
     ({"email_verified": False}, "alice@example.com", "not verified"),
+    ({"email_verified": "false"}, "alice@example.com", "not verified"),
+    ({"email_verified": "yes"}, "alice@example.com", "not verified"),
+    ({"email_verified": None}, "alice@example.com", "not verified"),
+    ({"email_verified": DROP}, "alice@example.com", "no email_verified claim"),
+    ({"email_verified": DROP}, "Alice@Example.com", "no email_verified claim"),
 ])
 async def test_bad_id_tokens_are_refused(oidc_server: TestServer, idp: FakeIdP,
                                          claims: dict, email: str, message: str) -> None:
@@ -214,4 +222,47 @@ async def test_client_checks_pkce_and_algorithms(idp: FakeIdP) -> None:
     with pytest.raises(OidcError):
         email_from_claims({"sub": "x"})
     assert email_from_claims({"email": "Bob@Example.com", "email_verified": "true"}) == \
+        "bob@example.com"
+
+
+async def _signs_in(srv: TestServer) -> tuple[int, str]:
+    async with http_for(srv) as http:
+        back = await start(http, srv)
+        async with http.get(back, allow_redirects=False) as resp:
+            status, text = resp.status, await resp.text()
+        if status == 303:
+            async with http.get(srv.make_url("/inbox")) as resp:
+                text = await resp.text()
+        return status, text
+
+
+async def test_a_verified_email_in_another_spelling_is_the_same_person(
+        oidc_server: TestServer, idp: FakeIdP) -> None:
+    idp.email = "  ALICE@Example.COM "
+    status, page = await _signs_in(oidc_server)
+    assert status == 303 and "Alice Anders" in page
+
+
+@pytest.mark.parametrize("oidc_server", [{"oidc_require_email_verified": False}],
+                         indirect=True)
+async def test_providers_without_email_verified_need_the_documented_setting(
+        oidc_server: TestServer, idp: FakeIdP) -> None:
+    idp.claims = {"email_verified": DROP}
+    status, page = await _signs_in(oidc_server)
+    assert status == 303 and "Alice Anders" in page, "setting off: a token without the claim"
+    idp.claims = {"email_verified": False}
+    status, page = await _signs_in(oidc_server)
+    assert status == 403 and "not verified" in page, "an explicit false is refused anyway"
+
+
+def test_email_from_claims_needs_the_provider_to_vouch_for_the_address() -> None:
+    with pytest.raises(OidcError, match="no email_verified claim"):
+        email_from_claims({"email": "bob@example.com"})
+    assert email_from_claims({"email": "bob@example.com"}, require_verified=False) == \
+        "bob@example.com"
+    for bad in (False, "false", "True ", 1, 0, None, [], {}):
+        with pytest.raises(OidcError, match="not verified"):
+            email_from_claims({"email": "bob@example.com", "email_verified": bad},
+                              require_verified=False)
+    assert email_from_claims({"email": " Bob@Example.com\u200b", "email_verified": True}) == \
         "bob@example.com"
