@@ -96,6 +96,12 @@ class TeamsEndpoint:
             # choose their own "from" and channelData: only Teams' word on who clicked counts.
             return web.json_response({"error": "only Microsoft Teams activities are accepted"},
                                      status=403)
+        missing = _unaddressable(activity)
+        if missing:
+            # Teams addresses every activity; one that names no conversation (or no sender)
+            # cannot be answered or attributed, so no handler sees it (botbuilder would fail
+            # building the reply, a 500, possibly after a handler had acted).
+            return web.json_response({"error": f"malformed activity: no {missing}"}, status=400)
         try:
             response = await self.adapter.process_activity(auth_result, activity,
                                                            self.bot.on_turn)
@@ -115,6 +121,18 @@ class TeamsEndpoint:
         if body is None:
             return web.Response(status=int(response.status))
         return web.json_response(body, status=int(response.status))
+
+
+def _unaddressable(activity: Activity) -> str | None:
+    """What an activity lacks to be handled and answered: its conversation's id, its sender's
+    id or the connector's URL (``None`` when it has all three)."""
+    required = {"conversation.id": activity.conversation.id if activity.conversation else None,
+                "from.id": activity.from_property.id if activity.from_property else None,
+                "serviceUrl": activity.service_url}
+    for name, value in required.items():
+        if not isinstance(value, str) or not value.strip():
+            return name
+    return None
 
 
 def _is_emulator_or_skill(header: str) -> bool:
