@@ -312,6 +312,98 @@ class Settings(BaseSettings):
             raise ValueError("SIGNOFF_KEY_PREFIX must be non-empty without spaces")
         return value
 
+    @field_validator("redis_url", "public_url", "oidc_issuer", "oidc_redirect_url",
+                     "oidc_client_id", "microsoft_app_id", "microsoft_app_tenant_id",
+                     mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # `.env.example` lists every variable with an empty value: empty means "not set".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("hmac_secret", "data_keys", "masking_key", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and not raw.strip():
+            return None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_ok(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            check_redis_url(value)
+        except ValueError as exc:
+            # The URL may carry a password: say what is wrong, never echo it.
+            raise _problem(f"must be {REDIS_URL_SHAPE} ({exc}); unset, Signoff starts its "
+                           "own embedded Redis") from None
+        return value
+
+    @field_validator("public_url", "slack_api_url", "otlp_endpoint", "teams_openid_metadata_url",
+                     "teams_login_url", "oidc_issuer", "oidc_redirect_url")
+    @classmethod
+    def _http_url_ok(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            _HTTP_URL.validate_python(value)
+        except ValidationError:
+            raise _problem(f"must be an http:// or https:// URL such as "
+                           f"https://signoff.example.com (got {value[:80]!r})") from None
+        return value
+
+    @field_validator("hmac_secret", "masking_key")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < SECRET_MIN_BYTES:
+            raise _problem(f"must be at least {SECRET_MIN_BYTES} bytes of random text (this one "
+                           f"is shorter, so it can be guessed); {SECRETS_HINT}")
+        return value
+
+    @field_validator("data_keys")
+    @classmethod
+    def _data_keys_ok(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_data_keys(value.get_secret_value())
+            except ValueError as exc:
+                raise _problem(f"must be {DATA_KEYS_SHAPE} ({exc}); {SECRETS_HINT}") from None
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _port_ok(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise _problem(f"must be a TCP port, 0-65535 (0 picks a free one; got {value})")
+        return value
+
+    @field_validator("reply_ttl", "record_ttl", "max_request_bytes", "grant_ttl",
+                     "audit_checkpoint_interval", "intake_reclaim_idle_ms", "repair_after",
+                     "worker_maintenance_interval", "inbox_session_ttl")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise _problem(f"must be a number greater than 0 (got {value})")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level_ok(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise _problem(f"must be one of {', '.join(LOG_LEVELS)} (got {value[:40]!r})")
+        return value.upper()
+
+    @field_validator("microsoft_app_type")
+    @classmethod
+    def _app_type_ok(cls, value: str) -> str:
+        if value not in APP_TYPES:
+            raise _problem(f"must be one of {', '.join(APP_TYPES)} (got {value[:40]!r})")
+        return value
+
     # --- derived ------------------------------------------------------------------------
     @cached_property
     def keys(self) -> Keys:
@@ -322,6 +414,11 @@ class Settings(BaseSettings):
     def embedded_redis(self) -> bool:
         """True when Signoff starts its own redis-server (no ``REDIS_URL``)."""
         return not self.redis_url
+
+    @property
+    def trusted_stream_enabled(self) -> bool:
+        """Whether the shared, unauthenticated request stream is read (see ``trusted_stream``)."""
+        return self.embedded_redis if self.trusted_stream is None else self.trusted_stream
 
     def hmac_key(self) -> bytes:
         """Key for Signoff's own HMAC in button payloads."""
@@ -428,11 +525,6 @@ def describe_errors(exc: ValidationError) -> list[str]:
     """One line per problem, ``VARIABLE: what it must look like``, with no secret echoed."""
     if not _ENV_BY_FIELD:
         _ENV_BY_FIELD.update({name: env_name(name) for name in Settings.model_fields})
-    @property
-    def trusted_stream_enabled(self) -> bool:
-        """Whether the shared, unauthenticated request stream is read (see ``trusted_stream``)."""
-        return self.embedded_redis if self.trusted_stream is None else self.trusted_stream
-
     lines = []
     for error in exc.errors(include_url=False):
         loc = str(error["loc"][0]) if error["loc"] else ""
