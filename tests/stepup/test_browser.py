@@ -24,6 +24,7 @@ from signoff.models import Status
 from signoff.runtime import Runtime, set_current
 from signoff.settings import Settings
 from tests.conftest import free_port, make_settings, run_jobs
+from tests.inbox.conftest import IMG
 from tests.inbox.test_browser import ARGS, CHROMIUM, WAIT_MS, ServerThread
 from tests.stepup.conftest import POLICY, drop_body, make_pending
 
@@ -153,6 +154,9 @@ def test_enrol_then_approve_with_passkey(rt: Runtime, app_url: str, browser: Any
                 if e.event == Event.PASSKEY_ENROLLED.value]
     assert [e.details["credential_id"] for e in enrolled] == [stored.credential_id]
 
+    expect(page.locator("#confirm")).to_have_text("Approve with passkey")
+    IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMG / "step-up.png"), full_page=True)
     # Approve with the passkey: the vote lands, the page shows the decision.
     page.click("#confirm")
     page.wait_for_url(f"{URL}/inbox/r/drop-b")
