@@ -134,6 +134,7 @@ def mcp_env(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     rt = Runtime(settings)
     stack = Stack(settings, tmp)
     stack.env["SIGNOFF_POLICY"] = str(policy)
+    stack.env["SIGNOFF_TRUSTED_STREAM"] = "1"
     stack.start_all()
     env = Env(stack, rt, tmp, policy)
     for who in ("alice@example.com", "bob@example.com"):
