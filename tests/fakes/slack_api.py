@@ -518,6 +518,19 @@ class FakeSlack:
                         out.append(m)
             return out
 
+    def digests(self, digest_id: str | None = None) -> list[Message]:
+        """Signoff's digest messages (several requests in one), or the one with this id."""
+        with self._lock:
+            out = []
+            for items in self._state.messages.values():
+                for m in items:
+                    meta = m.metadata or {}
+                    if meta.get("event_type") == "signoff_digest" and not m.thread_ts and (
+                            digest_id is None or
+                            (meta.get("event_payload") or {}).get("digest") == digest_id):
+                        out.append(m)
+            return out
+
     def ephemerals(self) -> list[Ephemeral]:
         with self._lock:
             return list(self._state.ephemerals)

@@ -1,22 +1,21 @@
 """Card delivery that keeps failing: one channel never holds the others back, and a post
-still failing after rq's retries is tried again later instead of being dropped (in-process
-rq jobs against the Slack fake; the scheduled retry is fired by hand)."""
+that keeps failing is backed off and tried again later instead of being dropped, then
+recorded as undeliverable after its last try (in-process rq jobs against the Slack fake; the
+delivery loop's rounds are run by hand)."""
 
 from __future__ import annotations
 
 import json
 import time
 
-from rq.job import Job
-from rq.registry import ScheduledJobRegistry
-from rq.serializers import JSONSerializer
-
 from signoff import lifecycle
 from signoff.runtime import Runtime
-from tests.conftest import run_jobs
+from tests.conftest import run_jobs, wait_for
 from tests.fakes.slack_api import FakeSlack
 from tests.reliability.support import body
-from workers import jobs
+from workers import delivery, jobs
+
+SLOT = "slack:#approvals"
 
 
 def open_read(rt: Runtime, rid: str) -> None:
@@ -25,26 +24,6 @@ def open_read(rt: Runtime, rid: str) -> None:
                             ).outcome == "accepted"
     assert lifecycle.prepare(rt, rid) == "pending"
     rt.queue.empty()  # the test runs the notify jobs it wants
-
-
-def scheduled_notify(rt: Runtime) -> list[tuple[float, list[object]]]:
-    registry = ScheduledJobRegistry(queue=rt.queue)
-    out = []
-    for job_id, score in rt.redis_bytes.zrange(registry.key, 0, -1, withscores=True):
-        job = Job.fetch(job_id.decode(), connection=rt.redis_bytes, serializer=JSONSerializer)
-        if job.func_name == lifecycle.JOB_NOTIFY:
-            out.append((score, list(job.args)))
-    return out
-
-
-def fire_scheduled(rt: Runtime) -> None:
-    """What rq's scheduler does when the time comes: move the jobs to the queue, run them."""
-    registry = ScheduledJobRegistry(queue=rt.queue)
-    for job_id in rt.redis_bytes.zrange(registry.key, 0, -1):
-        job = Job.fetch(job_id.decode(), connection=rt.redis_bytes, serializer=JSONSerializer)
-        registry.remove(job)
-        rt.queue.enqueue_job(job)
-    run_jobs(rt)
 
 
 def test_one_channel_failing_does_not_hold_back_the_others(rrt: Runtime,
@@ -58,38 +37,40 @@ def test_one_channel_failing_does_not_hold_back_the_others(rrt: Runtime,
     assert not rrt.store.get("cr-1").get("notify_failures")  # type: ignore[union-attr]
 
 
-def test_a_post_failing_past_rq_retries_is_tried_again_later(rrt: Runtime,
-                                                             fake_slack: FakeSlack) -> None:
+def test_a_post_that_keeps_failing_is_backed_off_and_tried_again_later(
+        rrt: Runtime, fake_slack: FakeSlack) -> None:
     open_read(rrt, "cr-2")
     fake_slack.inject("chat.postMessage", "500", times=1000)
-    rrt.enqueue(lifecycle.JOB_NOTIFY, "cr-2", "slack_channel", "#approvals", retries=0)
     before = time.time()
+    rrt.enqueue(lifecycle.JOB_NOTIFY, "cr-2", "slack_channel", "#approvals", retries=0)
     run_jobs(rrt)
     record = rrt.store.get("cr-2")
     assert record is not None and not record.get("notify_failures")
-    later = scheduled_notify(rrt)
-    assert [args for _, args in later] == [["cr-2", "slack_channel", "#approvals", 1]]
-    assert later[0][0] >= before + jobs.LATER_DELAY - 1
-    # The slot's claim is released (the later round claims it again when it runs).
-    assert rrt.redis.zscore(rrt.keys.notifying, "cr-2|slack_channel|#approvals") is None
-    # Slack answers again: the later round posts the one card.
+    # The card's work stays in the ledger, backed off: not dropped, not retried at once.
+    ops = rrt.cards.ops(SLOT)
+    assert [op.request_id for op in ops] == ["cr-2"] and ops[0].tries == 1
+    assert ops[0].not_before >= before + delivery.BACKOFF[0] - 0.01
+    assert (rrt.cards.due_at(SLOT) or 0) >= ops[0].not_before
+    # Slack answers again: the next round posts the one card.
     fake_slack.clear_faults()
-    fire_scheduled(rrt)
+    wait_for(lambda: (jobs.deliver_due(), rrt.cards.has_card("cr-2", SLOT))[1], timeout=15,
+             message="the card posted later")
     assert len(fake_slack.cards("cr-2")) == 1
-    assert rrt.redis.hexists(rrt.keys.cards("cr-2"), "slack:#approvals")
-    assert scheduled_notify(rrt) == []
+    assert rrt.cards.ops(SLOT) == [] and rrt.cards.due_at(SLOT) is None
 
 
-def test_after_the_last_round_the_failure_is_recorded(rrt: Runtime,
-                                                      fake_slack: FakeSlack) -> None:
+def test_after_the_last_try_the_failure_is_recorded(rrt: Runtime,
+                                                    fake_slack: FakeSlack) -> None:
     open_read(rrt, "cr-3")
     fake_slack.inject("chat.postMessage", "500", times=1000)
-    rrt.enqueue(lifecycle.JOB_NOTIFY, "cr-3", "slack_channel", "#approvals",
-                jobs.LATER_ROUNDS, retries=0)
-    run_jobs(rrt)
+    rrt.cards.queue("cr-3", "slack", "#approvals", target="slack_channel")
+    op = rrt.cards.ops(SLOT)[0]
+    op.tries = delivery.MAX_TRIES - 1  # every earlier try failed
+    rrt.cards.update_op(SLOT, op)
+    jobs.deliver_due()
     failures = rrt.store.get("cr-3").json("notify_failures", [])  # type: ignore[union-attr]
     assert any(f.startswith("slack:#approvals") for f in failures), failures
-    assert scheduled_notify(rrt) == []
+    assert rrt.cards.ops(SLOT) == [] and rrt.cards.due_at(SLOT) is None
     assert fake_slack.cards("cr-3") == []
 
 
@@ -98,8 +79,7 @@ def test_a_notify_job_lost_before_any_card_is_rerun_by_the_janitor(
     from workers.janitor import CLAIM_FACTOR, Janitor
 
     open_read(rrt, "cr-4")  # prepared; its notify job lost (the worker died, Redis restarted)
-    claim = lifecycle.notify_claim("cr-4")
-    assert rrt.redis.zscore(rrt.keys.notifying, claim) is not None
+    assert rrt.cards.claimed("cr-4")
     janitor = Janitor(rrt)
     assert janitor.tick()["notify"] == 0  # not stale yet
     later = time.time() + janitor.stale_after * CLAIM_FACTOR + 1
@@ -107,4 +87,4 @@ def test_a_notify_job_lost_before_any_card_is_rerun_by_the_janitor(
     run_jobs(rrt)
     assert len(fake_slack.cards("cr-4")) == 1
     assert rrt.redis.hexists(rrt.keys.cards("cr-4"), "web:inbox")
-    assert rrt.redis.zcard(rrt.keys.notifying) == 0
+    assert rrt.cards.claims() == []

@@ -79,7 +79,7 @@ def test_a_cut_short_notify_job_s_card_is_found_after_the_decision(
     # Redis lost the job's bookkeeping after Slack stored the card: the card is unrecorded
     # and the request's notify claim is all that is left.
     rrt.redis.hdel(rrt.keys.cards("rc-3"), "slack:#approvals")
-    rrt.redis.zadd(rrt.keys.notifying, {lifecycle.notify_claim("rc-3"): 0})
+    rrt.cards.claim_request("rc-3", now=0)
     approve(rrt, "rc-3")
     run_jobs(rrt)
     janitor = Janitor(rrt)
@@ -87,4 +87,4 @@ def test_a_cut_short_notify_job_s_card_is_found_after_the_decision(
     run_jobs(rrt)
     assert rrt.redis.hexists(rrt.keys.cards("rc-3"), "slack:#approvals")
     assert len(fake_slack.cards("rc-3")) == 1 and slack_card_final(fake_slack, "rc-3")
-    assert rrt.redis.zcard(rrt.keys.notifying) == 0
+    assert rrt.cards.claims() == []

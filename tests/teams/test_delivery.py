@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.cards.view import build_view
 from bot.messenger import DeliveryError, Messenger
 from bot.teams.conversations import ConversationBook, normalize_name, parse_configured
 from bot.teams.messenger import TeamsMessenger
 from signoff.runtime import Runtime
-from tests.conftest import run_jobs
+from tests.conftest import run_jobs, wait_for
 from tests.fakes.teams_connector import FakeBotFramework
 from tests.teams.conftest import (
     APPROVALS,
@@ -21,7 +23,7 @@ from tests.teams.conftest import (
     open_request,
     texts,
 )
-from workers import jobs
+from workers import delivery, jobs
 
 
 def test_installs_name_conversations_first_come_and_removal_frees_them(
@@ -64,6 +66,16 @@ def test_configured_names_win(trt: Runtime, teams: TeamsClient) -> None:
     assert book.names_for(OPS) == ["approvals", "ops"]
 
 
+def deliver_until(predicate: object, timeout: float = 10.0) -> None:
+    """What a worker's delivery loop does: drain whatever is due, until ``predicate``."""
+
+    def step() -> object:
+        jobs.deliver_due()
+        return predicate()  # type: ignore[operator]
+
+    wait_for(step, timeout=timeout, interval=0.05, message="cards delivered")
+
+
 def test_connector_429_and_5xx_are_retried_and_post_once(trt: Runtime, bf: FakeBotFramework,
                                                          teams: TeamsClient) -> None:
     assert teams.install(APPROVALS, "Approvals").status_code == 201
@@ -71,6 +83,8 @@ def test_connector_429_and_5xx_are_retried_and_post_once(trt: Runtime, bf: FakeB
     bf.inject("POST", 429, retry_after="0")
     bf.inject("POST", 503)
     open_request(trt, "x1")
+    # The 429 is not waited out in the call: the delivery reschedules it (Retry-After 0).
+    deliver_until(lambda: len(bf.posts()) >= 2)
     posts = bf.posts()
     assert sorted(p.conversation_id for p in posts) == sorted([APPROVALS, OPS])
     assert bf.refused == [429, 503]
@@ -87,7 +101,8 @@ def test_connector_429_and_5xx_are_retried_and_post_once(trt: Runtime, bf: FakeB
 
 
 def test_lasting_failures_are_recorded_and_shown_on_the_other_cards(
-        trt: Runtime, bf: FakeBotFramework, teams: TeamsClient) -> None:
+        trt: Runtime, bf: FakeBotFramework, teams: TeamsClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # "ops" is not installed yet: that delivery cannot work and is recorded at once.
     assert teams.install(APPROVALS, "Approvals").status_code == 201
     open_request(trt, "x2")
@@ -98,7 +113,8 @@ def test_lasting_failures_are_recorded_and_shown_on_the_other_cards(
     # Installed, but the connector keeps failing: after the last try, recorded too.
     assert teams.install(OPS, "Ops").status_code == 201
     bf.inject("POST", 500, times=3)
-    assert jobs.notify("x2", "teams", "ops") == "posted 0"
+    monkeypatch.setattr(delivery, "MAX_TRIES", 1)  # this is the card's last try
+    assert jobs.notify("x2", "teams", "ops") == "queued 1"
     record = trt.store.get("x2")
     assert record is not None
     assert any("Bot Connector answered HTTP 500" in f for f in record.json("notify_failures"))
