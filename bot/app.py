@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot import api
 from bot.appkeys import METRICS, RT
+from signoff import tracing
 from signoff.metrics import Metrics
 from signoff.runtime import Runtime
 
@@ -67,6 +68,7 @@ async def metrics_view(request: web.Request) -> web.Response:
 
 def create_app(rt: Runtime) -> web.Application:
     """Build the web application for a runtime."""
+    tracing.configure(rt.settings, "web")
     app = web.Application(middlewares=[_observe], client_max_size=rt.settings.max_request_bytes)
     app[RT] = rt
     metrics = Metrics()

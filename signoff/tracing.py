@@ -33,6 +33,7 @@ REQUEST_ID = "signoff.request_id"
 TRACEPARENT = "traceparent"
 _tracer = trace.get_tracer("signoff")
 F = TypeVar("F", bound=Callable[..., Any])
+_configured = False
 
 
 def configure(settings: Settings, service: str) -> bool:
@@ -41,8 +42,9 @@ def configure(settings: Settings, service: str) -> bool:
     Returns:
         True when tracing was turned on.
     """
-    if not settings.otlp_endpoint:
-        return False
+    global _configured
+    if not settings.otlp_endpoint or _configured:
+        return _configured
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -52,6 +54,7 @@ def configure(settings: Settings, service: str) -> bool:
     endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
+    _configured = True
     return True
 
 

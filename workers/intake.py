@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from signoff import lifecycle
+from signoff import lifecycle, tracing
 from signoff.agents import AgentRegistry
 from signoff.keys import INTAKE_GROUP
 from signoff.runtime import Runtime
@@ -166,7 +166,14 @@ class IntakeConsumer:
             self.handled += 1
             return None
         body = fields.get(b"body")
-        result = lifecycle.ingest(self.rt, body, source=source, enqueue=False, agent=agent)
+        # The agent's trace, if it sent one (a malformed traceparent is ignored).
+        parent = (fields.get(tracing.TRACEPARENT.encode()) or b"").decode("ascii", "replace") or None
+        with tracing.span("intake", parent=parent) as span:
+            result = lifecycle.ingest(self.rt, body, source=source, enqueue=False, agent=agent)
+            if result.request_id:
+                span.set_attribute(tracing.REQUEST_ID, result.request_id)
+                if result.needs_prepare:
+                    tracing.remember(self.rt, result.request_id)
         self.handled += 1
         return result.request_id if result.needs_prepare else None
 
@@ -274,6 +281,7 @@ class IntakeConsumer:
         """Consume until ``stop`` is set; survives Redis restarts by reconnecting, and any
         other error by logging it and retrying (back-off reset once a round runs clean)."""
         stop = stop or threading.Event()
+        tracing.configure(self.rt.settings, "intake")
         last_reclaim = 0.0
         backoff = 0.2
         while not stop.is_set():
