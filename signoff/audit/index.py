@@ -23,11 +23,15 @@ from signoff.audit.entry import Entry
 from signoff.audit.events import Event
 from signoff.keys import Keys
 
-# Entries the index keeps (the rest, card posts and reminders, stay in the log only).
+# Entries the index keeps (the rest, card posts, reminders and grant issues, which always
+# follow a decision, stay in the log only).
 INDEXED = frozenset({
     Event.REQUESTED.value, Event.VOTE.value, Event.DECIDED.value, Event.EXPIRED.value,
     Event.CANCELLED.value, Event.REJECTED.value, Event.CLICK_REFUSED.value,
-    Event.GRANT_ISSUED.value, Event.GRANT_USED.value, Event.GRANT_REFUSED.value,
+    Event.GRANT_USED.value, Event.GRANT_REFUSED.value, Event.GRANT_REVOKED.value})
+# Entries indexed under the person who acted (a request's actor is its agent: by resource).
+BY_PERSON = frozenset({
+    Event.VOTE.value, Event.DECIDED.value, Event.CLICK_REFUSED.value, Event.CANCELLED.value,
     Event.GRANT_REVOKED.value})
 # Actors that are Signoff itself or the clock, not a person or an agent.
 SYSTEM_ACTORS = frozenset({"signoff", "policy", "clock", "intake", "cli", ""})
@@ -144,7 +148,7 @@ class AuditIndex:
             member = row.to_json()
             if row.resource:
                 pipe.zadd(self.keys.audit_index_resource(row.resource), {member: e.ts})
-            if e.actor.lower() not in SYSTEM_ACTORS:
+            if e.event in BY_PERSON and e.actor.lower() not in SYSTEM_ACTORS:
                 pipe.zadd(self.keys.audit_index_person(e.actor.lower()), {member: e.ts})
         pipe.execute()
 

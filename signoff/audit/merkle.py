@@ -1,7 +1,8 @@
 """An RFC 9162 (Certificate Transparency v2) Merkle tree over the audit entries.
 
-Leaf ``i`` is the entry with ``seq = i + 1``; its leaf data is the canonical JSON of the entry's
-body plus ``prev`` and ``hash`` (:func:`leaf_data`). Hashes follow RFC 9162 section 2.1.1:
+Leaf ``i`` is the entry with ``seq = i + 1``; its leaf data is the entry's chain hash as ASCII
+hex (:func:`leaf_data`), which already commits to the entry's content and to its predecessor,
+so a verifier recomputes that hash from the entry and then the leaf. Hashes follow RFC 9162 section 2.1.1:
 ``leaf = SHA-256(0x00 || data)``, ``node = SHA-256(0x01 || left || right)``, and a tree of
 ``n`` leaves splits at the largest power of two smaller than ``n``. A checkpoint signs the
 tree head (size and root) next to the chain head, so one entry can be shown with an inclusion
@@ -29,15 +30,15 @@ import redis
 
 from signoff.audit.entry import Entry
 from signoff.keys import Keys
-from signoff.models import canonical_json
 
 CHUNK = 1024  # leaves per cached subtree root (a power of two)
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()  # RFC 9162: MTH({}) = HASH()
 
 
 def leaf_data(entry: Entry) -> bytes:
-    """The bytes a leaf commits to: the entry's body, its link and its chain hash."""
-    return canonical_json({**entry.body(), "prev": entry.prev, "hash": entry.hash})
+    """The bytes a leaf commits to: the entry's chain hash, SHA-256(prev || "\\n" || canonical
+    body), as 64 ASCII hex digits (whoever checks a leaf checks that hash first)."""
+    return entry.hash.encode()  # utf-8: a tampered hash field must not crash a check
 
 
 def leaf_hash(data: bytes) -> bytes:
