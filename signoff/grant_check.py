@@ -284,7 +284,8 @@ def _report(token: str, claims: dict[str, Any] | None, reporter: str, now: float
             code: str = "") -> str:
     """The report body: identifiers and hashes only, never the token or the payload."""
     c = claims if claims is not None else unverified_claims(token)
-    body = {"rid": str(c.get("rid", "")), "act": str(c.get("act", "")),
+    body = {"rid": str(c.get("rid", "")), "req": str(c.get("req", "")),
+            "act": str(c.get("act", "")),
             "sub": str(c.get("sub", "")), "jti": str(c.get("jti", "")),
             "by": reporter, "at": now, "verified": claims is not None}
     if code:

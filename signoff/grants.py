@@ -101,7 +101,8 @@ class GrantIssuer:
             "iat": issued,
             "nbf": issued,
             "exp": issued + self.rt.settings.grant_ttl,
-            "rid": req.id,
+            "rid": req.id,  # the id the agent chose (what its SDK checks)
+            "req": record.id,  # Signoff's own id of the request (scoped to its agent)
             "act": req.action,
             "res": req.resource,
             "psh": req.payload_sha256(),
@@ -128,7 +129,7 @@ class GrantIssuer:
         pipe = self.rt.redis.pipeline()
         pipe.hsetnx(key, "state", "issued")
         pipe.hset(key, mapping={
-            "jti": claims["jti"], "rid": claims["rid"], "act": claims["act"],
+            "jti": claims["jti"], "rid": request_of(claims), "act": claims["act"],
             "sub": claims["sub"], "psh": claims["psh"], "iat": str(claims["iat"]),
             "exp": str(claims["exp"]), "apr": json.dumps(claims["apr"]), "kid": kid,
         })
@@ -140,6 +141,12 @@ class GrantIssuer:
         token, claims = self.mint(record, req, now)
         self.register(claims, kid_of_token(token))
         return token
+
+
+def request_of(claims: dict[str, Any]) -> str:
+    """Signoff's id of the request a grant was issued for (``req``; ``rid`` is the id its
+    agent chose, the same unless the agent's ids are scoped)."""
+    return str(claims.get("req") or claims.get("rid") or "")
 
 
 def approver_ids(record: Record) -> list[str]:
@@ -209,11 +216,11 @@ def verify(rt: Runtime, token: str, *, action: str, resource: str | None = None,
                              consume=consume, now=now, report=False)
     except GrantError as exc:
         c = unverified_claims(token) if isinstance(token, str) else {}
-        rt.audit.append(Event.GRANT_REFUSED, str(c.get("rid", "")), actor, code=exc.code.value,
+        rt.audit.append(Event.GRANT_REFUSED, request_of(c), actor, code=exc.code.value,
                         jti=str(c.get("jti", "")), action=action)
         raise
     if consume:
-        rt.audit.append(Event.GRANT_USED, claims["rid"], actor, jti=claims["jti"],
+        rt.audit.append(Event.GRANT_USED, request_of(claims), actor, jti=claims["jti"],
                         action=claims["act"], payload_sha256=claims["psh"])
     return claims
 
