@@ -60,7 +60,11 @@ def resolved_settings(settings: Settings | None = None, *, agent: bool = False,
     if settings.embedded_redis:
         embedded = EmbeddedRedis(settings.data_dir)
         url = embedded.start()
-        settings = settings.model_copy(update={"redis_url": url})
+        # The embedded Redis is local use and the demo: the trusted shared stream stays on
+        # unless set explicitly (its children see a REDIS_URL, so they are told).
+        settings = settings.model_copy(update={
+            "redis_url": url, "trusted_stream": True if settings.trusted_stream is None
+            else settings.trusted_stream})
     try:
         yield settings
     finally:

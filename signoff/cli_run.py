@@ -36,6 +36,8 @@ def child_environment(settings: Settings) -> dict[str, str]:
     env["REDIS_URL"] = settings.redis_url
     env["SIGNOFF_DATA_DIR"] = str(settings.data_dir)
     env["SIGNOFF_POLICY"] = str(settings.policy_path)
+    if settings.trusted_stream is not None:
+        env["SIGNOFF_TRUSTED_STREAM"] = "1" if settings.trusted_stream else "0"
     for field, name in (("hmac_secret", "SIGNOFF_HMAC_SECRET"), ("data_keys", "SIGNOFF_DATA_KEYS"),
                         ("masking_key", "SIGNOFF_MASKING_KEY")):
         value = getattr(settings, field)
@@ -121,6 +123,9 @@ class Supervisor:
         self.stopping = False
         self.quiet = quiet
         self.log_dir = settings.data_dir / "logs"
+        self.started: dict[str, float] = {}
+        self.backoff: dict[str, float] = {}
+        self.restart_at: dict[str, float] = {}
 
     def _spawn(self, name: str) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "signoff.cli", name]
@@ -133,14 +138,40 @@ class Supervisor:
     def start(self) -> None:
         for name in self.processes:
             self.children[name] = self._spawn(name)
+            self.started[name] = time.monotonic()
 
-    def watch_once(self) -> None:
-        """Restart any child that exited while we are not stopping."""
+    # A child that keeps dying is restarted after 1, 2, 4 ... 60 s; one that then runs for
+    # HEALTHY_AFTER seconds is healthy again, and its next crash restarts it after 1 s.
+    BACKOFF_FIRST = 1.0
+    BACKOFF_MAX = 60.0
+    HEALTHY_AFTER = 30.0
+
+    def watch_once(self, now: float | None = None) -> None:
+        """Restart any child that exited while we are not stopping (with a back-off per
+        child that resets once it has run healthy); never blocks."""
+        now = time.monotonic() if now is None else now
         for name, proc in list(self.children.items()):
-            if proc.poll() is not None and not self.stopping:
-                log.warning("%s exited with %s; restarting", name, proc.returncode)
-                time.sleep(1)
+            if self.stopping:
+                return
+            started = self.started.get(name, now)
+            if proc.poll() is None:
+                if now - started >= self.HEALTHY_AFTER:
+                    self.backoff.pop(name, None)
+                continue
+            due = self.restart_at.get(name)
+            if due is None:
+                if now - started >= self.HEALTHY_AFTER:
+                    self.backoff.pop(name, None)
+                delay = self.backoff.get(name, self.BACKOFF_FIRST)
+                self.backoff[name] = min(delay * 2, self.BACKOFF_MAX)
+                self.restart_at[name] = now + delay
+                log.warning("%s exited with %s; restarting in %.0fs", name, proc.returncode,
+                            delay)
+                continue
+            if now >= due:
+                del self.restart_at[name]
                 self.children[name] = self._spawn(name)
+                self.started[name] = now
 
     def stop(self, timeout: float = 15) -> None:
         self.stopping = True

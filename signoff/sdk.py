@@ -1,11 +1,16 @@
 """The agent SDK: ask for approval over Redis, wait for the decision, run only if approved.
 
-It speaks only the wire contract (``schemas/request.v1.json``): ``XADD {prefix}:requests *
-body <json>``, then ``BLPOP {prefix}:reply:{id}``. Any language with a Redis client can do
-the same.
+It speaks only the wire contract (``schemas/request.v2.json``): with the Redis URL
+``signoff agent add NAME`` printed (its user is the agent's own ACL user),
+``XADD {prefix}:agent:{name}:requests * body <json>``, then
+``BLPOP {prefix}:agent:{name}:reply:{id}``. Any language with a Redis client can do the same.
+The requester is the agent the credentials belong to; Signoff derives it, never reads it.
+
+The trusted single-agent mode (embedded Redis, the demo) keeps request v1: the shared
+``{prefix}:requests`` stream with ``requester=`` in the body.
 
 Example:
-    >>> client = Client("redis://localhost:6379/0", requester="agent:export-bot")
+    >>> client = Client("redis://signoff-agent-export-bot:…@localhost:6379/0")
     >>> handle = client.request("db.export", "warehouse.customers", params={"rows": 5000},
     ...                         on_behalf_of="frank@example.com", reason="quarterly report",
     ...                         context={"environment": "prod"})
@@ -27,7 +32,7 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio as aioredis
 
-from signoff.keys import DEFAULT_PREFIX, Keys
+from signoff.keys import DEFAULT_PREFIX, AgentKeys, Keys, agent_requester
 from signoff.models import Decision as _DecisionModel
 from signoff.models import Status, payload_sha256
 from signoff.redis_conn import client_for_url, connect_async
@@ -126,7 +131,7 @@ class _BaseHandle:
     """What sync and asyncio handles share: the request body, its reply key, the cancel
     message and the wait budget (the blocking calls themselves differ)."""
 
-    def __init__(self, keys: Keys, body: dict[str, Any]) -> None:
+    def __init__(self, keys: Keys | AgentKeys, body: dict[str, Any]) -> None:
         self.keys = keys
         self.body = body
         self.id: str = body["id"]
@@ -233,7 +238,7 @@ class Handle(_BaseHandle):
         from signoff.grant_check import check_grant
 
         decision = decision if decision is not None else self._decision
-        return check_grant(self.client.redis, self.keys, decision,
+        return check_grant(self.client.redis, self.keys, decision,  # type: ignore[arg-type]
                            action=self.body["action"], consume=consume,
                            **self._grant_binding())
 
@@ -279,26 +284,29 @@ class Client:
     """Synchronous agent client.
 
     Args:
-        url: Redis URL (or pass ``connection``).
-        requester: this agent's identity, as the policy directory names it.
+        url: the agent's Redis URL from ``signoff agent add`` (or pass ``connection``).
+        agent: the agent's name; worked out from the URL's user when not given.
+        requester: only for the trusted single-agent mode (no registered agent): the agent
+            identity the request body names.
         prefix: the deployment's key prefix.
     """
 
-    def __init__(self, url: str | None = None, *, requester: str,
-                 connection: redis.Redis | None = None, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, url: str | None = None, *, agent: str | None = None,
+                 requester: str | None = None, connection: redis.Redis | None = None,
+                 prefix: str = DEFAULT_PREFIX) -> None:
         if connection is None:
             if url is None:
                 raise ValueError("give a Redis url or a connection")
             connection = client_for_url(url)  # redis:// or redis+sentinel://
         self.redis = connection
-        self.requester = requester
-        self.keys = Keys(prefix)
+        self.keys, self.requester = agent_identity(url, agent, requester, prefix)
 
     def request(self, action: str, resource: str, params: Any = None, *,
                 on_behalf_of: str | None = None, reason: str | None = None,
                 context: dict[str, Any] | None = None, id: str | None = None,
                 reply_to: str | None = None) -> Handle:
         """Send a request and return its handle (the id is generated unless given)."""
+        _no_reply_to(self.keys, reply_to)
         body = _body(id, action, resource, params, self.requester, on_behalf_of, reason,
                      context, reply_to)
         self.redis.xadd(self.keys.requests, {"body": json.dumps(body)})
@@ -312,7 +320,9 @@ class Client:
         :meth:`Handle.verify_grant`, which binds everything the handle sent."""
         from signoff.grant_check import check_grant
 
-        check_grant(self.redis, self.keys, decision, action=action, resource=resource,
+        # AgentKeys has the grant check's key names, in the agent's own namespace.
+        check_grant(self.redis, self.keys, decision,  # type: ignore[arg-type]
+                    action=action, resource=resource,
                     params=params, requester=self.requester, context=context)
 
 
@@ -346,7 +356,7 @@ class AsyncHandle(_BaseHandle):
         from signoff.grant_check import acheck_grant
 
         decision = decision if decision is not None else self._decision
-        return await acheck_grant(self.client.redis, self.keys, decision,
+        return await acheck_grant(self.client.redis, self.keys, decision,  # type: ignore[arg-type]
                                   action=self.body["action"], consume=consume,
                                   **self._grant_binding())
 
@@ -354,20 +364,21 @@ class AsyncHandle(_BaseHandle):
 class AsyncClient:
     """asyncio agent client (redis.asyncio)."""
 
-    def __init__(self, url: str | None = None, *, requester: str,
-                 connection: aioredis.Redis | None = None, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, url: str | None = None, *, agent: str | None = None,
+                 requester: str | None = None, connection: aioredis.Redis | None = None,
+                 prefix: str = DEFAULT_PREFIX) -> None:
         if connection is None:
             if url is None:
                 raise ValueError("give a Redis url or a connection")
             connection = connect_async(url, decode=False)  # redis:// or redis+sentinel://
         self.redis = connection
-        self.requester = requester
-        self.keys = Keys(prefix)
+        self.keys, self.requester = agent_identity(url, agent, requester, prefix)
 
     async def request(self, action: str, resource: str, params: Any = None, *,
                       on_behalf_of: str | None = None, reason: str | None = None,
                       context: dict[str, Any] | None = None, id: str | None = None,
                       reply_to: str | None = None) -> AsyncHandle:
+        _no_reply_to(self.keys, reply_to)
         body = _body(id, action, resource, params, self.requester, on_behalf_of, reason,
                      context, reply_to)
         await self.redis.xadd(self.keys.requests, {"body": json.dumps(body)})

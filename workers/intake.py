@@ -226,6 +226,7 @@ class IntakeConsumer:
     def reclaim(self) -> int:
         """Take over entries idle longer than the reclaim threshold (a crashed consumer's)."""
         claimed = 0
+        self.refresh()
         for stream in list(self.owners):
             start: Any = "0-0"
             while True:
@@ -275,6 +276,7 @@ class IntakeConsumer:
 
     def own_pending(self) -> int:
         """Re-handle entries this consumer name read but never acknowledged (restart)."""
+        self.refresh()
         return self._read("0", None)
 
     def run(self, stop: threading.Event | None = None, reclaim_every: float = 5.0) -> None:

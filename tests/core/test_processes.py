@@ -46,6 +46,7 @@ class Stack:
                                                                        "MICROSOFT_"))},
             "REDIS_URL": str(settings.redis_url),
             "SIGNOFF_POLICY": str(EXAMPLE_POLICY),
+            "SIGNOFF_TRUSTED_STREAM": "1",  # these agents speak request v1 (shared stream)
             "SIGNOFF_DATA_DIR": str(workdir / "data"),
             "SIGNOFF_HMAC_SECRET": TEST_SECRETS["hmac_secret"],
             "SIGNOFF_DATA_KEYS": TEST_SECRETS["data_keys"],

@@ -13,12 +13,8 @@ import redis
 from signoff import lifecycle
 from signoff.agents import AgentRegistry, acl_command, redis_major
 from signoff.runtime import Runtime
-from tests.security.agents_helpers import (  # noqa: F401 - fixtures
+from tests.security.agents_helpers import (
     Agent,
-    agents,
-    body,
-    drive,
-    srt,
     wait_reply,
 )
 
