@@ -31,9 +31,20 @@ if TYPE_CHECKING:
 
 REQUEST_ID = "signoff.request_id"
 TRACEPARENT = "traceparent"
-_tracer = trace.get_tracer("signoff")
 F = TypeVar("F", bound=Callable[..., Any])
+_tracer: trace.Tracer = trace.NoOpTracer()
+_enabled = False
 _configured = False
+
+
+def install(provider: trace.TracerProvider | None) -> None:
+    """Record Signoff's spans with ``provider`` (None: stop recording). :func:`configure`
+    does this for the OTLP exporter; tests give an in-memory one."""
+    global _tracer, _enabled
+    if provider is None:
+        _tracer, _enabled = trace.NoOpTracer(), False
+    else:
+        _tracer, _enabled = provider.get_tracer("signoff"), True
 
 
 def configure(settings: Settings, service: str) -> bool:
@@ -54,14 +65,14 @@ def configure(settings: Settings, service: str) -> bool:
     endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
+    install(provider)
     _configured = True
     return True
 
 
 def enabled() -> bool:
-    """Whether spans are recorded in this process (an SDK provider is installed)."""
-    provider = trace.get_tracer_provider()
-    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    """Whether Signoff's spans are recorded in this process."""
+    return _enabled
 
 
 def carrier() -> dict[str, str]:

@@ -34,11 +34,12 @@ class TracedWorker(SimpleWorker):
     job's meta carries it) and the request id as an attribute."""
 
     def perform_job(self, job: Job, queue: Queue, *args: Any) -> bool:
-        if not tracing.enabled():
+        job_args: Any = job.args or ()
+        rid = job_args[0] if job_args and isinstance(job_args[0], str) else None
+        if not tracing.enabled() or rid is None:
+            # (a batch job opens one span per request itself)
             return bool(super().perform_job(job, queue, *args))
         parent = (job.meta or {}).get(tracing.TRACEPARENT)
-        args: Any = job.args or ()
-        rid = args[0] if args and isinstance(args[0], str) else None
         name = "job " + str(job.func_name or "?").rsplit(".", 1)[-1]
         with tracing.span(name, rid, parent=parent):
             return bool(super().perform_job(job, queue, *args))
