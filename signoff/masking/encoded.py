@@ -38,6 +38,8 @@ def percent_view(text: str) -> tuple[str, list[int], list[int]] | None:
     None when there is nothing percent-encoded."""
     if "%" not in text or not PCT_RE.search(text):
         return None
+    # A form body or query string (no spaces, '+' between words) writes a space as '+'.
+    plus_space = "+" in text and " " not in text
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -51,7 +53,7 @@ def percent_view(text: str) -> tuple[str, list[int], list[int]] | None:
                 ends.append(m.end())
         else:
             for i, c in enumerate(tok):
-                out.append(c)
+                out.append(" " if plus_space and c == "+" else c)
                 starts.append(m.start() + i)
                 ends.append(m.start() + i + 1)
     decoded = "".join(out)
@@ -136,6 +138,12 @@ def structured_values(text: str) -> Iterator[tuple[int, int, str]]:
         _collect(as_json, None, "", found_json)
         yield from _locate(text, found_json)
         return
+    if "{" in text and '"' in text:
+        # JSON objects inside other text (``payload={"auth": {...}}&page=2``, a log line).
+        found_inner: list[tuple[str, str]] = []
+        for value in embedded_json(text):
+            _collect(value, None, "", found_inner)
+        yield from _locate(text, found_inner)
     if "\n" not in text:
         return
     if _YAML_BLOCK_KEY.search(text):
@@ -158,6 +166,88 @@ def structured_values(text: str) -> Iterator[tuple[int, int, str]]:
             end = sections[i + 1].start() if i + 1 < len(sections) else len(text)
             for line in _INI_LINE.finditer(text, sec.end(), end):
                 yield (line.start(2), line.end(2), entity)
+
+
+QUERY_VALUE_RE = re.compile(r"(?:(?<=[?&;])|^)[\w.\-\[\]%+]{1,100}=([^&#\s]+)")
+
+
+def query_values(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of the (still encoded) values of a query string or form body, each of which is
+    decoded and read on its own: decoding the whole string first would merge a value's own
+    ``%26`` with the separators."""
+    if "=" not in text or ("&" not in text and "?" not in text):
+        return
+    for m in QUERY_VALUE_RE.finditer(text):
+        if m.end(1) - m.start(1) >= 8:
+            yield (m.start(1), m.end(1))
+
+
+_JSON_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def unescape_view(body: str) -> tuple[str, list[int], list[int]] | None:
+    """A JSON string literal's contents unescaped, with the same character map as
+    :func:`percent_view`; None when there is no escape."""
+    if "\\" not in body:
+        return None
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    i, n = 0, len(body)
+    while i < n:
+        c = body[i]
+        if c == "\\" and i + 1 < n:
+            nxt = body[i + 1]
+            if nxt == "u" and i + 6 <= n:
+                try:
+                    out.append(chr(int(body[i + 2 : i + 6], 16)))
+                except ValueError:
+                    out.append(nxt)
+                starts.append(i)
+                ends.append(i + 6)
+                i += 6
+                continue
+            out.append(_JSON_ESCAPES.get(nxt, nxt))
+            starts.append(i)
+            ends.append(i + 2)
+            i += 2
+            continue
+        out.append(c)
+        starts.append(i)
+        ends.append(i + 1)
+        i += 1
+    return "".join(out), starts, ends
+
+
+_DECODER = json.JSONDecoder()
+JSON_STRING_RE = re.compile(r'"((?:[^"\\\n]|\\.){8,4000})"')
+
+
+def embedded_json(text: str, limit: int = 16) -> Iterator[Any]:
+    """JSON objects that start somewhere inside ``text`` (at most ``limit`` tried)."""
+    pos = text.find("{")
+    tried = 0
+    while pos >= 0 and tried < limit:
+        tried += 1
+        try:
+            value, end = _DECODER.raw_decode(text, pos)
+        except ValueError:
+            pos = text.find("{", pos + 1)
+            continue
+        if isinstance(value, dict) and value:
+            yield value
+        pos = text.find("{", end)
+
+
+def json_strings(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of the contents of JSON string literals in ``text`` that may hold an assignment
+    or a command line of their own (``"cmd": "PGPASSWORD=… pg_dump"``)."""
+    if '"' not in text:
+        return
+    for m in JSON_STRING_RE.finditer(text):
+        body = m.group(1)
+        if "=" in body or " " in body or ":" in body:
+            yield (m.start(1), m.end(1))
 
 
 def looks_like_json(text: str) -> Any:

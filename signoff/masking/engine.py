@@ -19,7 +19,14 @@ from typing import Any
 
 from signoff.masking import ner as ner_mod
 from signoff.masking import strategies
-from signoff.masking.encoded import base64_runs, percent_view, structured_values
+from signoff.masking.encoded import (
+    base64_runs,
+    json_strings,
+    percent_view,
+    query_values,
+    structured_values,
+    unescape_view,
+)
 from signoff.masking.keys import classify_key, normalize_key
 from signoff.masking.model import Finding, MaskResult
 from signoff.masking.pii import builtin_pii
@@ -324,6 +331,16 @@ class Masker:
             spans += extra.scan(text, disabled)
         return spans + self._nested(text, disabled, extra, min_conf, depth)
 
+    def _mapped(self, view: tuple[str, list[int], list[int]], offset: int, disabled: frozenset[str],
+                extra: Scanner | None, min_conf: float, depth: int) -> list[Span]:
+        """Spans found in a decoded view of ``text[offset:…]``, mapped back onto ``text``."""
+        decoded, starts, ends = view
+        return [
+            Span(offset + starts[s.start], offset + ends[s.end - 1], s.entity, s.detector, s.confidence)
+            for s in self._spans(decoded, disabled, extra, min_conf, depth + 1)
+            if s.end > s.start
+        ]
+
     def _nested(self, text: str, disabled: frozenset[str], extra: Scanner | None, min_conf: float, depth: int) -> list[Span]:
         """Findings in what ``text`` holds encoded or nested (:mod:`signoff.masking.encoded`),
         as spans of ``text`` itself."""
@@ -332,9 +349,11 @@ class Masker:
             return out
         view = percent_view(text)
         if view is not None:
-            decoded, starts, ends = view
-            for s in self._spans(decoded, disabled, extra, min_conf, depth + 1):
-                out.append(Span(starts[s.start], ends[s.end - 1], s.entity, s.detector, s.confidence))
+            out += self._mapped(view, 0, disabled, extra, min_conf, depth)
+        for lo, hi in query_values(text):
+            part = percent_view(text[lo:hi])
+            if part is not None:
+                out += self._mapped(part, lo, disabled, extra, min_conf, depth)
         for start, end, decoded in base64_runs(text):
             inner = [
                 s for s in self._spans(decoded, disabled, extra, min_conf, depth + 1)
@@ -343,6 +362,16 @@ class Masker:
             if inner:
                 best = max(inner, key=lambda s: s.confidence)
                 out.append(Span(start, end, best.entity, f"base64:{best.detector}", best.confidence))
+        if ('{' in text or "[" in text) and '"' in text:
+            # The contents of JSON string literals, each scanned on its own: an assignment
+            # scan of the whole text reads ``"blob": "PGPASSWORD=…"`` as blob's value.
+            for lo, hi in json_strings(text):
+                esc = unescape_view(text[lo:hi])
+                if esc is not None:
+                    out += self._mapped(esc, lo, disabled, extra, min_conf, depth)
+                    continue
+                for s in self._spans(text[lo:hi], disabled, extra, min_conf, depth + 1):
+                    out.append(Span(s.start + lo, s.end + lo, s.entity, s.detector, s.confidence))
         if "structure" not in disabled:
             for start, end, entity in structured_values(text):
                 if entity not in disabled:
