@@ -181,9 +181,38 @@ def request_json_schema() -> dict[str, Any]:
             **AgentRequest.model_json_schema()}
 
 
+SCHEMA_V2_ID = "https://signoff.dev/schemas/request.v2.json"
+
+
+def request_v2_json_schema() -> dict[str, Any]:
+    """JSON Schema of request v2, what a registered agent XADDs to its own stream
+    (``schemas/request.v2.json``): request v1 without ``reply_to`` (the decision goes to the
+    agent's own reply list) and with ``requester`` optional (Signoff takes it from the
+    agent's credentials; a body may only repeat it). Derived from :class:`AgentRequest`, so
+    the two versions never drift apart."""
+    schema = AgentRequest.model_json_schema()
+    props = dict(schema["properties"])
+    props.pop("reply_to", None)
+    props["requester"] = {
+        **props["requester"],
+        "description": "Optional: the agent the credentials belong to (agent:NAME). Signoff "
+                       "takes it from the stream the request was read from; any other value "
+                       "is rejected.",
+    }
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_V2_ID,
+            **schema, "title": "Signoff approval request v2",
+            "description": "One approval request as a registered agent sends it "
+                           "({prefix}:agent:{name}:requests, field body).",
+            "properties": props,
+            "required": [r for r in schema.get("required", []) if r != "requester"]}
+
+
 if __name__ == "__main__":  # pragma: no cover
+    # python -m signoff.models [schemas/]: writes request.v1.json and request.v2.json
     import sys
     from pathlib import Path
 
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "schemas/request.v1.json")
-    out.write_text(json.dumps(request_json_schema(), indent=2, sort_keys=True) + "\n")
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "schemas")
+    for name, schema in (("request.v1.json", request_json_schema()),
+                         ("request.v2.json", request_v2_json_schema())):
+        (folder / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
