@@ -359,3 +359,41 @@ def archive_cmd(older: str | None, folder: Path | None) -> None:
         click.echo("nothing to archive (no whole chunk old enough and delivered)")
         return
     click.echo(f"archived seq {seg.first_seq}..{seg.last_seq} to {seg.file}")
+
+
+@click.command(name="sink")
+@click.option("--status", "show_status", is_flag=True,
+              help="Print each destination's cursor, backlog and last error, then exit.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Also serve this process's /metrics on this port.")
+def sink(show_status: bool, metrics_port: int | None) -> None:
+    """Deliver every audit entry, in order, to the SIEM destinations in SIGNOFF_AUDIT_SINKS."""
+    import asyncio
+    import signal
+
+    from signoff.audit.sink import Sink, SinkCollector, status
+
+    rt = _runtime()
+    if show_status:
+        for row in status(rt):
+            click.echo(json.dumps(row, sort_keys=True))
+        return
+    if not rt.settings.audit_sinks:
+        raise click.ClickException("SIGNOFF_AUDIT_SINKS is empty: no destination to deliver to")
+    if metrics_port is not None:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry()
+        registry.register(SinkCollector(rt))
+        start_http_server(metrics_port, registry=registry)
+    worker = Sink(rt)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        names = ", ".join(d.name for d in worker.destinations)
+        click.echo(f"signoff sink: delivering {rt.keys.audit} to {names}")
+        await worker.run()
+
+    asyncio.run(main())

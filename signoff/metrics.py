@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from signoff.audit.sink import SinkCollector
+
 if TYPE_CHECKING:
     from signoff.runtime import Runtime
 
@@ -33,6 +35,7 @@ class Metrics:
     def watch(self, rt: Runtime) -> None:
         """Add the Redis-backed gauges."""
         self.registry.register(_StateCollector(rt))
+        self.registry.register(SinkCollector(rt))
 
 
 class _StateCollector(Collector):
