@@ -24,12 +24,21 @@ from urllib.parse import urlsplit
 
 import redis
 from webauthn import (
+    generate_authentication_options,
     generate_registration_options,
     options_to_json,
+    verify_authentication_response,
     verify_registration_response,
 )
 from webauthn.helpers import bytes_to_base64url
-from webauthn.helpers.exceptions import InvalidRegistrationResponse
+from webauthn.helpers.exceptions import (
+    InvalidAuthenticationResponse,
+    InvalidJSONStructure,
+    InvalidRegistrationResponse,
+)
+from webauthn.helpers.parse_authentication_credential_json import (
+    parse_authentication_credential_json,
+)
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -160,6 +169,20 @@ redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(cred))
 return 'ok'
 """
 
+# Advance a credential's sign count (an enrolment confirmed with an existing passkey).
+_BUMP = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 'unknown' end
+local cred = cjson.decode(raw)
+local stored = tonumber(cred['sign_count']) or 0
+local new = tonumber(ARGV[2])
+if (new > 0 or stored > 0) and new <= stored then return 'regressed' end
+cred['sign_count'] = new
+cred['last_used_at'] = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(cred))
+return 'ok'
+"""
+
 # Add a credential unless another person (or this one) already registered it, within the cap.
 _ADD = """
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 'taken' end
@@ -190,6 +213,7 @@ class PasskeyStore:
         self._use = client.register_script(_USE_PROOF)
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
+        self._bump = client.register_script(_BUMP)
 
     # --- credentials ----------------------------------------------------------------------
     def list_for(self, person: str) -> list[Passkey]:
@@ -257,6 +281,12 @@ class PasskeyStore:
                              args=[credential_id, int(sign_count), repr(now)]))
 
 
+    def bump(self, person: str, credential_id: str, sign_count: int, now: float) -> str:
+        """Advance a credential's sign count: ``ok``, ``unknown`` or ``regressed``."""
+        return str(self._bump(keys=[self.keys.passkeys(person)],
+                              args=[credential_id, int(sign_count), repr(now)]))
+
+
 def store(rt: Runtime) -> PasskeyStore:
     """The process's passkey store (built once per runtime)."""
     found = rt.__dict__.get("_passkeys")
@@ -272,8 +302,13 @@ def store(rt: Runtime) -> PasskeyStore:
 def begin_enrolment(rt: Runtime, person: str, display_name: str = "") -> tuple[str, str]:
     """Registration options for ``person`` (user verification required).
 
+    A person who already has a passkey must confirm the new one with it (a stolen inbox
+    session alone cannot add an attacker's passkey): the options then also carry
+    ``confirm``, assertion options for one of the existing passkeys.
+
     Returns:
-        (ceremony id, the options as JSON for ``navigator.credentials.create``).
+        (ceremony id, the options as JSON for ``navigator.credentials.create``, with
+        ``confirm`` when a confirmation is needed).
 
     Raises:
         PasskeyError: passkeys are unavailable, or the person has the most allowed.
@@ -299,15 +334,28 @@ def begin_enrolment(rt: Runtime, person: str, display_name: str = "") -> tuple[s
                              for p in existing],
     )
     ceremony = secrets.token_urlsafe(24)
-    pk.put_challenge(ceremony, {"purpose": "enrol", "person": person,
-                                "challenge": bytes_to_base64url(options.challenge),
-                                "issued_at": time.time()}, CEREMONY_SECONDS)
-    return ceremony, options_to_json(options)
+    state: dict[str, Any] = {"purpose": "enrol", "person": person,
+                             "challenge": bytes_to_base64url(options.challenge),
+                             "issued_at": time.time()}
+    body = json.loads(options_to_json(options))
+    if existing:
+        confirm = generate_authentication_options(
+            rp_id=rp.rp_id, timeout=CEREMONY_SECONDS * 1000,
+            allow_credentials=[PublicKeyCredentialDescriptor(
+                id=base64url_to_bytes(p.credential_id)) for p in existing],
+            user_verification=UserVerificationRequirement.REQUIRED)
+        state["confirm"] = bytes_to_base64url(confirm.challenge)
+        body["confirm"] = json.loads(options_to_json(confirm))
+    pk.put_challenge(ceremony, state, CEREMONY_SECONDS)
+    return ceremony, json.dumps(body)
 
 
 def finish_enrolment(rt: Runtime, person: str, ceremony: str, credential: Any,
-                     name: str = "") -> Passkey:
+                     name: str = "", confirmation: Any = None) -> Passkey:
     """Verify the browser's attestation and store the passkey; audited.
+
+    ``confirmation`` is the assertion of one of the person's existing passkeys for the
+    ceremony's ``confirm`` options (required whenever the person has a passkey).
 
     Raises:
         PasskeyError: anything wrong (nothing is stored).
@@ -322,6 +370,9 @@ def finish_enrolment(rt: Runtime, person: str, ceremony: str, credential: Any,
                                       "start again.")
     from webauthn.helpers import base64url_to_bytes
 
+    confirmed_by = ""
+    if pk.count(person):
+        confirmed_by = _confirm(rt, rp, person, state, confirmation)
     try:
         verified = verify_registration_response(
             credential=credential, expected_challenge=base64url_to_bytes(state["challenge"]),
@@ -347,8 +398,45 @@ def finish_enrolment(rt: Runtime, person: str, ceremony: str, credential: Any,
         raise PasskeyError("full", f"You have {MAX_PASSKEYS} passkeys, the most allowed.")
     rt.audit.append(Event.PASSKEY_ENROLLED, "", person, credential_id=passkey.credential_id,
                     name=passkey.name, aaguid=passkey.aaguid, user_verified=True,
-                    sign_count=passkey.sign_count, backed_up=passkey.backed_up)
+                    sign_count=passkey.sign_count, backed_up=passkey.backed_up,
+                    **({"confirmed_with": confirmed_by} if confirmed_by else {}))
     return passkey
+
+
+def _confirm(rt: Runtime, rp: RelyingParty, person: str, state: dict[str, Any],
+             confirmation: Any) -> str:
+    """Check that one of ``person``'s passkeys approved adding another; its credential id.
+
+    Raises:
+        PasskeyError: missing, for another ceremony, not the person's passkey, no user
+            verification, or a sign-count regression.
+    """
+    from webauthn.helpers import base64url_to_bytes
+
+    if not state.get("confirm") or not isinstance(confirmation, dict):
+        raise PasskeyError("confirm_required", "You already have a passkey: confirm adding "
+                                               "another with one of them.")
+    try:
+        parsed = parse_authentication_credential_json(json.dumps(confirmation))
+    except (InvalidJSONStructure, ValueError, TypeError):
+        raise PasskeyError("invalid", "The confirmation is not a passkey proof.") from None
+    pk = store(rt)
+    credential_id = bytes_to_base64url(parsed.raw_id)
+    existing = pk.get(person, credential_id)
+    if existing is None:
+        raise PasskeyError("not_yours", "Confirm with one of your own passkeys.")
+    try:
+        verified = verify_authentication_response(
+            credential=parsed, expected_challenge=base64url_to_bytes(state["confirm"]),
+            expected_rp_id=rp.rp_id, expected_origin=rp.origin,
+            credential_public_key=base64url_to_bytes(existing.public_key),
+            credential_current_sign_count=existing.sign_count, require_user_verification=True)
+    except (InvalidAuthenticationResponse, ValueError, TypeError) as exc:
+        raise PasskeyError("invalid", f"The confirmation did not verify: {exc}") from None
+    if pk.bump(person, credential_id, verified.new_sign_count, time.time()) != "ok":
+        raise PasskeyError("sign_count", "The confirming passkey's counter did not advance: it "
+                                         "may have been copied.")
+    return credential_id
 
 
 def remove(rt: Runtime, person: str, credential_id: str, by: str, reason: str = "") -> Removal:

@@ -109,8 +109,10 @@ async def enrol_options(request: web.Request) -> web.StreamResponse:
                                                     person.id, person.name)
     except passkeys.PasskeyError as exc:
         return _json_error(409, exc.message, exc.code)
-    return web.json_response({"ok": True, "ceremony": ceremony,
-                              "publicKey": json.loads(options)})
+    public_key = json.loads(options)
+    confirm = public_key.pop("confirm", None)
+    return web.json_response({"ok": True, "ceremony": ceremony, "publicKey": public_key,
+                              "confirm": confirm})
 
 
 async def enrol_register(request: web.Request) -> web.StreamResponse:
@@ -128,7 +130,7 @@ async def enrol_register(request: web.Request) -> web.StreamResponse:
     name = body.get("name") if isinstance(body.get("name"), str) else ""
     try:
         key = await asyncio.to_thread(passkeys.finish_enrolment, ctx.rt, person.id, ceremony,
-                                      credential, name or "")
+                                      credential, name or "", body.get("confirmation"))
     except passkeys.PasskeyError as exc:
         return _json_error(400, exc.message, exc.code)
     await ctx.flash(session, "ok", f"Passkey “{key.name}” added.")

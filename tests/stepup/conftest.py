@@ -48,11 +48,17 @@ def make_pending(rt: Runtime, *bodies: dict[str, Any]) -> None:
     rt.queue.empty()
 
 
-def enrol(rt: Runtime, person: str, name: str = "laptop") -> SoftAuthenticator:
-    """Register a software passkey for ``person`` through the real ceremony."""
+def enrol(rt: Runtime, person: str, name: str = "laptop",
+          confirm_with: SoftAuthenticator | None = None) -> SoftAuthenticator:
+    """Register a software passkey for ``person`` through the real ceremony (a second one is
+    confirmed with ``confirm_with``, one of the person's passkeys)."""
     device = SoftAuthenticator(ORIGIN, RP_ID)
-    ceremony, options = passkeys.begin_enrolment(rt, person)
-    passkeys.finish_enrolment(rt, person, ceremony, device.create(json.loads(options)), name)
+    ceremony, raw = passkeys.begin_enrolment(rt, person)
+    options = json.loads(raw)
+    confirm = options.pop("confirm", None)
+    confirmation = confirm_with.get(confirm) if confirm and confirm_with else None
+    passkeys.finish_enrolment(rt, person, ceremony, device.create(options), name,
+                              confirmation)
     return device
 
 

@@ -198,9 +198,36 @@ def test_unverified_user_and_csrf_are_refused(rt: Runtime, app_url: str, browser
     page.click("#enrol")
     expect(page.locator(".passkey-name")).to_have_text("Passkey " + page.evaluate(
         "new Date().toISOString().slice(0, 10)"))
+    # A second passkey (a security key next to the laptop's): the page first asks the
+    # existing passkey to confirm, then creates the new one.
+    # (The browser talks to the laptop's authenticator for the confirmation, then to the
+    # security key, plugged in between the two prompts, for the new passkey.)
+    plugged: list[str] = []
+
+    def plug_in_key() -> None:
+        cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator})
+        plugged.append(cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+            "protocol": "ctap2", "transport": "usb", "hasResidentKey": True,
+            "hasUserVerification": True, "isUserVerified": True,
+            "automaticPresenceSimulation": True}})["authenticatorId"])
+
+    page.expose_function("plugInKey", plug_in_key)
+    page.evaluate("""() => {
+        const create = navigator.credentials.create.bind(navigator.credentials);
+        navigator.credentials.create = async (options) => { await window.plugInKey();
+                                                            return create(options); };
+    }""")
+    page.fill('input[name="name"]', "security key")
+    page.click("#enrol")
+    expect(page.locator(".passkey-name")).to_have_count(2)
+    keys = passkeys.store(rt).list_for("bob@example.com")
+    assert [k.name for k in keys][1] == "security key"
+    confirmed = [e for e in rt.audit.iter_entries("-", "+")
+                 if e.event == Event.PASSKEY_ENROLLED.value][-1]
+    assert confirmed.details["confirmed_with"] == keys[0].credential_id
     # The authenticator can no longer verify Bob (no PIN or biometric): the browser refuses
     # user verification, and the page says nothing was sent.
-    cdp.send("WebAuthn.setUserVerified", {"authenticatorId": authenticator,
+    cdp.send("WebAuthn.setUserVerified", {"authenticatorId": plugged[0],
                                           "isUserVerified": False})
     page.goto(f"{URL}/inbox/r/drop-u/step-up?choice=approve")
     page.click("#confirm")
@@ -211,10 +238,11 @@ def test_unverified_user_and_csrf_are_refused(rt: Runtime, app_url: str, browser
         method: 'POST', headers: {'Content-Type': 'application/json'},
         body: JSON.stringify({choice: 'approve', credential: {}})})).status""")
     assert status == 403
-    # Removing the passkey from the inbox is audited.
+    # Removing the passkeys from the inbox is audited.
     page.goto(f"{URL}/inbox/passkeys")
-    page.get_by_role("button", name="Remove").click()
-    expect(page.locator(".flash-ok")).to_have_text("Passkey removed.")
+    for _ in range(2):
+        page.get_by_role("button", name="Remove").first.click()
+        expect(page.locator(".flash-ok")).to_have_text("Passkey removed.")
     assert passkeys.store(rt).list_for("bob@example.com") == []
     assert any(e.event == Event.PASSKEY_REMOVED.value and e.actor == "bob@example.com"
                for e in rt.audit.iter_entries("-", "+"))

@@ -35,7 +35,7 @@ def alice_credential(rt: Runtime) -> str:
 def test_list_revoke_and_query_step_up_votes(rt: Runtime, tmp_path: Path) -> None:
     make_pending(rt, drop_body("drop-q", "q"), drop_body("read-q", "r") | {"action": "db.read"})
     alice = enrol(rt, "alice@example.com", "laptop")
-    enrol(rt, "alice@example.com", "phone")
+    enrol(rt, "alice@example.com", "phone", confirm_with=alice)
     bob = enrol(rt, "bob@example.com", "key")
     assert lifecycle.submit_vote(rt, "drop-q", rt.policy.directory.person("alice@example.com"),
                                  "approve", step_up=assertion(rt, alice, "drop-q",

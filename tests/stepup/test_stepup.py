@@ -208,14 +208,26 @@ def test_enrolment_rules_and_removal(rt: Runtime) -> None:
     assert passkeys.store(rt).list_for("bob@example.com") == []
 
     first = enrol(rt, "alice@example.com", "laptop")
-    second = enrol(rt, "alice@example.com", "phone")
+    # A second passkey needs a confirmation from one she has (a stolen session is not
+    # enough): none, or one from someone else's passkey, is refused.
+    bob = enrol(rt, "bob@example.com", "bob's key")
+    for confirm_with, text in ((None, "confirm adding another"),
+                               (bob, "your own passkeys")):
+        with pytest.raises(passkeys.PasskeyError, match=text):
+            enrol(rt, "alice@example.com", "phone", confirm_with=confirm_with)
+    second = enrol(rt, "alice@example.com", "phone", confirm_with=first)
+    enrolled = events(rt, name=Event.PASSKEY_ENROLLED.value)
+    assert enrolled[-1].details["confirmed_with"] == passkeys.store(rt).list_for(
+        "alice@example.com")[0].credential_id
     keys = passkeys.store(rt).list_for("alice@example.com")
     assert [k.name for k in keys] == ["laptop", "phone"]
     # The same credential cannot be registered twice (or by someone else).
-    ceremony, options = passkeys.begin_enrolment(rt, "bob@example.com")
+    ceremony, raw = passkeys.begin_enrolment(rt, "bob@example.com")
+    options = json.loads(raw)
+    confirmation = bob.get(options.pop("confirm"))
     with pytest.raises(passkeys.PasskeyError, match="already registered"):
-        passkeys.finish_enrolment(rt, "bob@example.com", ceremony,
-                                  first.create(json.loads(options)))
+        passkeys.finish_enrolment(rt, "bob@example.com", ceremony, first.create(options),
+                                  confirmation=confirmation)
 
     proof = assertion(rt, first, "drop-x", "alice@example.com", "approve")
     assert passkeys.remove(rt, "alice@example.com", keys[0].credential_id,

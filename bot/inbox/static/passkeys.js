@@ -85,9 +85,17 @@
       say("Follow your browser's prompt to create the passkey…", true);
       try {
         const start = await post("/inbox/passkeys/options", {});
+        let confirmation = null;
+        if (start.confirm) {
+          // Adding another passkey: one you already have confirms it first.
+          say("First confirm with a passkey you already have…", true);
+          const proof = await navigator.credentials.get({ publicKey: requestOptions(start.confirm) });
+          confirmation = credentialJSON(proof);
+          say("Now create the new passkey…", true);
+        }
         const cred = await navigator.credentials.create({ publicKey: creationOptions(start.publicKey) });
         await post("/inbox/passkeys/register", {
-          ceremony: start.ceremony, credential: credentialJSON(cred),
+          ceremony: start.ceremony, credential: credentialJSON(cred), confirmation: confirmation,
           name: enrolForm.querySelector('input[name="name"]').value,
         });
         const next = enrolForm.dataset.next;
