@@ -139,20 +139,20 @@ async def test_every_entry_arrives_in_order_through_failures_slowness_and_restar
     hook, hec = Receiver("webhook"), Receiver("splunk")
     await hook.start()
     await hec.start()
-    cfgs = [WebhookSink(kind="webhook", name="hook", url=hook.url + "/in",
-                        secret=SecretStr(SECRET), timeout=0.5),
-            SplunkSink(kind="splunk", name="splunk", url=hec.url, token=SecretStr(HEC_TOKEN),
-                       index="security", timeout=0.5),
-            FileSink(kind="file", name="file", path=tmp_path / "siem" / "audit.jsonl",
-                     max_bytes=4096, keep=100)]
-    srt = with_sinks(rt, cfgs)
+    hook_cfg = WebhookSink(kind="webhook", name="hook", url=hook.url + "/in",
+                           secret=SecretStr(SECRET), timeout=0.5)
+    hec_cfg = SplunkSink(kind="splunk", name="splunk", url=hec.url, token=SecretStr(HEC_TOKEN),
+                         index="security", timeout=0.5)
+    file_cfg = FileSink(kind="file", name="file", path=tmp_path / "siem" / "audit.jsonl",
+                        max_bytes=4096, keep=100)
+    srt = with_sinks(rt, [hook_cfg, hec_cfg, file_cfg])
     for i in range(40):
         srt.audit.append(audit.Event.VOTE, f"r{i}", "alice@example.com", choice="approve")
     hook.fail_next, hook.slow_next, hook.slow_for = 4, 2, 1.0
     hec.fail_next, hec.hec_error_next = 2, 3
     src = event_source(srt)
-    sink = Sink(srt, [WebhookDestination(cfgs[0], src), SplunkDestination(cfgs[1], src),
-                      FileDestination(cfgs[2], src)],
+    sink = Sink(srt, [WebhookDestination(hook_cfg, src), SplunkDestination(hec_cfg, src),
+                      FileDestination(file_cfg, src)],
                 batch=7, poll=0.05, backoff=(0.02, 0.3))
     task = asyncio.create_task(sink.run())
 
@@ -185,7 +185,7 @@ async def test_every_entry_arrives_in_order_through_failures_slowness_and_restar
     assert in_order(hook.seqs, n), hook.seqs
     assert in_order(hec.seqs, n), hec.seqs
     assert len(hook.seqs) > n  # the slow answers were retried: at least once, not exactly
-    files = files_in_order(cfgs[2].path, cfgs[2].keep)
+    files = files_in_order(file_cfg.path, file_cfg.keep)
     assert len(files) > 2  # rotated
     lines = [json.loads(x) for f in files for x in f.read_text().splitlines()]
     assert [int(e["sequence"]) for e in lines] == list(range(1, n + 1))
@@ -228,9 +228,9 @@ def test_sink_settings_are_validated(rt: Runtime) -> None:
     from tests.conftest import make_settings
 
     with pytest.raises(ValidationError, match="audit_sinks"):
-        make_settings(rt.settings.redis_url, Path("/tmp/x"),
+        make_settings(str(rt.settings.redis_url), Path("/tmp/x"),
                       audit_sinks=[{"kind": "webhook", "name": "Bad Name!", "url": "ftp://x",
                                     "secret": "s"}])
-    s = make_settings(rt.settings.redis_url, Path("/tmp/x"),
+    s = make_settings(str(rt.settings.redis_url), Path("/tmp/x"),
                       audit_sinks=json.loads('[{"kind": "file", "name": "f", "path": "/tmp/a"}]'))
     assert s.audit_sinks[0].kind == "file"
