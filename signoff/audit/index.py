@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from policy.identity import canonical
 from signoff.audit.entry import Entry
 from signoff.audit.events import Event
 from signoff.keys import Keys
@@ -148,8 +149,8 @@ class AuditIndex:
             member = row.to_json()
             if row.resource:
                 pipe.zadd(self.keys.audit_index_resource(row.resource), {member: e.ts})
-            if e.event in BY_PERSON and e.actor.lower() not in SYSTEM_ACTORS:
-                pipe.zadd(self.keys.audit_index_person(e.actor.lower()), {member: e.ts})
+            if e.event in BY_PERSON and canonical(e.actor) not in SYSTEM_ACTORS:
+                pipe.zadd(self.keys.audit_index_person(canonical(e.actor)), {member: e.ts})
         pipe.execute()
 
     # --- questions ----------------------------------------------------------------------
@@ -161,7 +162,7 @@ class AuditIndex:
     def for_person(self, person: str, since: float | None = None,
                    until: float | None = None) -> list[IndexRow]:
         """Every indexed entry where ``person`` acted, oldest first."""
-        return self._range(self.keys.audit_index_person(person.lower()), since, until)
+        return self._range(self.keys.audit_index_person(canonical(person)), since, until)
 
     def approvals(self, resource: str, since: float | None = None,
                   until: float | None = None) -> list[IndexRow]:

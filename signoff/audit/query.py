@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from policy.identity import canonical
 from signoff.audit.entry import Entry
 from signoff.audit.events import FINAL_EVENTS, Event
 from signoff.audit.index import IndexRow
@@ -81,7 +82,7 @@ def facts_from(entries: Iterable[Entry]) -> RequestFacts:
             status = FINAL_EVENTS[e.event]
         if not action and e.details.get("action"):
             action = str(e.details["action"])
-    return RequestFacts(action, agent, obo.lower(), status)
+    return RequestFacts(action, agent, canonical(obo), status)
 
 
 def _stream_bound(ts: float | None, default: str) -> str:
@@ -122,7 +123,7 @@ def query(rt: Runtime, flt: QueryFilter, limit: int = 1000) -> Iterator[Row]:
             continue
         if flt.status and f.status != flt.status:
             continue
-        if flt.person and flt.person.lower() not in (e.actor.lower(), f.on_behalf_of):
+        if flt.person and canonical(flt.person) not in (canonical(e.actor), f.on_behalf_of):
             continue
         yield Row(e, f)
         produced += 1
