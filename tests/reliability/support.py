@@ -241,6 +241,19 @@ def slack_card(fake: FakeSlack, rid: str, timeout: float = 30.0) -> Message:
     return cards[0]
 
 
+def slack_shown(rt: Runtime, fake: FakeSlack, rid: str, timeout: float = 30.0) -> None:
+    """Wait until ``rid`` is shown in Slack: on its own card, or on one digest message (the
+    channel's rate had no room for a card each)."""
+    wait_for(lambda: rt.cards.has_card(rid, "slack:#approvals"), timeout=timeout,
+             interval=0.05, message=f"the Slack card of {rid}")
+    card = rt.cards.card(rid, "slack:#approvals")
+    assert card is not None
+    if card.digest:
+        assert len(fake.digests(card.digest)) == 1 and fake.cards(rid) == []
+    else:
+        assert len(fake.cards(rid)) == 1
+
+
 def slack_click(stack: ChannelStack, rid: str, user: str, action_id: str,
                 at: float | None = None) -> tuple[int, str]:
     """A signed block_actions request, as Slack sends it when ``user`` clicks (signed at

@@ -23,6 +23,7 @@ from tests.reliability.support import (
     send,
     slack_card,
     slack_click,
+    slack_shown,
     wait_replies,
 )
 
@@ -51,15 +52,17 @@ def test_a_flooding_agent_is_merged_and_rate_limited_without_hurting_others(
         reply = json.loads(rrt.redis.lindex(rrt.keys.reply(rid), 0))
         assert reply["status"] == "rejected"
         assert "rate_limited" in json.dumps(reply["error"]), reply
-    # One card for the twelve identical requests, showing the count; one for each other.
+    # One card for the twelve identical requests, showing the count; one for each other,
+    # or, past the channel's rate (one message a second, short bursts), a digest.
     card = slack_card(fake, same[0])
     wait_for(lambda: "×12" in "\n".join(iter_blocks_text(fake.cards(same[0])[0].blocks or [])),
              timeout=30, message="the ×12 card")
     assert all(fake.cards(rid) == [] for rid in same[1:])
     for rid in distinct[:3] + others:
-        slack_card(fake, rid)
+        slack_shown(rrt, fake, rid)
     assert all(fake.cards(rid) == [] for rid in limited)
-    assert len(fake.calls("chat.postMessage")) == 1 + 3 + len(others)
+    posts = fake.calls("chat.postMessage")
+    assert len(posts) <= 1 + 3 + len(others) and not [c for c in posts if c.status == 429]
     # One click approves the twelve; each agent call gets its own reply and grant.
     status, _ = slack_click(stack, same[0], "U0ALICE", "signoff_approve")
     assert status == 200 and card is not None
