@@ -67,7 +67,7 @@ def acl_rules(keys: Keys, name: str, redis_version: int = 7) -> list[str]:
         return [*head, *CONNECT_COMMANDS, *READ_COMMANDS, "+xadd", "+blpop", "+set",
                 "+evalsha", f"~{ak.base}:*"]
     return [
-        *head, *CONNECT_COMMANDS, "+client|setinfo", *READ_COMMANDS,
+        *head, *CONNECT_COMMANDS, *READ_COMMANDS,
         f"%R~{ak.decisions}", f"%R~{ak.public_keys}", f"%R~{ak.grant('*')}",
         f"%R~{ak.grant_used('*')}",
         f"(+xadd %W~{ak.requests} %W~{ak.grant_reports})",

