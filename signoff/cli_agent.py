@@ -26,14 +26,17 @@ def _print(data: Any) -> None:
 @click.argument("action")
 @click.argument("resource")
 @click.option("--params", default="{}", help="JSON payload (or @file.json).")
-@click.option("--requester", required=True, help="The agent identity.")
+@click.option("--requester", default=None,
+              help="Only for the trusted single-agent mode: the agent identity the body names. "
+                   "With the REDIS_URL 'signoff agent add' printed, the agent is that one.")
 @click.option("--on-behalf-of", default=None, help="The human the agent acts for.")
 @click.option("--reason", default=None)
 @click.option("--env", "environment", default=None, help="context.environment")
 @click.option("--id", "request_id", default=None, help="Idempotency key (generated if absent).")
 @click.option("--wait/--no-wait", default=True, help="Wait for the decision.")
 @click.option("--timeout", default=600.0, show_default=True)
-def request(action: str, resource: str, params: str, requester: str, on_behalf_of: str | None,
+def request(action: str, resource: str, params: str, requester: str | None,
+            on_behalf_of: str | None,
             reason: str | None, environment: str | None, request_id: str | None, wait: bool,
             timeout: float) -> None:
     """Send an approval request as an agent; print the decision (exit 1 unless approved)."""
@@ -46,7 +49,10 @@ def request(action: str, resource: str, params: str, requester: str, on_behalf_o
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--params") from exc
     with resolved_settings(agent=True) as settings:
         assert settings.redis_url
-        client = Client(settings.redis_url, requester=requester, prefix=settings.key_prefix)
+        try:
+            client = Client(settings.redis_url, requester=requester, prefix=settings.key_prefix)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
         handle = client.request(action, resource, payload, on_behalf_of=on_behalf_of,
                                 reason=reason, context={"environment": environment}
                                 if environment else {}, id=request_id)
