@@ -259,13 +259,15 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
         if who.on_behalf_of:
             rt.redis.zadd(rt.keys.by_person(who.on_behalf_of), {rid: now})
         display = json.loads(fields["shown"])
-        rt.audit.append(Event.REQUESTED, rid, who.requester, action=display["action"],
+        # The actor is the requester as shown (an agent's own choice of name is masked too).
+        rt.audit.append(Event.REQUESTED, rid, display["requester"], action=display["action"],
                         payload_sha256=fields["payload_sha256"], source=source,
                         on_behalf_of=display["on_behalf_of"], resource=display["resource"])
         if _apply_early_cancel(rt, rid, who.requester, now):
             return IngestResult("accepted", rid)
     else:
-        rt.audit.append(Event.DUPLICATE, rid, who.requester, same_body=stored_sha == body_sha,
+        rt.audit.append(Event.DUPLICATE, rid, json.loads(fields["shown"])["requester"],
+                        same_body=stored_sha == body_sha,
                         status=status.value)
         if status is not Status.RECEIVED:
             return IngestResult("duplicate", rid)
@@ -306,8 +308,9 @@ def _reject_flood(rt: Runtime, rid: str, req: AgentRequest, fields: dict[str, st
         return IngestResult("duplicate", rid)
     rt.store.close(rid, Status.REJECTED, refused.code, allowed_from=(Status.RECEIVED,),
                    now=now)
-    rt.audit.append(Event.REJECTED, rid, fields["requester"], code=refused.code,
-                    action=json.loads(fields["shown"])["action"])
+    display = json.loads(fields["shown"])
+    rt.audit.append(Event.REJECTED, rid, display["requester"], code=refused.code,
+                    action=display["action"])
     rt.enqueue(JOB_FINALIZE, rid, job_id=f"finalize-{_job_key(rid)}")
     return IngestResult("rejected", rid, errors, refused.code)
 
@@ -471,7 +474,8 @@ def shown(rt: Runtime, req: AgentRequest, who: CanonicalIdentity | None = None,
     return shown_fields(rt.masker, {
         "action": req.action, "resource": req.resource, "requester": who.requester,
         "on_behalf_of": who.on_behalf_of, "environment": who.environment,
-    }, trusted, profile)
+    }, trusted, profile, raw={"requester": req.requester, "on_behalf_of": req.on_behalf_of,
+                              "environment": req.environment})
 
 
 def masked_fields(rt: Runtime, req: AgentRequest, evaluation: Any,
@@ -798,6 +802,9 @@ def cancel(rt: Runtime, request_id: str, by: str, reason: str = "", *,
     result, _ = rt.store.close(request_id, Status.CANCELLED,
                                shown_text(rt.masker, reason) or f"cancelled by {by}", now=now)
     if result == "changed":
+        display = record.json("shown", None)
+        if isinstance(display, dict) and same_agent(by, record.requester):
+            by = str(display.get("requester") or by)  # the agent's name as every surface shows it
         rt.audit.append(Event.CANCELLED, request_id, by, reason_given=bool(reason),
                         reason_sha256=hashlib.sha256(reason.encode()).hexdigest()
                         if reason else "")

@@ -172,7 +172,7 @@ def build_view(record: Record, *, partial: bool = False) -> CardView:
     shown = record.json("shown", None)
     shown = shown if isinstance(shown, dict) else {}
     env = safe_name(str(shown.get("environment") or "")) or None
-    resource = shown.get("resource") or masked.get("resource") or "(masked)"
+    resource = masked.get("resource") or shown.get("resource") or "(masked)"
     failures = tuple(safe_text(str(f)) for f in record.json("notify_failures", []) or [])
     return CardView(
         request_id=record.id,

@@ -29,14 +29,34 @@ def shown_fields(
     fields: Mapping[str, str | None],
     trusted: Iterable[str] = (),
     profile: MaskingProfile | None = None,
+    raw: Mapping[str, str | None] | None = None,
 ) -> dict[str, str]:
     """``fields`` masked for display, except the names in ``trusted`` (closed-set values the
-    caller has checked). Empty values stay empty."""
+    caller has checked). Empty values stay empty.
+
+    ``raw`` gives the values as the agent sent them where ``fields`` holds a canonical form
+    (case-folded identities and environments): detectors that depend on case (``AKIA…``, an
+    EIP-55 address) read the raw value, and when it holds anything to hide the masked raw value
+    is shown instead of the canonical one."""
     keep = set(trusted)
     values = {k: (v or "") for k, v in fields.items()}
-    to_mask = {k: v for k, v in values.items() if k not in keep and v}
-    masked = masker.mask(to_mask, profile=profile or PATTERNS_ONLY).masked if to_mask else {}
-    return {k: (str(masked[k]) if k in masked else values[k]) for k in values}
+    originals = {k: (v or "") for k, v in (raw or {}).items() if k in values and k not in keep}
+    doc = {
+        "shown": {k: v for k, v in values.items() if k not in keep and v},
+        "raw": {k: v for k, v in originals.items() if v and v != values.get(k)},
+    }
+    if not doc["shown"] and not doc["raw"]:
+        return values
+    # Identifiers, not prose: a name model would only mistake "Export-Bot" for a firm.
+    prof = profile.model_copy(update={"ner": False}) if profile is not None else PATTERNS_ONLY
+    result = masker.mask(doc, profile=prof).masked
+    out = dict(values)
+    for k, v in result["shown"].items():
+        out[k] = str(v)
+    for k, v in result["raw"].items():
+        if v != originals[k]:
+            out[k] = str(v)
+    return out
 
 
 def shown_text(masker: Masker, text: str, profile: MaskingProfile | None = None) -> str:
