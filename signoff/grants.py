@@ -210,7 +210,8 @@ def verify(rt: Runtime, token: str, *, action: str, resource: str | None = None,
     from signoff.audit import Event
 
     try:
-        claims = check_grant(rt.redis, rt.keys, token, action=action, resource=resource,
+        claims = check_grant(rt.redis, grant_keys(rt, token),  # type: ignore[arg-type]
+                             token, action=action, resource=resource,
                              params=params, payload=payload, request_id=request_id,
                              requester=requester, context=context, environment=environment,
                              consume=consume, now=now, report=False)
@@ -256,6 +257,20 @@ class RevokeResult:
 @cache
 def _revoke_script() -> str:
     return resources.files("signoff.lua").joinpath("grant_revoke.lua").read_text()
+
+
+def grant_keys(rt: Runtime, token: Any) -> Any:
+    """The keys the server checks a grant with: for a registered agent's grant, its use marker
+    is the agent's own (the one its SDK sets), so either side uses it once only. Which agent
+    is read from the unverified ``sub`` only to pick the marker; the check then verifies the
+    signature over it."""
+    from signoff.keys import AGENT_NAME_RE
+
+    sub = str(unverified_claims(token).get("sub", "")) if isinstance(token, str) else ""
+    name = sub[len("agent:"):] if sub.startswith("agent:") else ""
+    if AGENT_NAME_RE.match(name) and _r(rt).hexists(rt.keys.agents, name):
+        return rt.keys.agent_grants(name)
+    return rt.keys
 
 
 def agent_grant_keys(rt: Runtime, request_id: str, jti: str) -> list[str]:

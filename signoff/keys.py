@@ -42,6 +42,31 @@ def split_id(request_id: str) -> tuple[str | None, str]:
 
 
 @dataclass(frozen=True)
+class AgentGrantKeys:
+    """Signoff's own view of a registered agent's grants, for the server-side check
+    (``signoff.grants.verify``): Signoff's public keys, grant records and reports, and the
+    agent's use marker, so a grant runs once whichever side checks it (the agent's SDK sets
+    the same marker) and a revocation (which checks that marker) wins or loses atomically."""
+
+    prefix: str
+    name: str
+
+    @property
+    def public_keys(self) -> str:
+        return f"{self.prefix}:keys:public"
+
+    def grant(self, jti: str) -> str:
+        return f"{self.prefix}:grant:{jti}"
+
+    def grant_used(self, jti: str) -> str:
+        return AgentKeys(self.prefix, self.name).grant_used(jti)
+
+    @property
+    def grant_reports(self) -> str:
+        return f"{self.prefix}:grant:reports"
+
+
+@dataclass(frozen=True)
 class AgentKeys:
     """The keys one registered agent may reach: its own namespace ``{prefix}:agent:{name}:``
     (and the grant public keys, read-only). Its ACL user is confined to exactly these
@@ -123,6 +148,10 @@ class Keys:
         """The namespace of the registered agent ``name``."""
         return AgentKeys(self.prefix, name)
 
+    def agent_grants(self, name: str) -> AgentGrantKeys:
+        """Signoff's server-side view of the registered agent ``name``'s grants."""
+        return AgentGrantKeys(self.prefix, name)
+
     @property
     def agents(self) -> str:
         """Hash agent name -> registration JSON (ACL user, password hash, token hash)."""
@@ -142,7 +171,8 @@ class Keys:
     # --- the public wire contract -------------------------------------------------------
     @property
     def requests(self) -> str:
-        """Stream agents XADD requests to (field ``body``)."""
+        """The shared stream of the trusted single-agent mode (request v1: the body names its
+        requester). Registered agents use :attr:`AgentKeys.requests`."""
         return f"{self.prefix}:requests"
 
     def reply(self, request_id: str) -> str:
