@@ -274,10 +274,10 @@ def _step_up_buttons(view: CardView) -> list[dict[str, Any]]:
 
 def step_up_text(view: CardView) -> str:
     """Why a step-up card has no ordinary buttons."""
-    where = "the buttons open the Signoff inbox" if view.step_up_link("approve") else (
-        "decide it in the Signoff inbox")
+    where = "The buttons open the Signoff inbox" if view.step_up_link("approve") else (
+        "Decide it in the Signoff inbox")
     return (":closed_lock_with_key: This request needs a passkey: a click in Slack is not "
-            f"enough. {where.capitalize()}, where you confirm your vote with your passkey.")
+            f"enough. {where}, where you confirm your vote with your passkey.")
 
 
 def _actions(view: CardView, hmac_key: bytes) -> dict[str, Any]:

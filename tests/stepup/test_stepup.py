@@ -251,3 +251,55 @@ def test_rule_without_step_up_is_unchanged(rt: Runtime) -> None:
     body = drop_body("read-1") | {"action": "db.read"}
     make_pending(rt, body)
     assert vote(rt, "read-1", "alice@example.com", "approve", channel="slack").ok
+
+
+def test_one_proof_counts_once_under_racing_submissions(rt: Runtime) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    make_pending(rt, drop_body("drop-race"))
+    alice = enrol(rt, "alice@example.com")
+    proof = assertion(rt, alice, "drop-race", "alice@example.com", "approve")
+    record = rt.store.get("drop-race")
+    assert record is not None
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: stepup.check(rt, record, "alice@example.com",
+                                                       "approve", 120, proof), range(8)))
+    assert sum(isinstance(r, stepup.Proof) for r in results) == 1
+    assert {r.code for r in results if isinstance(r, stepup.Refusal)} == {stepup.Code.REPLAYED}
+    assert passkeys.store(rt).list_for("alice@example.com")[0].sign_count == 1
+
+
+def test_without_a_public_address_step_up_fails_closed(rt: Runtime, redis_url: str,
+                                                       tmp_path: Any) -> None:
+    from bot.cards.view import build_view
+    from bot.slack import render
+    from tests.conftest import make_settings
+    from tests.stepup.conftest import POLICY
+
+    make_pending(rt, drop_body("drop-n"))
+    alice = enrol(rt, "alice@example.com")
+    proof = assertion(rt, alice, "drop-n", "alice@example.com", "approve")
+    bare = Runtime(make_settings(redis_url, tmp_path / "bare", policy_path=POLICY))
+    try:
+        with pytest.raises(passkeys.PasskeyError, match="SIGNOFF_PUBLIC_URL"):
+            passkeys.begin_enrolment(bare, "bob@example.com")
+        refused = lifecycle.step_up_options(bare, "drop-n", person(bare, "alice@example.com"),
+                                            "approve")
+        assert isinstance(refused, stepup.Refusal) and refused.code is stepup.Code.UNAVAILABLE
+        reply = lifecycle.submit_vote(bare, "drop-n", person(bare, "alice@example.com"),
+                                      "approve", step_up=proof)
+        assert reply.code == "step_up_unavailable"
+        unchanged(bare, "drop-n")
+    finally:
+        bare.close()
+    # A card made without a public address has no buttons that could vote, and says why.
+    record = rt.store.get("drop-n")
+    assert record is not None
+    view = build_view(record)
+    from dataclasses import replace
+
+    blocks = render.card_blocks(replace(view, step_up_url="/inbox/r/drop-n/step-up"),
+                                b"k" * 32, now=0)
+    actions = next(b for b in blocks if b["type"] == "actions")["elements"]
+    assert [a["action_id"] for a in actions] == [render.DETAILS]
+    assert "Decide it in the Signoff inbox" in json.dumps(blocks)
