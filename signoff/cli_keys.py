@@ -144,19 +144,31 @@ def show(token: str) -> None:
 @click.option("--params", "params_json", help="The exact params, as JSON.")
 @click.option("--payload", "payload_file", type=click.Path(exists=True, dir_okay=False,
                                                            path_type=Path),
-              help="A JSON file with resource and params (instead of --resource/--params).")
+              help="A JSON file with resource and params (instead of --resource/--params); a "
+                   "whole request body also binds its id, requester and context.")
+@click.option("--request-id", default=None, help="The request this run was approved as.")
+@click.option("--requester", default=None, help="The agent about to run it.")
+@click.option("--env", "environment", default=None, help="The environment it runs in.")
+@click.option("--context", "context_json", default=None,
+              help="The request's context as sent, as JSON (binds its hash and environment).")
 @click.option("--consume", is_flag=True, help="Also use the grant up (single use).")
 def verify(token: str, action: str, resource: str | None, params_json: str | None,
-           payload_file: Path | None, consume: bool) -> None:
+           payload_file: Path | None, request_id: str | None, requester: str | None,
+           environment: str | None, context_json: str | None, consume: bool) -> None:
     """Check a grant against exactly what would run (exit 1 when refused)."""
     payload = json.loads(payload_file.read_text()) if payload_file else None
     params = json.loads(params_json) if params_json is not None else None
+    context = json.loads(context_json) if context_json is not None else None
+    if context is not None and not isinstance(context, dict):
+        raise click.UsageError("--context must be a JSON object")
     if payload is None and resource is None:
         raise click.UsageError("give --resource (and --params) or --payload")
     rt = _runtime()
     try:
         claims = grants.verify(rt, token, action=action, resource=resource, params=params,
-                               payload=payload, consume=consume, actor="cli")
+                               payload=payload, request_id=request_id, requester=requester,
+                               context=context, environment=environment, consume=consume,
+                               actor="cli")
     except GrantError as exc:
         click.echo(f"REFUSED ({exc.code}): {exc}")
         raise SystemExit(1) from exc

@@ -70,6 +70,12 @@ class Refusal(str, Enum):
     REVOKED = "revoked"
     ALREADY_USED = "already_used"
 
+    def __str__(self) -> str:  # messages and logs show the code itself
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return self.value.__format__(spec)
+
 
 class GrantError(Exception):
     """A grant was refused; ``code`` (a :class:`Refusal`, equal to its string) says why."""

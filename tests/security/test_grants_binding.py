@@ -183,3 +183,27 @@ def test_a_grant_without_the_binding_claims_is_refused(rt: Runtime) -> None:
         token = jwt.encode({k: v for k, v in claims.items() if k != missing}, key.private,
                            algorithm="EdDSA", headers={"kid": key.kid})
         assert refused(sync_check, rt, token, params=PARAMS, **EXPORT) is Refusal.MALFORMED
+
+
+def test_the_cli_binds_what_it_is_told(rt: Runtime) -> None:
+    from click.testing import CliRunner
+
+    from signoff.cli_keys import grant as grant_cli
+    from tests.conftest import EXAMPLE_POLICY, TEST_SECRETS
+
+    mine = auto_approved(rt, "b-1")
+    env = {"REDIS_URL": rt.settings.redis_url, "SIGNOFF_DATA_KEYS": TEST_SECRETS["data_keys"],
+           "SIGNOFF_HMAC_SECRET": TEST_SECRETS["hmac_secret"],
+           "SIGNOFF_MASKING_KEY": TEST_SECRETS["masking_key"],
+           "SIGNOFF_POLICY": str(EXAMPLE_POLICY)}
+    base = ["verify", mine.grant, "--action", "db.export", "--resource",
+            "warehouse.customers", "--params", json.dumps(PARAMS)]
+    for extra, code in ((["--request-id", "b-2"], "request_mismatch"),
+                        (["--env", "prod"], "environment_mismatch"),
+                        (["--requester", "agent:deploy-bot"], "requester_mismatch"),
+                        (["--context", json.dumps({"environment": "dev"})], "context_mismatch")):
+        result = CliRunner().invoke(grant_cli, base + extra, env=env)
+        assert result.exit_code == 1 and f"REFUSED ({code})" in result.output, result.output
+    ok = CliRunner().invoke(grant_cli, [*base, "--request-id", "b-1", "--context",
+                                        json.dumps(DEV_CONTEXT)], env=env)
+    assert ok.exit_code == 0 and "OK: grant" in ok.output, ok.output
