@@ -133,7 +133,7 @@ investigate investigating investigation audit auditing review reviewing support 
 _TOKEN = re.compile(r"\S+")
 _LEAD = re.compile(r"^[^\w]+")
 _TRAIL = re.compile(r"[^\w]+$")
-WINDOW = 4  # words of context kept each side of a candidate word (the model sees about 4)
+WINDOW = 3  # words of context kept each side of a candidate word (same F1 on the corpus as 4 and 5)
 
 
 def segments(text: str, whole: bool = False) -> list[tuple[int, int]]:
@@ -199,7 +199,9 @@ def entities(texts: Sequence[str], batch_size: int = 64, whole: Sequence[bool] |
         size += len(seg) + len(_SEP)
     joined = [_SEP.join(parts[j][2] for j in chunk) for chunk in chunks]
     raw: list[list[tuple[int, int, str, float]]] = [[] for _ in texts]
-    for chunk, doc in zip(chunks, nlp.pipe(joined, batch_size=batch_size), strict=True):
+    # One chunk (one payload's prose): a direct call skips the batching machinery (~15 %).
+    docs = [nlp(joined[0])] if len(joined) == 1 else nlp.pipe(joined, batch_size=batch_size)
+    for chunk, doc in zip(chunks, docs, strict=True):
         found = _doc_entities(doc)
         pos = 0
         for j in chunk:
