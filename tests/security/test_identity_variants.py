@@ -182,5 +182,5 @@ def test_aliases_are_checked_when_the_policy_is_loaded() -> None:
     from policy import PolicyError
 
     bad = POLICY.replace("aliases: [f.fischer@example.com]", "aliases: [Alice@Example.com]")
-    with pytest.raises(PolicyError, match="alias 'Alice@Example.com' is already used"):
+    with pytest.raises(PolicyError, match=r"alias 'Alice@Example\.com' is already used"):
         parse_policy(bad)
