@@ -37,6 +37,21 @@ SELF_APPROVAL_CODES = frozenset({"requester", "on_behalf_of", "agent_owner", "ag
 FORGED_CLICK_CODES = frozenset({"bad_button", "bad_signature", "replay", "tenant_not_allowed",
                                 "forged", "stale_button"})
 SYSTEM_ACTORS = frozenset({"policy", "signoff", "clock", "intake", "cli", ""})
+# What a refusal code means, in an auditor's words.
+REFUSAL_TEXT = {
+    "requester": "made the request themselves",
+    "on_behalf_of": "the request was made on their behalf",
+    "agent_owner": "owns the requesting agent",
+    "agent_identity": "an agent cannot approve",
+    "bad_button": "button signature does not verify",
+    "bad_signature": "request signature does not verify",
+    "replay": "a click already used",
+    "tenant_not_allowed": "from a Teams tenant not allowed",
+    "unknown_person": "not in the directory",
+    "not_eligible": "not in an approver group for this rule",
+    "already_voted": "had already voted",
+    "step_up_refused": "passkey step-up not passed",
+}
 LIST_LIMIT = 50
 
 
@@ -58,6 +73,7 @@ class Evidence:
     denials_by_person: dict[str, int] = field(default_factory=dict)
     denials: list[dict[str, Any]] = field(default_factory=list)
     denial_count: int = 0
+    denial_reasons: dict[str, int] = field(default_factory=dict)
     timeouts: list[dict[str, Any]] = field(default_factory=list)
     timeout_count: int = 0
     refused_clicks: dict[str, int] = field(default_factory=dict)  # code -> n
@@ -103,6 +119,14 @@ def _week(ts: float) -> str:
     return (day - timedelta(days=day.weekday())).isoformat()
 
 
+def _denial(ev: Evidence, reasons: Counter[str], e: Entry, action: str, reason: str) -> None:
+    ev.denial_count += 1
+    reasons[reason] += 1
+    if len(ev.denials) < LIST_LIMIT:
+        ev.denials.append({"ts": e.ts, "request_id": e.request_id, "action": action,
+                           "by": e.actor, "reason": reason})
+
+
 def period_entries(rt: Runtime, since: float, until: float) -> Iterator[Entry]:
     """The entries of the period, from the archive when it reaches back that far."""
     live = rt.audit.r.xrange(rt.keys.audit, "-", "+", count=1)
@@ -133,6 +157,8 @@ def collect(rt: Runtime, since: float, until: float | None = None, *, samples: i
     approvals: Counter[str] = Counter()
     denials: Counter[str] = Counter()
     refused: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    deny_comment: dict[str, bool] = {}
     grants: Counter[str] = Counter()
     grant_refusals: Counter[str] = Counter()
     weekly: dict[str, Counter[str]] = defaultdict(Counter)
@@ -158,6 +184,7 @@ def collect(rt: Runtime, since: float, until: float | None = None, *, samples: i
                 approvals[e.actor] += 1
             elif d.get("choice") == "deny":
                 denials[e.actor] += 1
+                deny_comment[rid] = bool(d.get("comment_given"))
         elif e.event in (Event.DECIDED.value, Event.EXPIRED.value, Event.CANCELLED.value,
                          Event.REJECTED.value):
             status = {"expired": "timed_out", "cancelled": "cancelled",
@@ -171,24 +198,20 @@ def collect(rt: Runtime, since: float, until: float | None = None, *, samples: i
                 elif rid in requested_at:
                     ev.decision_seconds.append(max(e.ts - requested_at[rid], 0.0))
                 if status == "denied":
-                    ev.denial_count += 1
-                    if len(ev.denials) < LIST_LIMIT:
-                        ev.denials.append({
-                            "ts": e.ts, "request_id": rid, "action": action(rid),
-                            "by": e.actor,
-                            "reason": ("policy rule " + str(d.get("rule", "")))
-                            if e.actor == "policy" else (
-                                "denied by an approver (" + str(d.get("denials", 1))
-                                + " denial vote(s))")})
+                    if e.actor.lower() in SYSTEM_ACTORS:
+                        reason = "denied by policy rule " + str(d.get("rule", "") or "")
+                    elif deny_comment.get(rid):
+                        reason = "denied by an approver, with a written reason"
+                    else:
+                        reason = "denied by an approver, no reason given"
+                    _denial(ev, reasons, e, action(rid), reason)
             elif e.event == Event.EXPIRED.value:
                 ev.timeout_count += 1
                 if len(ev.timeouts) < LIST_LIMIT:
                     ev.timeouts.append({"ts": e.ts, "request_id": rid, "action": action(rid)})
-            elif e.event == Event.REJECTED.value and len(ev.denials) < LIST_LIMIT:
-                ev.denial_count += 1
-                ev.denials.append({"ts": e.ts, "request_id": rid, "action": action(rid),
-                                   "by": e.actor, "reason": "rejected: " + str(
-                                       d.get("code", "") or d.get("reason", ""))})
+            elif e.event == Event.REJECTED.value:
+                _denial(ev, reasons, e, action(rid), "rejected before review: " + str(
+                    d.get("code", "") or d.get("reason", "") or "invalid request"))
         elif e.event in (Event.CLICK_REFUSED.value, "step_up_refused"):
             code = str(d.get("code", "") or e.event)
             refused[code] += 1
@@ -226,6 +249,7 @@ def collect(rt: Runtime, since: float, until: float | None = None, *, samples: i
     ev.approvals_by_person = dict(approvals.most_common())
     ev.denials_by_person = dict(denials.most_common())
     ev.refused_clicks = dict(refused.most_common())
+    ev.denial_reasons = dict(reasons.most_common())
     ev.grants = dict(grants)
     ev.grant_refusals = dict(grant_refusals)
     ev.weekly = {w: dict(c) for w, c in sorted(weekly.items())}

@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # no display: render to memory only
 import matplotlib.pyplot as plt
 
 from signoff.audit.controls import CONTROLS
-from signoff.audit.report import Evidence
+from signoff.audit.report import REFUSAL_TEXT, Evidence
 
 STATUS_COLOURS = {"approved": "#2e7d32", "denied": "#c62828", "timed_out": "#f9a825",
                   "cancelled": "#78909c", "rejected": "#6a1b9a"}
@@ -97,12 +97,22 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _whenshort(ts: float) -> str:
+    return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _refusal(code: str) -> str:
+    return REFUSAL_TEXT.get(code, code.replace("_", " "))
+
+
 @cache
 def _template() -> jinja2.Template:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = _when
     env.filters["duration"] = _duration
+    env.filters["whenshort"] = _whenshort
+    env.filters["refusal"] = _refusal
     text = resources.files("signoff.audit").joinpath("report.html.j2").read_text()
     return env.from_string(text)
 
@@ -114,7 +124,7 @@ def render_html(ev: Evidence, *, for_print: bool = False) -> str:
     return _template().render(
         ev=ev, controls=CONTROLS, titles=FIGURE_TITLES, outcomes=outcomes,
         weekly_chart=chart_weekly(ev), time_chart=chart_decision_time(ev),
-        for_print=for_print, median=_duration(ev.median_seconds),
+        for_print=for_print, rows=15 if for_print else 50, median=_duration(ev.median_seconds),
         p95=_duration(ev.p95_seconds))
 
 
