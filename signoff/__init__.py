@@ -18,6 +18,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "Decision",
+    "DecisionMismatch",
     "requires_approval",
 ]
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
         AsyncClient,
         Client,
         Decision,
+        DecisionMismatch,
         requires_approval,
     )
 
