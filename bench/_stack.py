@@ -76,7 +76,9 @@ class BenchStack:
                                                                          "MICROSOFT_"))}
         return {**base, **SECRETS, "REDIS_URL": self.redis.url, "SIGNOFF_POLICY": str(self.policy),
                 "SIGNOFF_DATA_DIR": str(self.dir / "data"), "PORT": str(self.port),
-                "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), **self.extra_env}
+                "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+                # The benches' agents speak request v1 on the shared stream (trusted mode).
+                "SIGNOFF_TRUSTED_STREAM": "1", **self.extra_env}
 
     def start_redis(self) -> str:
         return self.redis.start()
