@@ -397,7 +397,9 @@ def requires_approval(action: str, *, client: Client | AsyncClient,
     """Run the decorated function only after approval of exactly these arguments.
 
     The function's bound arguments are the request's ``params``; ``resource``,
-    ``on_behalf_of`` and ``reason`` may be callables taking the same arguments. With
+    ``on_behalf_of`` and ``reason`` may be callables taking the same arguments. ``async def``
+    functions and methods are guarded too (with an :class:`AsyncClient`); a method's ``self``
+    or ``cls`` is not part of the params. With
     ``verify_grant`` the decision's grant is verified against the exact payload and consumed
     before the call, so a payload changed after approval cannot run.
 
@@ -413,17 +415,25 @@ def requires_approval(action: str, *, client: Client | AsyncClient,
 
     def deco(fn: F) -> F:
         sig = inspect.signature(fn)
+        # A method's receiver is not part of what is approved (nor shown on the card).
+        first = next(iter(sig.parameters), None)
+        receiver = first if first in ("self", "cls") else None
+        is_async = inspect.iscoroutinefunction(fn)
+        if is_async and not isinstance(client, AsyncClient):
+            raise TypeError(f"{fn.__qualname__} is async def: guard it with an AsyncClient")
+        if not is_async and not isinstance(client, Client):
+            raise TypeError(f"{fn.__qualname__} is not async: guard it with a Client")
 
         def _prepare(args: tuple[Any, ...], kwargs: dict[str, Any]
                      ) -> tuple[dict[str, Any], str, Any, Any]:
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
-            params = json.loads(json.dumps(dict(bound.arguments), default=str))
-            res = _resolve(resource, bound.arguments, fn.__qualname__)
-            return params, res, _resolve(on_behalf_of, bound.arguments), _resolve(
-                reason, bound.arguments)
+            arguments = {k: v for k, v in bound.arguments.items() if k != receiver}
+            params = json.loads(json.dumps(arguments, default=str))
+            res = _resolve(resource, arguments, fn.__qualname__)
+            return params, res, _resolve(on_behalf_of, arguments), _resolve(reason, arguments)
 
-        if inspect.iscoroutinefunction(fn):
+        if is_async:
             @functools.wraps(fn)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
                 assert isinstance(client, AsyncClient)

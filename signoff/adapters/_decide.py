@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from signoff.grant_check import GrantError, acheck_grant
-from signoff.sdk import ApprovalTimeout, AsyncClient, AsyncHandle, Decision
+from signoff.grant_check import GrantError
+from signoff.sdk import ApprovalTimeout, AsyncHandle, Decision, DecisionMismatch
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
 
@@ -40,8 +40,7 @@ def refusal_text(decision: Decision) -> str:
             + ". The tool did not run.")
 
 
-async def verdict_for(handle: AsyncHandle, client: AsyncClient, *, action: str, resource: str,
-                      params: Any, timeout: float) -> Verdict:
+async def verdict_for(handle: AsyncHandle, timeout: float) -> Verdict:
     """Wait for ``handle``'s decision and, when approved, verify and consume its grant."""
     try:
         decision = await handle.wait(timeout)
@@ -49,11 +48,16 @@ async def verdict_for(handle: AsyncHandle, client: AsyncClient, *, action: str, 
         await handle.cancel("no decision within the agent's timeout")
         return Verdict(False, f"Signoff request {handle.id} got no decision in time. "
                        "The tool did not run.", handle.id)
+    except DecisionMismatch as exc:
+        await handle.cancel("a reply that did not match the request was received")
+        return Verdict(False, f"Signoff request {handle.id}: {exc}. The tool did not run.",
+                       handle.id)
     if not decision.approved:
         return Verdict(False, refusal_text(decision), handle.id, decision)
     try:
-        await acheck_grant(client.redis, client.keys, decision, action=action,
-                           resource=resource, params=params, reporter=client.requester)
+        # Binds everything the request carried (id, requester, action, resource, params,
+        # context) and consumes the grant.
+        await handle.verify_grant(decision)
     except (GrantError, ValueError) as exc:
         return Verdict(False, f"Signoff request {handle.id}: the grant does not match this "
                        f"call ({getattr(exc, 'code', 'invalid')}). The tool did not run.",

@@ -94,8 +94,7 @@ class SignoffReviewer:
             action, resource, params, on_behalf_of=self.on_behalf_of,
             reason=f"{name} in thread {thread_id}", context=context,
             id=self.request_id(thread_id, interrupt_id, index))
-        return await verdict_for(handle, self.client, action=action, resource=resource,
-                                 params=params, timeout=self.timeout)
+        return await verdict_for(handle, self.timeout)
 
     @staticmethod
     def _decision(verdict: Verdict) -> dict[str, Any]:

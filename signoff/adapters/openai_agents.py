@@ -77,8 +77,7 @@ class SignoffApprovals:
             reason=f"{agent_name} calls {tool}",
             context={**self.context, "framework": "openai-agents", "agent": agent_name,
                      "tool": tool})
-        return await verdict_for(handle, self.client, action=action, resource=resource,
-                                 params=arguments, timeout=self.timeout)
+        return await verdict_for(handle, self.timeout)
 
     async def resolve(self, state: RunState[Any], interruptions: list[ToolApprovalItem]
                       ) -> list[Verdict]:

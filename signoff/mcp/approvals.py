@@ -33,10 +33,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from signoff.grant_check import GrantError, acheck_grant
+from signoff.grant_check import GrantError
 from signoff.mcp.config import WaitConfig
 from signoff.models import Status
-from signoff.sdk import ApprovalTimeout, AsyncClient, AsyncHandle, Decision
+from signoff.sdk import ApprovalTimeout, AsyncClient, AsyncHandle, Decision, DecisionMismatch
 
 log = logging.getLogger("signoff.mcp")
 
@@ -259,18 +259,24 @@ class Approvals:
             await self._cancel(entry, "no decision within the gateway's decision_timeout")
             return Outcome(Verdict.REFUSED, f"Signoff request {rid} got no decision within "
                            f"{int(self.wait.decision_timeout)}s. The tool did not run.", rid)
+        except DecisionMismatch as exc:
+            # A reply that is not for this request (another id, payload or grant): ignored,
+            # and the request is withdrawn rather than left waiting for a reply nobody reads.
+            await self._cancel(entry, "a reply that did not match the request was received")
+            return Outcome(Verdict.REFUSED, f"Signoff request {rid}: the decision received "
+                           f"does not match this call ({exc}). The tool did not run.", rid)
         except Exception as exc:
+            await self._cancel(entry, "the gateway could not read the decision")
             return Outcome(Verdict.REFUSED, f"Signoff request {rid} failed: {exc}. "
                            "The tool did not run.", rid)
         if not decision.approved:
             return Outcome(Verdict.REFUSED, _refusal(decision), rid, decision)
         try:
-            await acheck_grant(self.client.redis, self.client.keys, decision,
-                               action=call.action, resource=call.resource,
-                               params=call.arguments, reporter=self.client.requester)
+            # Binds everything the request carried: id, requester, action, resource,
+            # arguments and context; consumes the grant (single use).
+            await entry.handle.verify_grant(decision)
         except (GrantError, ValueError) as exc:
             code = getattr(exc, "code", "invalid")
-            await self._cancel(entry, f"the decision received did not match the call ({code})")
             return Outcome(Verdict.REFUSED, f"Signoff request {rid} was approved but its grant "
                            f"does not match this call ({code}: {exc}). The tool did not run.",
                            rid, decision)

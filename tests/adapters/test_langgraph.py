@@ -30,7 +30,7 @@ ACTION = "langgraph.delete_report"
 async def _run(env: Env, tmp: Path, thread: str, mode: str, decision: str,
                comment: str | None = None) -> tuple[dict, str, Path]:
     log = tmp / f"{thread}.calls"
-    client = AsyncClient(str(env.rt.settings.redis_url), requester=AGENT)
+    client = AsyncClient(env.agent_url, requester=AGENT)
     reviewer = SignoffReviewer(client, resource=lambda tool, args: str(args["name"]), timeout=30)
     config = {"configurable": {"thread_id": thread}}
 
@@ -55,7 +55,7 @@ async def test_approved_review_runs_the_tool(mcp_env: Env, tmp_path: Path, mode:
     result, rid, log = await _run(mcp_env, tmp_path, f"approve-{mode}", mode, "approve")
     assert result["messages"][-1].content == "result: deleted q3-draft"
     assert calls(log) == [{"tool": "delete_report", "name": "q3-draft"}]
-    assert rid.startswith("lg-")
+    assert mcp_env.agent_id(rid).startswith("lg-")
 
 
 async def test_rejected_review_gives_the_model_the_reason(mcp_env: Env, tmp_path: Path) -> None:
@@ -63,14 +63,14 @@ async def test_rejected_review_gives_the_model_the_reason(mcp_env: Env, tmp_path
                                   "legal hold on Q3 reports")
     assert calls(log) == []
     final = result["messages"][-1].content
-    assert "legal hold on Q3 reports" in final and rid in final
+    assert "legal hold on Q3 reports" in final and mcp_env.agent_id(rid) in final
 
 
 async def test_a_restart_picks_up_the_same_request_and_its_decision(mcp_env: Env,
                                                                     tmp_path: Path) -> None:
     db, log, thread = tmp_path / "restart.db", tmp_path / "restart.calls", "restart-1"
     argv = [sys.executable, "-m", "tests.adapters.lg_agent", str(db), thread,
-            str(mcp_env.rt.settings.redis_url), str(log)]
+            mcp_env.agent_url, str(log)]
     first = subprocess.Popen([*argv, "start"], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
     try:

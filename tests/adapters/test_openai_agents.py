@@ -76,7 +76,7 @@ async def _decide(env: Env, decision: str, comment: str | None = None) -> str:
 async def test_run_pauses_until_signoff_approves(mcp_env: Env) -> None:
     ran: list[dict[str, Any]] = []
     model = ScriptedModel({"order": "A-1", "amount": 30})
-    client = AsyncClient(str(mcp_env.rt.settings.redis_url), requester=AGENT)
+    client = AsyncClient(mcp_env.agent_url, requester=AGENT)
     approvals = SignoffApprovals(client, resource=lambda tool, args: str(args["order"]),
                                  timeout=30)
     decider = asyncio.create_task(_decide(mcp_env, "approve"))
@@ -92,12 +92,13 @@ async def test_run_pauses_until_signoff_approves(mcp_env: Env) -> None:
 async def test_denial_reaches_the_model_with_the_reason(mcp_env: Env) -> None:
     ran: list[dict[str, Any]] = []
     model = ScriptedModel({"order": "B-2", "amount": 5000})
-    client = AsyncClient(str(mcp_env.rt.settings.redis_url), requester=AGENT)
+    client = AsyncClient(mcp_env.agent_url, requester=AGENT)
     approvals = SignoffApprovals(client, timeout=30)
     decider = asyncio.create_task(_decide(mcp_env, "deny", "over the refund limit"))
     result = await asyncio.wait_for(approvals.run(make_agent(model, ran), "refund B-2"), 60)
     rid = await decider
     assert ran == []
-    assert "over the refund limit" in result.final_output and rid in result.final_output
+    assert "over the refund limit" in result.final_output
+    assert mcp_env.agent_id(rid) in result.final_output
     assert "did not run" in result.final_output
     await client.aclose()

@@ -24,6 +24,8 @@ import yaml
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from signoff.agents import AgentRegistry
+from signoff.keys import SCOPE_SEP
 from signoff.models import Status
 from signoff.runtime import Runtime
 from signoff.tokens import TokenKind
@@ -32,7 +34,8 @@ from tests.core.test_processes import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 WAREHOUSE = ROOT / "examples" / "mcp" / "warehouse_server.py"
-AGENT = "agent:mcp-test"
+AGENT_NAME = "mcp-test"
+AGENT = f"agent:{AGENT_NAME}"
 
 POLICY = """
 version: 1
@@ -83,14 +86,26 @@ class Env:
     rt: Runtime
     tmp: Path
     policy: Path
+    agent_url: str = ""
     tokens: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def record_id(rid: str) -> str:
+        """Signoff's id of the agent's request ``rid`` (ids are scoped per agent)."""
+        return rid if SCOPE_SEP in rid else f"{AGENT_NAME}{SCOPE_SEP}{rid}"
+
+    @staticmethod
+    def agent_id(rid: str) -> str:
+        """The id the agent itself knows a request by."""
+        return rid.split(SCOPE_SEP, 1)[-1]
 
     def decide(self, rid: str, who: str, decision: str, comment: str | None = None
                ) -> requests.Response:
         body: dict[str, Any] = {"decision": decision}
         if comment:
             body["comment"] = comment
-        return requests.post(f"{self.stack.url}/api/v1/requests/{rid}/decision", json=body,
+        return requests.post(f"{self.stack.url}/api/v1/requests/{self.record_id(rid)}/decision",
+                             json=body,
                              headers={"Authorization": f"Bearer {self.tokens[who]}"}, timeout=10)
 
     async def pending_for(self, action: str, timeout: float = 20,
@@ -101,7 +116,8 @@ class Env:
         def find() -> str | None:
             for rid in self.rt.store.pending_ids():
                 rec = self.rt.store.get(rid, with_votes=False)
-                if rec is not None and rec.action == action and rid not in exclude:
+                if rec is not None and rec.action == action \
+                        and rid not in {self.record_id(x) for x in exclude}:
                     return str(rid)
             return None
 
@@ -114,7 +130,7 @@ class Env:
         raise AssertionError(f"timed out after {timeout}s waiting for a pending {action} request")
 
     def status(self, rid: str) -> Status | None:
-        return self.rt.store.status(rid)
+        return self.rt.store.status(self.record_id(rid))
 
 
 @pytest.fixture(scope="module")
@@ -130,13 +146,16 @@ def mcp_env(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     r.close()
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
-    settings = make_settings(redis_server.url, tmp / "data", policy_path=policy)
+    settings = make_settings(redis_server.url, tmp / "data", policy_path=policy,
+                             trusted_stream=False)
     rt = Runtime(settings)
     stack = Stack(settings, tmp)
     stack.env["SIGNOFF_POLICY"] = str(policy)
-    stack.env["SIGNOFF_TRUSTED_STREAM"] = "1"
+    stack.env["SIGNOFF_TRUSTED_STREAM"] = "0"  # agents use their own credentials only
     stack.start_all()
-    env = Env(stack, rt, tmp, policy)
+    # The gateway and the adapters act as a registered agent with its own Redis ACL user.
+    creds = AgentRegistry(rt.redis, rt.keys).add(AGENT_NAME, redis_server.url)
+    env = Env(stack, rt, tmp, policy, agent_url=creds.redis_url)
     for who in ("alice@example.com", "bob@example.com"):
         env.tokens[who] = rt.tokens.create(TokenKind.PERSON, who)
     yield env
@@ -155,7 +174,7 @@ def gateway_config(env: Env, name: str, *, upstream_url: str | None = None,
         server["command"] = [sys.executable, str(WAREHOUSE)]
         server["env"] = {"WAREHOUSE_LOG": str(log or env.tmp / f"{name}.calls")}
     data: dict[str, Any] = {
-        "agent": AGENT, "redis_url": str(env.rt.settings.redis_url),
+        "agent": AGENT, "redis_url": env.agent_url,
         "context": {"environment": "prod"}, "servers": [server],
         "wait": {"hold": 30, "hold_with_progress": 60, "progress_interval": 0.5, **wait},
     }

@@ -11,7 +11,7 @@ import pytest
 
 from signoff.models import Status
 from signoff.sdk import Client
-from tests.mcp.conftest import AGENT, Env, calls, gateway_config, stdio_gateway, text_of
+from tests.mcp.conftest import AGENT, AGENT_NAME, Env, calls, gateway_config, stdio_gateway, text_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -68,7 +68,7 @@ async def test_destructive_call_waits_for_approval_then_runs(mcp_env: Env) -> No
         result = await asyncio.wait_for(call, 30)
         assert not result.is_error, text_of(result)
         assert text_of(result) == "dropped customers"
-    assert any(rid in m for m in progress), progress  # kept alive with progress notifications
+    assert any(mcp_env.agent_id(rid) in m for m in progress), progress  # kept alive with progress notifications
     assert [c["tool"] for c in calls(log)] == ["drop_table"]
 
 
@@ -82,7 +82,8 @@ async def test_denied_call_returns_the_reason_and_never_runs(mcp_env: Env) -> No
         assert reply.status_code == 200, reply.text
         result = await asyncio.wait_for(call, 30)
         assert result.is_error
-        assert "orders feed the invoices" in text_of(result) and rid in text_of(result)
+        assert "orders feed the invoices" in text_of(result)
+        assert mcp_env.agent_id(rid) in text_of(result)
         assert "did not run" in text_of(result)
     assert calls(log) == []
 
@@ -141,17 +142,18 @@ async def test_other_arguments_never_ride_on_an_approval(mcp_env: Env) -> None:
         vid = await mcp_env.pending_for("mcp.warehouse.export_rows",
                                         exclude=(rid, other.meta["signoff/request_id"]))
         # An approved decision for the same tool with other arguments, from this agent.
-        client = Client(str(mcp_env.rt.settings.redis_url), requester=AGENT)
+        client = Client(mcp_env.agent_url, requester=AGENT)
         handle = client.request("mcp.warehouse.export_rows", "orders",
                                 {"table": "orders", "rows": 11},
                                 context={"environment": "prod", "mcp": {"annotations": {}}})
         tid = await mcp_env.pending_for("mcp.warehouse.export_rows",
                                         exclude=(rid, vid, other.meta["signoff/request_id"]))
-        assert tid == handle.id
+        assert tid == mcp_env.record_id(handle.id)
         assert mcp_env.decide(tid, "alice@example.com", "approve").status_code == 200
         decision = await asyncio.to_thread(handle.wait, 20)
         assert decision.approved
-        mcp_env.rt.redis.lpush(mcp_env.rt.keys.reply(vid), json.dumps(decision.raw))
+        reply_key = mcp_env.rt.keys.agent(AGENT_NAME).reply(mcp_env.agent_id(vid))
+        mcp_env.rt.redis.lpush(reply_key, json.dumps(decision.raw))
         result = await asyncio.wait_for(victim, 20)
         assert result.is_error and "does not match" in text_of(result), text_of(result)
         # The approval of rows: 10 is still there for the real retry, which runs once.
