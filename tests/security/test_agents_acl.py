@@ -182,3 +182,16 @@ def test_legacy_requester_field_and_sdk_identity(srt: Runtime, agents: dict[str,
     spoof.keys = srt.keys.agent("deploy-bot")
     _refused(lambda: spoof.request("db.export", "t", {}))
     assert lifecycle is not None
+
+
+def test_the_docs_show_the_acl_signoff_generates() -> None:
+    """docs/security.md prints, for Redis 7 and Redis 6, exactly what acl_command builds."""
+    import re
+
+    from signoff.keys import Keys
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "security.md").read_text()
+    blocks = [" ".join(b.split()) for b in re.findall(r"```\n(ACL SETUSER .*?)```", text, re.S)]
+    for version in (7, 6):
+        assert " ".join(acl_command(Keys(), "export-bot", "<sha256>", version)) in blocks
