@@ -49,8 +49,7 @@ directory:
 defaults: {channels: [web], reminders: []}
 rules:
   - id: mcp-read-only
-    match: {action: "mcp.*"}
-    when: 'has(context.mcp.annotations.readOnlyHint) && context.mcp.annotations.readOnlyHint == true'
+    match: {action: "mcp.*", context: {mcp.annotations.readOnlyHint: true}}
     decision: auto_approve
 default:
   require: {approvers: 1 of platform}
@@ -81,6 +80,8 @@ async def run(n: int, n_remote: int, bench: BenchStack) -> bool:
                 "servers": [{"name": "warehouse", "command": [sys.executable, str(WAREHOUSE)]}]}
         if local:
             data["policy"] = str(bench.policy)
+        else:
+            data["wait"] = {"hold": 30}
         path = bench.dir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data))
         return path
@@ -90,7 +91,12 @@ async def run(n: int, n_remote: int, bench: BenchStack) -> bool:
         direct = await session(stack, [str(WAREHOUSE)])
         local = await session(stack, [*gateway, str(config("local", True))])
         remote = await session(stack, [*gateway, str(config("remote", False))])
-        for s in (direct, local, remote):
+        # The round trip first: every locally approved call below is also recorded in Signoff
+        # (a request it prepares and finalizes), which would queue ahead of these.
+        for _ in range(10):
+            await timed(remote)
+        rt: list[float] = [await timed(remote) for _ in range(n_remote)]
+        for s in (direct, local):
             for _ in range(30):
                 await timed(s)
         base: list[float] = []
@@ -98,7 +104,6 @@ async def run(n: int, n_remote: int, bench: BenchStack) -> bool:
         for _ in range(n):
             base.append(await timed(direct))
             gw.append(await timed(local))
-        rt: list[float] = [await timed(remote) for _ in range(n_remote)]
     b, g, r = summary(base), summary(gw), summary(rt)
     print(f"count_rows (read-only, auto-approved), {n} calls each, interleaved")
     print(f"{'':34}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")

@@ -57,8 +57,7 @@ defaults:
   masking: {profile: fast}
 rules:
   - id: mcp-read-only
-    match: {action: "mcp.*"}
-    when: 'has(context.mcp.annotations.readOnlyHint) && context.mcp.annotations.readOnlyHint == true'
+    match: {action: "mcp.*", context: {mcp.annotations.readOnlyHint: true}}
     decision: auto_approve
     reason: The MCP tool is read-only.
   - id: mcp-export-quick
@@ -66,13 +65,12 @@ rules:
     match: {action: "mcp.*.export_rows"}
     when: 'has(params.rows) && int(params.rows) == 7'
     require: {approvers: 1 of platform, timeout: 3s}
+  - id: mcp-write
+    match: {action: "mcp.*", context: {mcp.annotations.destructiveHint: false}}
+    require: {approvers: 1 of platform, timeout: 10m}
   - id: mcp-destructive
     match: {action: "mcp.*"}
-    when: '!has(context.mcp.annotations.destructiveHint) || context.mcp.annotations.destructiveHint == true'
     require: {approvers: 1 of platform, deny_comment: true, timeout: 10m}
-  - id: mcp-write
-    match: {action: "mcp.*"}
-    require: {approvers: 1 of platform, timeout: 10m}
 default:
   require: {approvers: 1 of platform}
 """
