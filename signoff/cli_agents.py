@@ -54,6 +54,23 @@ def add(name: str, public_url: str | None, as_json: bool) -> None:
         except (AgentError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
         _print_credentials(creds, as_json)
+        _warn_if_unknown(settings, f"agent:{creds.name}")
+
+
+def _warn_if_unknown(settings: object, requester: str) -> None:
+    """Say so when the policy's directory does not list the agent (its owner and team then
+    stay unknown to the rules)."""
+    from signoff.runtime import Runtime
+    from signoff.settings import Settings
+
+    assert isinstance(settings, Settings)
+    try:
+        known = Runtime(settings).policy.directory.agent(requester) is not None
+    except Exception:  # no readable policy here: nothing to compare with
+        return
+    if not known:
+        click.echo(f"note: {requester} is not in the policy's directory (agents:); rules that "
+                   "match its owner or team will not apply to it", err=True)
 
 
 @agent.command("rotate")

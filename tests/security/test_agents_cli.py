@@ -27,11 +27,15 @@ def _env(rt: Runtime, tmp_path: Path, redis_url: str | None = None) -> dict[str,
 def run(rt: Runtime, tmp_path: Path, *args: str, redis_url: str | None = None) -> str:
     result = CliRunner().invoke(cli_main, list(args), env=_env(rt, tmp_path, redis_url))
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def test_agent_lifecycle_from_the_command_line(srt: Runtime, tmp_path: Path) -> None:
-    out = json.loads(run(srt, tmp_path, "agent", "add", "Agent:CLI-Bot", "--json"))
+    result = CliRunner().invoke(cli_main, ["agent", "add", "Agent:CLI-Bot", "--json"],
+                                env=_env(srt, tmp_path))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert "not in the policy's directory" in result.stderr
     assert out["agent"] == "cli-bot" and out["requester"] == "agent:cli-bot"
     assert out["api_token"].startswith("so_a_")
     r = redis.Redis.from_url(out["redis_url"], decode_responses=True)

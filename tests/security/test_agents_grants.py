@@ -84,3 +84,50 @@ def test_another_agent_cannot_use_or_block_a_grant(srt: Runtime,
     with pytest.raises(redis.exceptions.ResponseError):
         mallory.r.set(bot.keys.grant_used(jti), "x")
     sdk_use(bot, d)  # the owner's use is unaffected
+
+
+def test_async_client_with_its_own_credentials(srt: Runtime, agents: dict[str, Agent]) -> None:
+    """The asyncio client works out its agent from the URL and does the whole round trip
+    (send, wait, grant check and report) under its ACL."""
+    import asyncio
+    import threading
+    import time
+
+    from signoff.sdk import AsyncClient
+    from tests.security.agents_helpers import drive
+
+    bot = agents["deploy-bot"]
+    result: dict[str, str] = {}
+
+    async def agent() -> str:
+        client = AsyncClient(bot.creds.redis_url)
+        assert client.requester == "agent:deploy-bot"
+        try:
+            handle = await client.request(ACTION, RESOURCE, PARAMS,
+                                          on_behalf_of="frank@example.com",
+                                          context={"environment": "dev"})
+            decision = await handle.wait(timeout=20)
+            await handle.verify_grant(decision)
+            return decision.status.value
+        finally:
+            await client.aclose()
+
+    def run_agent() -> None:
+        try:
+            result["status"] = asyncio.run(agent())
+        except Exception as exc:  # reported below
+            result["error"] = repr(exc)
+
+    # The agent runs in a thread; Signoff's intake and (rq) workers in this one.
+    thread = threading.Thread(target=run_agent, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while thread.is_alive() and time.monotonic() < deadline:
+        drive(srt)
+        thread.join(0.1)
+    assert result == {"status": "approved"}
+    from workers.janitor import Janitor
+
+    Janitor(srt).tick()
+    used = [e for e in srt.audit.entries() if e.event == "grant_used"]
+    assert used and used[-1].details["reported_by"] == "agent:deploy-bot"
