@@ -40,13 +40,16 @@ def check_policy(settings: Settings) -> None:
 
 @contextmanager
 def resolved_settings(settings: Settings | None = None, *, agent: bool = False,
-                      policy: bool = False) -> Iterator[Settings]:
+                      policy: bool = False, redis_port: int = 0,
+                      fresh: bool = False) -> Iterator[Settings]:
     """Settings with a Redis URL (and, for the service, its secrets).
 
     Args:
         settings: already loaded settings (the demo's); default: read the environment.
         agent: an agent's command: only the Redis URL and key prefix matter.
         policy: also parse the policy file now (the long-running processes).
+        redis_port: the embedded Redis also listens on this loopback TCP port (the demo).
+        fresh: the embedded Redis starts empty (the demo, unless ``--keep``).
 
     Starts the embedded Redis when ``REDIS_URL`` is unset, and stops it on exit.
     """
@@ -58,7 +61,9 @@ def resolved_settings(settings: Settings | None = None, *, agent: bool = False,
         settings = settings.with_generated_secrets()
     embedded: EmbeddedRedis | None = None
     if settings.embedded_redis:
-        embedded = EmbeddedRedis(settings.data_dir)
+        embedded = EmbeddedRedis(settings.data_dir, port=redis_port)
+        if fresh:
+            embedded.reset()
         url = embedded.start()
         # The embedded Redis is local use and the demo: the trusted shared stream stays on
         # unless set explicitly (its children see a REDIS_URL, so they are told).

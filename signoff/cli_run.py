@@ -86,6 +86,9 @@ def worker(burst: bool) -> None:
 
     with resolved_settings(policy=True) as settings:
         setup_logging(settings.log_level)
+        for platform, why in settings.channels_off().items():
+            # Once, here: cards for a platform without credentials are not routed at all.
+            log.info("%s: off (%s)", platform, why)
         run_worker(Runtime(settings), burst=burst)
 
 

@@ -29,10 +29,12 @@ from typing import Any
 
 import click
 
-from signoff.settings import Settings, load_settings
+from signoff.settings import Settings, load_service_settings
 
 EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
 AGENT_WAIT = 3600.0
+# An agent the demo registers, so the README's redis-cli example runs against it as written.
+README_AGENT = "export-bot"
 
 
 @dataclass
@@ -110,6 +112,8 @@ class Console:
 
 def port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # As the servers bind: a port whose last connections linger in TIME_WAIT is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -320,6 +324,21 @@ class Demo:
             out.append((step, ok, text))
         return out
 
+    def show_agent_url(self) -> None:
+        """Register the README's example agent and print its own Redis URL, so the README's
+        ``redis-cli -u "$REDIS_URL" XADD ...`` works against this demo as written."""
+        from signoff.agents import AgentRegistry
+
+        url = self.settings.redis_url or ""
+        if not url.startswith("redis://"):
+            return
+        registry = AgentRegistry(self.rt.redis, self.rt.keys)
+        creds = (registry.rotate(README_AGENT, url) if registry.is_registered(README_AGENT)
+                 else registry.add(README_AGENT, url))
+        self.out.say(f"  Agent {README_AGENT}'s own credentials (README, \"The agent contract\"):")
+        self.out.say(f"    export REDIS_URL='{creds.redis_url}'")
+        self.out.say("")
+
     def cancel_leftovers(self) -> None:
         """Cancel pending requests left by an earlier demo run (so the inbox starts clean)."""
         from signoff import lifecycle
@@ -351,8 +370,13 @@ def demo_settings(base: Settings, port: int) -> Settings:
                    "than the script intends.")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="Give up after SECONDS (exit code 1).")
+@click.option("--keep", is_flag=True,
+              help="Keep the previous demo's requests, votes and audit log (default: every "
+                   "run starts from an empty embedded Redis).")
+@click.option("--redis-port", type=int, default=0, show_default=True,
+              help="Loopback TCP port of the embedded Redis (0: a free one).")
 def demo(port: int | None, auto_after: float | None, exit_when_done: bool,
-         timeout: float | None) -> None:
+         timeout: float | None, keep: bool, redis_port: int) -> None:
     """Run everything on an embedded Redis with a scripted agent and the web inbox."""
     from signoff.cli_run import Supervisor, resolved_settings, setup_logging
 
@@ -360,7 +384,13 @@ def demo(port: int | None, auto_after: float | None, exit_when_done: bool,
         raise click.ClickException(f"the example policy is missing: {EXAMPLE_POLICY}")
     console = Console()
     stop = threading.Event()
-    base = load_settings()
+    # Checked like every process's settings (one line per problem, exit 2), with the
+    # example policy whatever SIGNOFF_POLICY says.
+    base = load_service_settings(policy_path=EXAMPLE_POLICY)
+    if base.embedded_redis:
+        # The demo's own database, apart from a local `signoff run`'s (which it may empty).
+        base = base.model_copy(update={"data_dir": base.data_dir / "demo"})
+        redis_port = pick_port("127.0.0.1", redis_port)
     chosen = pick_port("127.0.0.1", base.port if port is None else port)
     settings = demo_settings(base, chosen)
     setup_logging("WARNING")
@@ -374,13 +404,21 @@ def demo(port: int | None, auto_after: float | None, exit_when_done: bool,
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    with resolved_settings(settings) as resolved:
+    fresh = settings.embedded_redis and not keep
+    with resolved_settings(settings, redis_port=redis_port, fresh=fresh) as resolved:
         url = f"http://127.0.0.1:{chosen}"
         console.say("Signoff demo", bold=True)
-        where = f"embedded, data in {resolved.data_dir}" if settings.embedded_redis else "REDIS_URL"
-        console.say(f"  Redis:  {where}")
+        if settings.embedded_redis:
+            state = "kept from the last run" if keep else "started empty (--keep keeps it)"
+            console.say(f"  Redis:  {resolved.redis_url} (embedded, {state}; data in "
+                        f"{resolved.data_dir})")
+        else:
+            console.say("  Redis:  REDIS_URL (your own; nothing is emptied)")
         console.say(f"  Policy: {resolved.policy_path}")
         console.say(f"  Logs:   {resolved.data_dir / 'logs'}/")
+        for platform, why in settings.channels_off().items():
+            # Said once here; their cards are simply not routed (the inbox has every request).
+            console.say(f"  {platform}: off ({why})")
         console.say("  Starting web, worker and intake (the worker loads the masking model)…")
         sup = Supervisor(resolved, quiet=True)
         sup.env.update({"HOST": "127.0.0.1", "PORT": str(chosen), "SIGNOFF_DEMO_SIGN_IN": "true",
@@ -403,7 +441,9 @@ def demo(port: int | None, auto_after: float | None, exit_when_done: bool,
             console.say("  Ctrl-C stops everything.")
             console.say("")
             app = Demo(resolved, url, console, auto_after, stop)
-            app.cancel_leftovers()
+            if keep or not settings.embedded_redis:
+                app.cancel_leftovers()
+            app.show_agent_url()
             app.send_all()
             announced_done = False
             while not stop.is_set():

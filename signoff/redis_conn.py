@@ -79,12 +79,51 @@ class EmbeddedRedis:
         except (redis.RedisError, OSError):
             return False
 
+    def _stray(self) -> redis.Redis | None:
+        """A client of a server an earlier run left serving this folder (on its socket), if any."""
+        if not self.socket.exists():
+            return None
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_connect_timeout=0.5,
+                             socket_timeout=5)
+        try:
+            client.ping()
+            return client
+        except (redis.RedisError, OSError):
+            client.close()
+            return None
+
+    def _stop_stray(self, save: bool) -> None:
+        client = self._stray()
+        if client is None:
+            return
+        log.info("stopping the embedded Redis an earlier run left serving %s", self.dir)
+        try:
+            client.shutdown(nosave=not save, save=save)
+        except redis.RedisError:  # it went away while answering: that is the point
+            pass
+        client.close()
+        deadline = time.monotonic() + 10
+        while self.socket.exists() and self._stray() is not None:
+            if time.monotonic() > deadline:
+                raise RedisUnavailable(f"the Redis serving {self.dir} does not stop")
+            time.sleep(0.05)
+
+    def reset(self) -> None:
+        """Empty this folder's database: stop a server still serving it and delete its data,
+        so the next :meth:`start` begins with nothing (``signoff demo`` without ``--keep``)."""
+        self._stop_stray(save=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def start(self, timeout: float = 10.0) -> str:
         """Start the server (or reuse one already serving this folder) and return its URL."""
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.alive():
             log.info("reusing embedded Redis at %s", self.url)
             return self.url
+        if self.port:
+            # One serving the folder on its socket only (or another port) cannot take this
+            # port: stop it (its AOF is flushed) rather than start a second one on its data.
+            self._stop_stray(save=True)
         if self.socket.exists():
             self.socket.unlink()
         args = [

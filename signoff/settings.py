@@ -420,6 +420,19 @@ class Settings(BaseSettings):
         """Whether the shared, unauthenticated request stream is read (see ``trusted_stream``)."""
         return self.embedded_redis if self.trusted_stream is None else self.trusted_stream
 
+    def channels_off(self) -> dict[str, str]:
+        """Chat platforms this deployment has no credentials for -> what is missing.
+
+        Cards for them are not routed at all (the web inbox is always on); the processes
+        say so once at start, e.g. ``Slack: off (no SLACK_BOT_TOKEN)``.
+        """
+        off: dict[str, str] = {}
+        if self.slack_bot_token is None:
+            off["Slack"] = "no SLACK_BOT_TOKEN"
+        if not self.microsoft_app_id:
+            off["Microsoft Teams"] = "no MICROSOFT_APP_ID"
+        return off
+
     def hmac_key(self) -> bytes:
         """Key for Signoff's own HMAC in button payloads."""
         return _require(self.hmac_secret, "SIGNOFF_HMAC_SECRET").encode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.cookiejar
+import json
 import os
 import queue
 import re
@@ -181,3 +182,73 @@ def test_approve_in_the_inbox_then_ctrl_c_stops_everything(tmp_path: Path) -> No
     assert not processes_using(tmp_path / "data")
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def _wait_for_request(url: str, rid: str, timeout: float = 20) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if any(rid in key for key in client.scan_iter(match=f"*{rid}*", count=1000)):
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        client.close()
+
+
+def _run_until_waiting(tmp_path: Path, *args: str) -> tuple[str, str, str, str]:
+    """Start the demo, wait for request [2] to wait, Ctrl-C; (output, Redis URL, agent URL,
+    request [2]'s id), checking the Redis URL answers while the demo runs."""
+    import redis
+
+    proc, _port = start_demo(tmp_path, *args)
+    out = Lines(proc)
+    try:
+        line = out.until(r"Redis:\s+redis://127\.0\.0\.1:\d+/0", 60)
+        redis_url = re.search(r"redis://127\.0\.0\.1:\d+/0", line).group(0)  # type: ignore[union-attr]
+        agent_url = out.until(r"export REDIS_URL='redis://", 90).split("'")[1]
+        out.until(r"\[2\] waiting for approval", 90)
+        rid = out.until(r"To approve: open .*/inbox/r/demo-\S+-db-export", 10).rsplit("/", 1)[1]
+        # The README's agent example, as written, with the printed agent URL.
+        agent = redis.Redis.from_url(agent_url, decode_responses=True)
+        readme_id = f"exp-{rid[-6:]}"
+        agent.xadd("signoff:agent:export-bot:requests", {"body": json.dumps({
+            "id": readme_id, "action": "db.export", "resource": "warehouse.customers",
+            "params": {"rows": 5000}, "on_behalf_of": "frank@example.com",
+            "reason": "quarterly report", "context": {"environment": "prod"}})})
+        agent.close()
+        assert _wait_for_request(redis_url, readme_id), "the README's XADD was not taken"
+        os.killpg(proc.pid, signal.SIGINT)
+        text = out.rest(40)
+        assert proc.wait(40) == 0, text
+    finally:
+        stop(proc, tmp_path / "data")
+    return text, redis_url, agent_url, rid
+
+
+def test_each_demo_starts_empty_unless_kept_and_serves_redis_on_loopback(tmp_path: Path) -> None:
+    first, _, _, first_id = _run_until_waiting(tmp_path)
+    # Channels without credentials are said once, plainly, and never show up as failed cards.
+    assert first.count("Slack: off (no SLACK_BOT_TOKEN)") == 1, first
+    assert first.count("Microsoft Teams: off (no MICROSOFT_APP_ID)") == 1, first
+    assert "not configured" not in first and "Not delivered" not in first
+    second, redis_url, _, second_id = _run_until_waiting(tmp_path)
+    assert "started empty" in second
+    assert first_id != second_id
+    # The second run's Redis has none of the first run's requests...
+    proc, _port = start_demo(tmp_path, "--keep", "--redis-port", redis_url.rsplit(":", 1)[1][:-2])
+    out = Lines(proc)
+    try:
+        line = out.until(r"Redis:\s+redis://127\.0\.0\.1:\d+/0", 60)
+        assert redis_url in line and "kept from the last run" in line
+        # ...and --keep keeps the second run's.
+        assert _wait_for_request(redis_url, second_id, 10)
+        assert not _wait_for_request(redis_url, first_id, 1)
+        os.killpg(proc.pid, signal.SIGINT)
+        out.rest(40)
+        proc.wait(40)
+    finally:
+        stop(proc, tmp_path / "data")

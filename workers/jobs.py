@@ -127,8 +127,10 @@ def _queue(rt: Runtime, record: Any, ms: dict[str, Messenger],
     for kind, target in targets:
         mkind = CHANNEL_MESSENGER.get(kind) or kind
         if mkind not in ms:
-            delivery.record_failure(rt, record.id, slot(mkind, target),
-                                    f"{mkind} is not configured")
+            # A platform this deployment has no credentials for is not part of routing (the
+            # processes say once at start which are off: Settings.channels_off), rather than
+            # a failed card on every request.
+            log.debug("%s: no %s card (%s is off)", record.id, target, mkind)
             continue
         for dest in destinations(rt, kind, target):
             if mkind == "web":
