@@ -107,3 +107,30 @@ def test_a_person_token_without_a_directory_fails_closed(trt: Runtime) -> None:
     token = trt.tokens.create(TokenKind.PERSON, "bob@example.com")
     assert TokenStore(trt.redis, trt.keys).lookup(token) is None
     assert trt.tokens.lookup(token).subject == "bob@example.com"
+
+
+async def test_an_inbox_session_ends_when_the_person_leaves_the_directory(
+        redis_url: str, tmp_path: Path) -> None:
+    from tests.inbox.conftest import client, sign_in
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    rt = Runtime(make_settings(redis_url, tmp_path / "data", policy_path=policy,
+                               demo_sign_in=True))
+    set_current(rt)
+    srv = TestServer(create_app(rt), host="127.0.0.1")
+    await srv.start_server()
+    try:
+        pending(rt, "t-4")
+        async with client(srv) as http:
+            await sign_in(http, " A.Anders@Example.com ")  # an alias, in another spelling
+            async with http.get("/inbox/r/t-4") as resp:
+                assert resp.status == 200
+            policy.write_text(WITHOUT_ALICE)
+            assert rt.policies.reload()
+            async with http.get("/inbox/r/t-4", allow_redirects=False) as resp:
+                assert resp.status in (303, 401, 403)
+                assert "/inbox/login" in resp.headers.get("Location", "/inbox/login")
+    finally:
+        await srv.close()
+        rt.close()
