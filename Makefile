@@ -37,6 +37,11 @@ test: $(TEST_STAMP) chromium
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
+# The README's inbox pictures (docs/img/): the browser tests, saving their screenshots there.
+# The test suite itself saves them to a temporary folder and never rewrites tracked files.
+screenshots: $(TEST_STAMP) chromium
+	SCREENSHOTS_DIR=docs/img $(BIN)/python -m pytest -q tests/inbox/test_browser.py tests/stepup/test_browser.py
+
 bench: $(TEST_STAMP)
 	for b in bench/[a-z]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

@@ -99,18 +99,26 @@ def load_inbox(rt: Runtime, person: Person) -> Inbox:
     ids = rt.store.pending_ids(groups=sorted(person.groups), limit=LIST_LIMIT) \
         if person.groups else []
     out = Inbox()
-    seen: set[str] = set()
+    to_decide: set[str] = set()
     for rid in ids:
         record = rt.store.get(rid)
         if record is None or record.status is not Status.PENDING:
             continue
-        seen.add(rid)
         item = item_for(record, person, directory)
-        (out.to_decide if item.can_vote else out.waiting).append(item)
+        if item.can_vote:
+            to_decide.add(rid)
+            out.to_decide.append(item)
+        else:
+            out.waiting.append(item)
+    mine: set[str] = set()
     for rid in rt.store.mine(person.id, limit=MINE_LIMIT):
         record = rt.store.get(rid)
-        if record is not None:
+        if record is not None and rid not in to_decide and rid not in mine:
+            mine.add(rid)
             out.mine.append(item_for(record, person, directory))
+    # Each request is listed once: one asked on this person's behalf that waits on others
+    # shows under "Asked on your behalf" only (it says why they cannot decide it there too).
+    out.waiting[:] = [item for item in out.waiting if item.view.request_id not in mine]
     return out
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,11 @@ from signoff.runtime import Runtime
 from signoff.settings import Settings
 from tests.conftest import EXAMPLE_POLICY, ROOT, TEST_SECRETS, make_settings
 
-IMG = ROOT / "docs" / "img"
+# Where the browser tests save their screenshots: a temporary folder, so the suite never
+# rewrites a tracked file; `make screenshots` sets SCREENSHOTS_DIR=docs/img to refresh the
+# README's pictures on purpose.
+IMG = (ROOT / os.environ["SCREENSHOTS_DIR"] if os.environ.get("SCREENSHOTS_DIR")
+       else Path(tempfile.mkdtemp(prefix="signoff-screenshots-")))
 CSRF_RE = re.compile(r'name="csrf(?:" value|-token" content)="([^"]+)"')
 
 # Values masking must hide; the pages must never contain them.
