@@ -66,6 +66,7 @@ class BenchStack:
         self.port = free_port()
         self.extra_env = env or {}
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:
@@ -93,10 +94,25 @@ class BenchStack:
     def start_signoff(self, workers: int = 1, web: bool = True) -> None:
         self.spawn("signoff.cli", "intake")
         for _ in range(workers):
-            self.spawn("signoff.cli", "worker")
+            self.workers.append(self.spawn("signoff.cli", "worker"))
         if web:
             self.spawn("signoff.cli", "web")
             wait_until(self._web_up, 60, "web")
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self.workers if p.poll() is None]
+
+    def set_workers(self, n: int) -> None:
+        """Run exactly ``n`` worker processes (stopping or starting some)."""
+        while len(self.workers) > n:
+            proc = self.workers.pop()
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        while len(self.workers) < n:
+            self.workers.append(self.spawn("signoff.cli", "worker"))
 
     def _web_up(self) -> bool:
         try:

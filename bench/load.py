@@ -1,27 +1,33 @@
-"""Load benchmark: N agents and M approvers against the whole running stack for a fixed time.
+"""Load benchmark: the whole running stack against Slack and Teams fakes that answer like the
+real platforms (latency profile with jitter, their documented rate limits).
 
-Run: ``.venv/bin/python bench/load.py`` (options: ``--agents``, ``--approvers``, ``--seconds``,
-``--workers``, ``--memory-requests``, ``--fill``, ``--slack-429``). Everything runs here: a
-private redis-server, ``signoff intake``, ``signoff worker`` (×``--workers``) and
-``signoff web`` as processes, and the fake Slack Web API and fake Bot Framework
-(``tests/fakes``) in this process. Every request posts a card to Slack, to Teams and to the
-web inbox.
+Run: ``.venv/bin/python bench/load.py`` (``--help`` for the options). Everything runs here: a
+private redis-server, ``signoff intake``, ``signoff worker`` (×``--workers``) and ``signoff web``
+as processes; the fake Slack Web API and the fake Bot Framework (``tests/fakes``, latency
+profiles ``tests.fakes.latency.SLACK`` and ``TEAMS`` unless ``--no-latency``) and the load
+generator in this process. Every request posts a card to Slack (one channel), Teams (one
+channel) and the web inbox.
 
-- **Agents** (threads) loop: XADD a request, BLPOP its reply, send the next.
-- **Approvers** (threads) take each card as it is posted and approve it, in turn in Slack
-  (a signed block_actions request), in Teams (refresh, then an adaptiveCard/action invoke) and
-  over the HTTP API.
+Phases, all in one run so the ratios hold on a noisy machine:
 
-It prints requests per second to card posted, click → agent reply latency (p50/p99/max, and
-per channel), Redis memory per pending request, the worker time each job costs, and the
-``pending`` command's latency (Slack ``/signoff pending``, ``GET /api/v1/requests``, the inbox
-page) with ``--memory-requests`` (1,000) and then ``--fill`` (100,000) more requests pending.
-The baselines are measured in the same run: rq no-op jobs per second and no-op enqueue →
-finished latency on the same Redis (same worker class and serializer), and the same
-``pending`` commands with the 1,000 pending (a flat ratio means no command scans every
-pending request). The 100,000 are written with the store's own Lua
-scripts in pipelines (a copy of one real prepared request under new ids), not 100,000
-prepare jobs.
+1. **baseline**: rq no-op jobs on the same Redis (same worker class and serializer): jobs/s of
+   one worker and enqueue → finished latency.
+2. **normal**: ``--rate`` requests/s (open loop) for ``--seconds``; approvers take each request
+   when its first card appears and approve it, in turn in Slack (signed ``block_actions`` on its
+   card; over the API when the request is on a digest), Teams (refresh, then the
+   ``adaptiveCard/action`` invoke) and the HTTP API. Reports XADD → first card per channel (the
+   card ledger's record of each post), click → agent reply per channel (the reply's entry on the
+   decisions stream, written with the reply), worker CPU per request (``/proc`` of the worker
+   processes), and nothing lost or posted twice.
+3. **clicks**: ``--click-rate`` clicks/s on requests already carded, rotating API, Slack and
+   Teams (Slack's payload carries the button of the request's card as Signoff renders it).
+4. **Slack 429**: the normal phase again with Slack answering 429 to every post and update for
+   ``--slack-429`` seconds: Teams and inbox first-card latency against the normal phase, decision
+   latency, nothing lost or posted twice.
+5. **memory**: ``--memory-requests`` through the real path, nobody approving: Redis memory per
+   pending request.
+6. **scale-out**: a burst of ``--scale-requests`` with 1, 2 and 4 workers: requests/s to pending
+   and to every card posted.
 """
 
 from __future__ import annotations
@@ -29,12 +35,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import queue
-import re
-import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -48,9 +56,13 @@ from rq.serializers import JSONSerializer
 
 from bench._stack import SECRETS, BenchStack, summary, wait_until
 from bench.lifecycle import WORKER_CODE
+from bot.cards.view import build_view
+from bot.slack import render as slack_render
+from signoff.cards import Card
 from signoff.runtime import Runtime
 from signoff.settings import Settings
 from signoff.tokens import TokenKind
+from tests.fakes.latency import SLACK, TEAMS
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.fakes.teams_connector import FakeBotFramework
 from tests.reliability.support import install_teams
@@ -62,6 +74,8 @@ APPROVERS = [("alice", "U0ALICE", "00000000-0000-0000-0000-00000000a11c"),
              ("bob", "U0BOB", "00000000-0000-0000-0000-000000000b0b"),
              ("carol", "U0CAROL", "00000000-0000-0000-0000-0000000ca401"),
              ("dave", "U0DAVE", "00000000-0000-0000-0000-00000000da7e")]
+SLOTS = {"slack": "slack:#approvals", "teams": "teams:approvals", "web": "web:inbox"}
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def policy(agents: int) -> str:
@@ -106,6 +120,8 @@ def request_body(rid: str, agent: str) -> str:
 # --- the baseline -------------------------------------------------------------------------
 def rq_baseline(stack: BenchStack, jobs: int, samples: int) -> dict[str, float]:
     """No-op rq jobs on the same Redis: one worker's jobs/s, then enqueue → finished."""
+    import subprocess
+
     r = redis.Redis.from_url(stack.redis.url)
     q = Queue("bench", connection=r, serializer=JSONSerializer)
     for i in range(jobs):
@@ -127,146 +143,163 @@ def rq_baseline(stack: BenchStack, jobs: int, samples: int) -> dict[str, float]:
                 raise SystemExit("the baseline worker stopped answering")
             time.sleep(0.0005)
         lat.append((time.perf_counter() - start) * 1000)
-        time.sleep(0.05)
+        time.sleep(0.02)
     worker.terminate()
     worker.wait(10)
     r.flushall()
     return {"throughput": throughput, **summary(lat)}
 
 
-# --- the run --------------------------------------------------------------------------------
-class Load:
-    """Agents, approvers and the card watcher for one timed run."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
 
-    def __init__(self, stack: BenchStack, rt: Runtime, fake: FakeSlack, bf: FakeBotFramework,
-                 tokens: dict[str, str], agents: int, approvers: int, run: str) -> None:
-        self.run_name = run
-        self.stack = stack
+
+# --- what every phase shares ----------------------------------------------------------------
+class Observer:
+    """Watches the card ledger (first card per channel), the decisions stream (replies) and
+    the fake Bot Framework (Teams cards, for clicks)."""
+
+    def __init__(self, rt: Runtime, bf: FakeBotFramework) -> None:
         self.rt = rt
-        self.fake = fake
         self.bf = bf
-        self.tokens = tokens
-        self.agents = agents
-        self.approvers = approvers
         self.sent: dict[str, float] = {}
+        self.first: dict[str, dict[str, float]] = {ch: {} for ch in SLOTS}
+        self.digested: set[str] = set()
         self.replied: dict[str, float] = {}
-        self.carded: dict[str, float] = {}  # first card, any channel
-        self.slack_carded: dict[str, float] = {}
-        self.clicked: dict[str, tuple[float, str]] = {}
-        self.errors: list[str] = []
-        self.cards: queue.Queue[str] = queue.Queue()
-        self.stop_sending = threading.Event()
-        self.stop_all = threading.Event()
+        self.teams_post: dict[str, Any] = {}
+        self.ready: queue.Queue[str] = queue.Queue()
+        self.watch: set[str] = set()
         self.lock = threading.Lock()
-        self.seq = itertools.count()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._cards, daemon=True),
+                        threading.Thread(target=self._replies, daemon=True)]
+        for t in self.threads:
+            t.start()
 
-    def agent(self, n: int) -> None:
-        r = redis.Redis.from_url(self.rt.settings.redis_url or "", decode_responses=True)
-        name = f"agent:load-{n}"
-        while not self.stop_sending.is_set():
-            rid = f"{self.run_name}-{n}-{next(self.seq)}"
-            with self.lock:
-                self.sent[rid] = time.time()
-            r.xadd(self.rt.keys.requests, {"body": request_body(rid, name)})
-            got = None
-            while got is None and not self.stop_all.is_set():
-                got = r.blpop([self.rt.keys.reply(rid)], timeout=1)
-            if got is None:
-                return
-            with self.lock:
-                self.replied[rid] = time.time()
-            if json.loads(got[1])["status"] != "approved":
-                self.errors.append(f"{rid}: {got[1][:200]}")
+    def sending(self, rid: str, at: float) -> None:
+        with self.lock:
+            self.sent[rid] = at
+            self.watch.add(rid)
 
-    def watcher(self) -> None:
-        """Turns each request's first card (Slack or Teams) into work for the approvers, and
-        records when its Slack card was posted."""
-        seen = seen_teams = 0
-        while not self.stop_all.is_set():
-            now = time.time()
-            calls = self.fake.calls("chat.postMessage")
-            for call in calls[seen:]:
-                meta = call.params.get("metadata") or {}
-                if not isinstance(meta, dict) or meta.get("event_type") != "signoff_card":
-                    continue  # vote replies in the card's thread carry metadata too
-                rid = str((meta.get("event_payload") or {}).get("request_id") or "")
-                if rid.startswith(self.run_name + "-") and call.status == 200 and \
-                        not call.error and rid not in self.slack_carded:
-                    self.slack_carded[rid] = call.at
-                    self._ready(rid, call.at)
-            seen = len(calls)
+    def _cards(self) -> None:
+        r = self.rt.redis
+        seen_teams = 0
+        while not self.stop.is_set():
+            with self.lock:
+                watch = list(self.watch)
+            if watch:
+                pipe = r.pipeline(transaction=False)
+                for rid in watch:
+                    pipe.hgetall(self.rt.keys.cards(rid))
+                for rid, raw in zip(watch, pipe.execute(), strict=True):
+                    first_any = not any(rid in self.first[ch] for ch in SLOTS)
+                    for ch, slot in SLOTS.items():
+                        if slot in raw and rid not in self.first[ch]:
+                            card = Card.from_json(raw[slot])
+                            self.first[ch][rid] = card.posted_at
+                            if card.digest:
+                                self.digested.add(rid)
+                    if all(rid in self.first[ch] for ch in SLOTS) or (
+                            rid in self.replied and time.time() - self.replied[rid] > 5):
+                        with self.lock:  # every card, or decided (no card comes later)
+                            self.watch.discard(rid)
+                    if first_any and any(rid in self.first[ch] for ch in SLOTS):
+                        self.ready.put(rid)
             posts = self.bf.posts()
             for post in posts[seen_teams:]:
-                summary_text = str(post.body.get("summary", ""))
-                rid = summary_text.removeprefix("Approval request ").split(":", 1)[0]
-                if rid.startswith(self.run_name + "-"):
-                    self._ready(rid, now)
+                rid = str(post.body.get("summary", "")).removeprefix("Approval request ")
+                self.teams_post.setdefault(rid.split(":", 1)[0], post)
             seen_teams = len(posts)
             time.sleep(0.01)
 
-    def _ready(self, rid: str, at: float) -> None:
-        if rid not in self.carded:
-            self.carded[rid] = at
-            self.cards.put(rid)
+    def _replies(self) -> None:
+        r = redis.Redis.from_url(self.rt.settings.redis_url or "", decode_responses=True)
+        last = "$"
+        while not self.stop.is_set():
+            got = r.xread({self.rt.keys.decisions: last}, block=200, count=500)
+            now = time.time()
+            for _stream, entries in got or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    self.replied.setdefault(str(fields.get("id")), now)
 
-    def approver(self, n: int) -> None:
-        name, slack_id, aad = APPROVERS[n % len(APPROVERS)]
-        http = requests.Session()
-        http.trust_env = False
-        teams = TeamsClient(self.bf, self.stack)  # type: ignore[arg-type]
-        channels = itertools.cycle(["slack", "teams", "api"][n % 3:] + ["slack", "teams",
-                                                                        "api"][:n % 3])
-        while not self.stop_all.is_set():
-            try:
-                rid = self.cards.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            channel = next(channels)
-            if channel == "slack" and rid not in self.slack_carded:
-                channel = "api"  # no Slack card (Slack refusing posts): decide elsewhere
-            try:
-                self.click(http, teams, channel, rid, name, slack_id, aad)
-            except Exception as exc:  # a failed click is counted, not fatal
-                self.errors.append(f"{channel} click on {rid}: {type(exc).__name__}: {exc}")
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(5)
 
-    def click(self, http: requests.Session, teams: TeamsClient, channel: str, rid: str,
-              name: str, slack_id: str, aad: str) -> None:
-        if channel == "slack":
-            card = self.fake.cards(rid)[0]
-            payload = block_action(slack_id, card_buttons(card.blocks or [])["signoff_approve"],
-                                   channel=card.channel, message_ts=card.ts, fake=self.fake)
-            form = urlencode({"payload": json.dumps(payload)})
-            headers = signed_headers(form, secret=SIGNING_SECRET)
-            t = time.time()
-            resp = http.post(self.stack.url + "/slack/events", data=form, headers=headers,
-                             timeout=30)
-        elif channel == "teams":
-            post = self._teams_post(rid)
-            base = post.card
-            assert base is not None
-            refresh = self._invoke(teams, "refresh", base["refresh"]["action"]["data"], name,
-                                   aad)
-            data = button_data(card_of(refresh), "approve")
-            t = time.time()
-            resp = self._invoke(teams, "approve", data, name, aad)
-        else:
-            t = time.time()
-            resp = http.post(f"{self.stack.url}/api/v1/requests/{rid}/decision",
-                             json={"decision": "approve"}, timeout=30,
-                             headers={"Authorization": f"Bearer {self.tokens[name]}"})
-        if resp.status_code != 200:
-            raise RuntimeError(f"HTTP {resp.status_code}: {resp.text[:200]}")
-        with self.lock:
-            self.clicked[rid] = (t, channel)
 
-    def _teams_post(self, rid: str) -> Any:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for post in self.bf.posts():
-                if str(post.body.get("summary", "")).startswith(f"Approval request {rid}:"):
-                    return post
-            time.sleep(0.02)
-        raise RuntimeError(f"no Teams card for {rid}")
+class Clicker:
+    """Approves requests over Slack, Teams or the API, as a person would."""
+
+    def __init__(self, stack: BenchStack, rt: Runtime, fake: FakeSlack, bf: FakeBotFramework,
+                 obs: Observer, tokens: dict[str, str]) -> None:
+        self.stack, self.rt, self.fake, self.bf, self.obs = stack, rt, fake, bf, obs
+        self.tokens = tokens
+        self.local = threading.local()
+        self.clicked: dict[str, tuple[float, str]] = {}
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+
+    def _http(self) -> tuple[requests.Session, TeamsClient]:
+        if not hasattr(self.local, "http"):
+            self.local.http = requests.Session()
+            self.local.http.trust_env = False
+            self.local.teams = TeamsClient(self.bf, self.stack)  # type: ignore[arg-type]
+        return self.local.http, self.local.teams
+
+    def click(self, rid: str, channel: str, who: int, rendered_slack: bool = False) -> None:
+        name, slack_id, aad = APPROVERS[who % len(APPROVERS)]
+        http, teams = self._http()
+        try:
+            if channel == "slack":
+                form, headers = self._slack_form(rid, slack_id, rendered_slack)
+                t = time.time()
+                resp = http.post(self.stack.url + "/slack/events", data=form, headers=headers,
+                                 timeout=30)
+            elif channel == "teams":
+                post = self.obs.teams_post[rid]
+                refresh = self._invoke(teams, "refresh", post.card["refresh"]["action"]["data"],
+                                       name, aad)
+                data = button_data(card_of(refresh), "approve")
+                t = time.time()
+                resp = self._invoke(teams, "approve", data, name, aad)
+            else:
+                t = time.time()
+                resp = http.post(f"{self.stack.url}/api/v1/requests/{rid}/decision",
+                                 json={"decision": "approve"}, timeout=30,
+                                 headers={"Authorization": f"Bearer {self.tokens[name]}"})
+            if resp.status_code != 200:
+                raise RuntimeError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+            with self.lock:
+                self.clicked[rid] = (t, channel)
+        except Exception as exc:  # a failed click is counted, not fatal
+            self.errors.append(f"{channel} click on {rid}: {type(exc).__name__}: {exc}")
+
+    def _slack_form(self, rid: str, slack_id: str, rendered: bool) -> tuple[str, dict[str, str]]:
+        cards = self.fake.cards(rid)
+        if cards and not rendered:
+            card = cards[0]
+            button = card_buttons(card.blocks or [])["signoff_approve"]
+            channel, ts = card.channel, card.ts
+        else:  # the button Signoff renders for this request's card
+            record = self.rt.store.get(rid)
+            assert record is not None
+            blocks = slack_render.render_card(build_view(record), self.rt.hmac_key,
+                                              now=time.time())["blocks"]
+            button = card_buttons(blocks)["signoff_approve"]
+            channel, ts = "C0APPROVALS", f"{int(time.time())}.000001"
+        payload = block_action(slack_id, button, channel=channel, message_ts=ts, fake=self.fake)
+        form = urlencode({"payload": json.dumps(payload)})
+        return form, signed_headers(form, secret=SIGNING_SECRET)
 
     @staticmethod
     def _invoke(teams: TeamsClient, verb: str, data: dict[str, Any], name: str,
@@ -279,173 +312,239 @@ class Load:
                              "trigger": "automatic" if verb == "refresh" else "manual"}
         return teams.post(activity)
 
-    def run(self, seconds: float) -> float:
-        threads = [threading.Thread(target=self.watcher, daemon=True)]
-        threads += [threading.Thread(target=self.approver, args=(i,), daemon=True)
-                    for i in range(self.approvers)]
-        agents = [threading.Thread(target=self.agent, args=(i,), daemon=True)
-                  for i in range(self.agents)]
-        for t in threads + agents:
-            t.start()
-        start = time.time()
-        time.sleep(seconds)
-        self.stop_sending.set()
-        end = time.time()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with self.lock:
-                if set(self.sent) <= set(self.replied):
-                    break
-            time.sleep(0.1)
-        self.stop_all.set()
-        for t in threads + agents:
-            t.join(10)
-        return end - start
+
+def send_paced(rt: Runtime, obs: Observer, prefix: str, rate: float, seconds: float,
+               agents: int) -> list[str]:
+    """XADD ``rate`` requests per second for ``seconds`` (open loop)."""
+    r = redis.Redis.from_url(rt.settings.redis_url or "", decode_responses=True)
+    ids: list[str] = []
+    start = time.time()
+    for i in itertools.count():
+        due = start + i / rate
+        if due > start + seconds:
+            break
+        pause = due - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        rid = f"{prefix}-{i}"
+        obs.sending(rid, time.time())
+        r.xadd(rt.keys.requests, {"body": request_body(rid, f"agent:load-{i % agents}")})
+        ids.append(rid)
+    return ids
 
 
-def stage_times(rt: Runtime, ids: list[str]) -> dict[str, list[float]]:
-    """Where the time from XADD to the cards goes: the audit's timestamps per request."""
-    out: dict[str, list[float]] = {"created -> pending": [], "pending -> slack card": [],
-                                   "pending -> teams card": [], "pending -> web card": []}
-    for rid in ids[:300]:
-        events = {e.event + (":" + str(e.details.get("channel")) if e.event == "card_posted"
-                             else ""): e.ts for e in rt.audit.for_request(rid)}
-        if "requested" in events and "prepared" in events:
-            out["created -> pending"].append((events["prepared"] - events["requested"]) * 1000)
-        for ch in ("slack", "teams", "web"):
-            if f"card_posted:{ch}" in events and "prepared" in events:
-                out[f"pending -> {ch} card"].append(
-                    (events[f"card_posted:{ch}"] - events["prepared"]) * 1000)
+def run_phase(stack: BenchStack, rt: Runtime, fake: FakeSlack, bf: FakeBotFramework,
+              tokens: dict[str, str], prefix: str, rate: float, seconds: float, agents: int,
+              approvers: int, worker_pids: list[int]) -> dict[str, Any]:
+    """Requests at ``rate`` for ``seconds``, approved as their first card appears."""
+    obs = Observer(rt, bf)
+    clicker = Clicker(stack, rt, fake, bf, obs, tokens)
+    stop = threading.Event()
+
+    def approver(n: int) -> None:
+        order = itertools.cycle(["slack", "teams", "api"][n % 3:] + ["slack", "teams",
+                                                                     "api"][:n % 3])
+        while not stop.is_set():
+            try:
+                rid = obs.ready.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            channel = next(order)
+            if channel == "slack" and (rid not in obs.first["slack"] or rid in obs.digested):
+                channel = "api"  # no card of its own in Slack (digest, or Slack refusing)
+            if channel == "teams" and rid not in obs.teams_post:
+                channel = "api"
+            clicker.click(rid, channel, n)
+
+    threads = [threading.Thread(target=approver, args=(i,), daemon=True)
+               for i in range(approvers)]
+    for t in threads:
+        t.start()
+    cpu0 = cpu_seconds(worker_pids)
+    ids = send_paced(rt, obs, prefix, rate, seconds, agents)
+    try:
+        wait_until(lambda: all(rid in obs.replied for rid in ids), 180, f"{prefix} replies")
+    except SystemExit:
+        missing = [rid for rid in ids if rid not in obs.replied]
+        for rid in missing[:5]:
+            print(rid, rt.redis.hget(rt.keys.request(rid), "status"),
+                  sorted(rt.cards.cards(rid)), rid in clicker.clicked,
+                  {ch: rid in obs.first[ch] for ch in SLOTS})
+        print("click errors:", clicker.errors[:5])
+        raise
+    cpu = cpu_seconds(worker_pids) - cpu0
+    wait_until(lambda: not rt.redis.zcard(rt.keys.card_outbox_due), 180, "card work drained")
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(5)
+    obs.close()
+    return {"ids": ids, "obs": obs, "clicker": clicker, "cpu": cpu,
+            "check": exactly_once(rt, fake, bf, ids)}
+
+
+def exactly_once(rt: Runtime, fake: FakeSlack, bf: FakeBotFramework,
+                 ids: list[str]) -> dict[str, int]:
+    """Each request: one reply, decided once; each card once (a digest line or one card)."""
+    pipe = rt.redis.pipeline(transaction=False)
+    for rid in ids:
+        pipe.llen(rt.keys.reply(rid))
+    replies = pipe.execute()
+    decided = Counter(f["id"] for _, f in rt.redis.xrange(rt.keys.decisions))
+    slack_cards = Counter(str(((m.metadata or {}).get("event_payload") or {})
+                              .get("request_id")) for m in fake.cards_all())
+    teams_cards = Counter(str(p.body.get("summary", "")).removeprefix("Approval request ")
+                          .split(":", 1)[0] for p in bf.posts())
+    out = {"lost": 0, "replied_twice": 0, "decided_twice": 0, "slack_twice": 0,
+           "teams_twice": 0, "no_slack": 0, "no_teams": 0}
+    for rid, n in zip(ids, replies, strict=True):
+        out["lost"] += n == 0
+        out["replied_twice"] += n > 1
+        out["decided_twice"] += decided[rid] > 1
+        out["slack_twice"] += slack_cards[rid] > 1
+        out["teams_twice"] += teams_cards[rid] > 1
+        cards = rt.cards.cards(rid)
+        out["no_slack"] += SLOTS["slack"] not in cards
+        out["no_teams"] += SLOTS["teams"] not in cards
     return out
 
 
-def job_times(rt: Runtime) -> dict[str, tuple[int, float]]:
-    """rq's own record of each finished job (kept for its result TTL): count and total ms of
-    worker time per job function."""
-    from rq.job import Job
+def first_card_ms(phase: dict[str, Any], channel: str) -> list[float]:
+    obs: Observer = phase["obs"]
+    return [(at - obs.sent[rid]) * 1000 for rid, at in obs.first[channel].items()
+            if rid in obs.sent]
 
-    r = rt.redis_bytes
-    out: dict[str, tuple[int, float]] = {}
-    for key in r.scan_iter(match=b"rq:job:*", count=1000):
-        job_id = key.decode().split(":", 2)[2]
-        try:
-            job = Job.fetch(job_id, connection=r, serializer=JSONSerializer)
-        except Exception:  # expired meanwhile, or not a job hash
-            continue
-        if job.started_at is None or job.ended_at is None:
-            continue
-        name = job.func_name or "?"
-        n, total = out.get(name, (0, 0.0))
-        out[name] = (n + 1, total + (job.ended_at - job.started_at).total_seconds() * 1000)
+
+def click_ms(phase: dict[str, Any], channel: str | None = None) -> list[float]:
+    obs: Observer = phase["obs"]
+    out = []
+    for rid, (t, ch) in phase["clicker"].clicked.items():
+        if rid in obs.replied and (channel is None or ch == channel):
+            out.append((obs.replied[rid] - t) * 1000)
     return out
 
 
-# --- pending with many requests -------------------------------------------------------------
-def fill_pending(rt: Runtime, template_id: str, count: int, batch: int = 2000) -> float:
-    """``count`` more pending requests, each a copy of one prepared request under a new id,
-    written with the store's create and open scripts (the same transitions prepare uses)."""
-    template = rt.redis.hgetall(rt.keys.request(template_id))
-    skip = {"status", "version", "created_at", "updated_at", "deadline", "index_keys",
-            "replied_at", "decided_at"}
-    fields = {k: v for k, v in template.items() if k not in skip}
-    groups = [rt.keys.pending_for_group("dba")]
-    t0 = time.perf_counter()
-    now = time.time()
-    deadline = now + 4 * 3600
-    for start in range(0, count, batch):
-        pipe = rt.redis.pipeline(transaction=False)
-        for i in range(start, min(start + batch, count)):
-            rid = f"fill-{i}"
-            f = {**fields, "id": rid}
-            rt.store._create(keys=[rt.keys.request(rid), rt.keys.all_requests,
-                                   rt.keys.received],
-                             args=[rid, repr(now + i * 1e-6), json.dumps(f)], client=pipe)
-            rt.store._open(keys=[rt.keys.request(rid), rt.keys.pending,
-                                 rt.keys.deadlines, rt.keys.received],
-                           args=[rid, repr(now), repr(deadline),
-                                 json.dumps({"index_keys": json.dumps(groups)}),
-                                 json.dumps(groups)], client=pipe)
+def click_phase(stack: BenchStack, rt: Runtime, fake: FakeSlack, bf: FakeBotFramework,
+                tokens: dict[str, str], rate: float, seconds: float,
+                agents: int) -> dict[str, Any]:
+    """Requests carded first (nobody clicking), then ``rate`` clicks/s on them."""
+    obs = Observer(rt, bf)
+    n = int(rate * seconds)
+    ids = send_paced(rt, obs, "ck", 25.0, n / 25.0, agents)
+    wait_until(lambda: all(rid in obs.first["teams"] and rid in obs.teams_post
+                           and rid in obs.first["slack"] for rid in ids), 180, "carded")
+    clicker = Clicker(stack, rt, fake, bf, obs, tokens)
+    channels = itertools.cycle(["api", "slack", "teams"])
+    start = time.time()
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        for i, rid in enumerate(ids):
+            pause = start + i / rate - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            pool.submit(clicker.click, rid, next(channels), i, True)
+    achieved = len(ids) / (time.time() - start)
+    wait_until(lambda: all(rid in obs.replied for rid in clicker.clicked), 60, "click replies")
+    obs.close()
+    return {"ids": ids, "obs": obs, "clicker": clicker, "rate": achieved}
+
+
+def memory_phase(rt: Runtime, count: int, agents: int) -> tuple[float, float]:
+    """Redis memory per pending request through the real path (and the record hash)."""
+    r = rt.redis
+    time.sleep(1)
+    before = int(r.info("memory")["used_memory"])
+    ids = [f"mem-{i}" for i in range(count)]
+    pipe = r.pipeline(transaction=False)
+    for i, rid in enumerate(ids):
+        pipe.xadd(rt.keys.requests, {"body": request_body(rid, f"agent:load-{i % agents}")})
+    pipe.execute()
+    pending = r.zcard(rt.keys.pending)
+    wait_until(lambda: all(len(r.hkeys(rt.keys.cards(rid))) >= 3 for rid in ids[-20:])
+               and r.zcard(rt.keys.pending) >= pending, 300, "memory requests carded")
+    wait_until(lambda: not r.zcard(rt.keys.card_outbox_due), 300, "their card work")
+    time.sleep(2)
+    per = (int(r.info("memory")["used_memory"]) - before) / count
+    record = sum(int(r.memory_usage(rt.keys.request(rid)) or 0) for rid in ids[:50]) / 50
+    return per, record
+
+
+def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
+                agents: int) -> list[tuple[int, float, float]]:
+    """A burst of requests with N workers: requests/s to pending, and to every card."""
+    out = []
+    r = rt.redis
+    for n in counts:
+        stack.set_workers(n)
+        time.sleep(4)  # the workers load the policy and the masking engine
+        ids = [f"sc{n}-{i}" for i in range(burst)]
+        pipe = r.pipeline(transaction=False)
+        for i, rid in enumerate(ids):
+            pipe.xadd(rt.keys.requests, {"body": request_body(rid, f"agent:load-{i % agents}")})
+        t0 = time.time()
         pipe.execute()
-    return time.perf_counter() - t0
 
+        def pending_all() -> bool:
+            p = r.pipeline(transaction=False)
+            for rid in ids:
+                p.hget(rt.keys.request(rid), "status")
+            return all(s == "pending" for s in p.execute())
 
-def pending_latency(stack: BenchStack, token: str, inbox: requests.Session,
-                    samples: int) -> dict[str, dict[str, float]]:
-    http = requests.Session()
-    http.trust_env = False
-    form = urlencode({"command": "/signoff", "text": "pending", "user_id": "U0ALICE",
-                      "channel_id": "C0GENERAL", "team_id": "T0SIGNOFF",
-                      "response_url": "http://127.0.0.1:9/x", "trigger_id": "1.1.t"})
-    out: dict[str, list[float]] = {"slack /signoff pending": [], "GET /api/v1/requests": [],
-                                   "inbox page": []}
-    for _ in range(samples):
-        t = time.perf_counter()
-        resp = http.post(stack.url + "/slack/events", data=form,
-                         headers=signed_headers(form, secret=SIGNING_SECRET), timeout=30)
-        out["slack /signoff pending"].append((time.perf_counter() - t) * 1000)
-        assert (resp.status_code == 200 and "fill-" in resp.text) or "ld-" in resp.text \
-            or "mem-" in resp.text, resp.text[:300]
-        t = time.perf_counter()
-        resp = http.get(stack.url + "/api/v1/requests?status=pending&limit=20",
-                        headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        out["GET /api/v1/requests"].append((time.perf_counter() - t) * 1000)
-        assert resp.status_code == 200 and len(resp.json()["items"]) == 20, resp.text[:300]
-        t = time.perf_counter()
-        resp = inbox.get(stack.url + "/inbox", timeout=30)
-        out["inbox page"].append((time.perf_counter() - t) * 1000)
-        assert resp.status_code == 200, resp.status_code
-    return {k: summary(v) for k, v in out.items()}
+        wait_until(pending_all, 300, f"{n} workers: pending")
+        t_pending = time.time() - t0
 
+        def carded() -> bool:
+            p = r.pipeline(transaction=False)
+            for rid in ids:
+                p.hlen(rt.keys.cards(rid))
+            return all(c >= 3 for c in p.execute())
 
-def inbox_session(stack: BenchStack) -> requests.Session:
-    http = requests.Session()
-    http.trust_env = False
-    page = http.get(stack.url + "/inbox/login", timeout=10)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    if csrf is None:
-        raise SystemExit("no inbox sign-in form")
-    resp = http.post(stack.url + "/inbox/auth/demo", timeout=10,
-                     data={"csrf": csrf.group(1), "email": "alice@example.com", "next": "/inbox"})
-    if resp.status_code != 200:
-        raise SystemExit(f"inbox sign-in failed: {resp.status_code}")
-    return http
-
-
-def used_memory(r: redis.Redis) -> int:
-    return int(r.info("memory")["used_memory"])
+        wait_until(carded, 300, f"{n} workers: cards")
+        t_cards = time.time() - t0
+        out.append((n, burst / t_pending, burst / t_cards))
+    return out
 
 
 # --- main -----------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=float, default=20.0, help="requests per second")
+    ap.add_argument("--seconds", type=float, default=30.0, help="length of the normal phase")
     ap.add_argument("--agents", type=int, default=20)
     ap.add_argument("--approvers", type=int, default=4, choices=range(1, len(APPROVERS) + 1))
-    ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--click-rate", type=float, default=50.0)
+    ap.add_argument("--click-seconds", type=float, default=10.0)
+    ap.add_argument("--slack-429", type=float, default=60.0, metavar="SECONDS",
+                    help="Slack answers 429 (Retry-After 1) to every post and update for this "
+                         "long in the 429 phase (0: skip the phase)")
     ap.add_argument("--memory-requests", type=int, default=1000)
-    ap.add_argument("--fill", type=int, default=100_000)
-    ap.add_argument("--samples", type=int, default=30)
-    ap.add_argument("--slack-429", type=float, default=0.0, metavar="SECONDS",
-                    help="Slack answers 429 (Retry-After 1) to posts and updates for this long "
-                         "from the start of the run")
+    ap.add_argument("--scale", default="1,2,4", help="worker counts for scale-out ('' skips)")
+    ap.add_argument("--scale-requests", type=int, default=300)
+    ap.add_argument("--no-latency", action="store_true",
+                    help="fakes answer at once (default: the platforms' latency profiles)")
     args = ap.parse_args()
 
-    fake = FakeSlack().start()
-    bf = FakeBotFramework(Path(__import__("tempfile").mkdtemp()), APP_ID, APP_PASSWORD).start()
+    slack_latency = None if args.no_latency else SLACK
+    teams_latency = None if args.no_latency else TEAMS
+    fake = FakeSlack(latency=slack_latency).start()
+    bf = FakeBotFramework(Path(tempfile.mkdtemp()), APP_ID, APP_PASSWORD,
+                          latency=teams_latency).start()
     env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
            "SIGNOFF_SLACK_API_URL": fake.url, "MICROSOFT_APP_ID": APP_ID,
            "MICROSOFT_APP_PASSWORD": APP_PASSWORD,
            "SIGNOFF_TEAMS_OPENID_METADATA_URL": bf.metadata_url,
            "SIGNOFF_TEAMS_LOGIN_URL": bf.login_url, "SIGNOFF_TEAMS_ALLOWED_TENANTS": TENANT,
-           "REQUESTS_CA_BUNDLE": str(bf.ca_path), "SIGNOFF_DEMO_SIGN_IN": "1"}
+           "REQUESTS_CA_BUNDLE": str(bf.ca_path), "SIGNOFF_DEMO_SIGN_IN": "1",
+           "SIGNOFF_TRUSTED_STREAM": "true"}
     stack = BenchStack(policy(args.agents), env=env)
+    results: dict[str, Any] = {}
     try:
         url = stack.start_redis()
-        print("measuring the baseline (rq no-op jobs) ...", flush=True)
+        print("baseline (rq no-op jobs) ...", flush=True)
         base = rq_baseline(stack, 300, 100)
         settings = Settings.model_validate({
-            "redis_url": url, "policy_path": stack.policy,
+            "redis_url": url, "policy_path": stack.policy, "trusted_stream": True,
             "hmac_secret": SECRETS["SIGNOFF_HMAC_SECRET"], "data_keys": SECRETS["SIGNOFF_DATA_KEYS"],
             "masking_key": SECRETS["SIGNOFF_MASKING_KEY"]})
         rt = Runtime(settings)
@@ -453,108 +552,100 @@ def main() -> None:
         stack.start_signoff(workers=args.workers)
         tokens = {n: rt.tokens.create(TokenKind.PERSON, f"{n}@example.com")
                   for n, _s, _a in APPROVERS}
-        r = rt.redis
-
-        # Warm-up: every process loads what it needs, one request end to end.
-        warm = Load(stack, rt, fake, bf, tokens, agents=1, approvers=1, run="warm")
-        warm.run(0.1)
-        print("warm-up done; load for", args.seconds, "s", flush=True)
+        print("warm-up ...", flush=True)
+        run_phase(stack, rt, fake, bf, tokens, "warm", 2, 2, args.agents, 1,
+                  stack.worker_pids())
+        time.sleep(2)
+        print(f"normal: {args.rate:.0f} requests/s for {args.seconds:.0f} s ...", flush=True)
+        normal = run_phase(stack, rt, fake, bf, tokens, "ld", args.rate, args.seconds,
+                           args.agents, args.approvers, stack.worker_pids())
+        print(f"clicks: {args.click_rate:.0f}/s for {args.click_seconds:.0f} s ...", flush=True)
+        clicks = click_phase(stack, rt, fake, bf, tokens, args.click_rate, args.click_seconds,
+                             args.agents)
+        storm = None
         if args.slack_429:
+            print(f"Slack 429 for {args.slack_429:.0f} s ...", flush=True)
             for method in ("chat.postMessage", "chat.update"):
                 fake.inject(method, "429", seconds=args.slack_429, retry_after=1)
-        load = Load(stack, rt, fake, bf, tokens, args.agents, args.approvers, run="ld")
-        elapsed = load.run(args.seconds)
-        t_start = min(load.sent.values())
-        carded = [rid for rid, at in load.slack_carded.items()
-                  if rid in load.sent and at <= t_start + elapsed]
-        card_rps = len(carded) / elapsed
-        to_card = [(load.slack_carded[rid] - load.sent[rid]) * 1000 for rid in carded]
-        first = [(load.carded[rid] - load.sent[rid]) * 1000 for rid in load.carded
-                 if rid in load.sent]
-        lat: dict[str, list[float]] = {"all": [], "slack": [], "teams": [], "api": []}
-        for rid, (t, channel) in load.clicked.items():
-            if rid in load.replied:
-                ms = (load.replied[rid] - t) * 1000
-                lat["all"].append(ms)
-                lat[channel].append(ms)
-        decided = sum(1 for _ in r.xrange(rt.keys.decisions, "-", "+"))
-        stages = stage_times(rt, carded)
-        job_ms = job_times(rt)
-        unanswered = sorted(set(load.sent) - set(load.replied))
-
-        # Memory per pending request: requests through the real path, no approver.
-        time.sleep(2)
-        mem_ids = [f"mem-{i}" for i in range(args.memory_requests)]
-        before = used_memory(r)
-        pipe = r.pipeline(transaction=False)
-        for i, rid in enumerate(mem_ids):
-            pipe.xadd(rt.keys.requests, {"body": request_body(rid, f"agent:load-{i % args.agents}")})
-        pipe.execute()
-        wait_until(lambda: r.zcard(rt.keys.pending) >= len(mem_ids), 600, "memory requests")
-        wait_until(lambda: all(r.hlen(rt.keys.cards(rid)) >= 3 for rid in mem_ids[-20:]), 600,
-                   "their cards")
-        time.sleep(3)
-        per_pending = (used_memory(r) - before) / len(mem_ids)
-        record_bytes = sum(int(r.memory_usage(rt.keys.request(rid)) or 0)
-                           for rid in mem_ids[:100]) / 100
-
-        # The pending command with the memory requests pending (baseline), then --fill more.
-        inbox = inbox_session(stack)
-        small_n = r.zcard(rt.keys.pending)
-        small = pending_latency(stack, tokens["alice"], inbox, args.samples)
-        before_fill = used_memory(r)
-        fill_s = fill_pending(rt, mem_ids[0], args.fill)
-        big_n = r.zcard(rt.keys.pending)
-        per_filled = (used_memory(r) - before_fill) / max(args.fill, 1)
-        big = pending_latency(stack, tokens["alice"], inbox, args.samples)
-
-        print()
-        print(f"Signoff load benchmark: {args.agents} agents, {args.approvers} approvers, "
-              f"{elapsed:.0f} s, {args.workers} worker process(es), cards to Slack + Teams + "
-              f"web" + (f", Slack answering 429 for the first {args.slack_429:.0f} s"
-                        if args.slack_429 else ""))
-        print(f"{'measure':52} {'signoff':>10} {'baseline':>10} {'ratio':>7}")
-        print(f"{'requests/s to card posted':52} {card_rps:10.1f} {base['throughput']:10.1f} "
-              f"{card_rps / base['throughput']:7.2f}   (baseline: rq no-op jobs/s, 1 worker)")
-        s = summary(to_card)
-        print(f"{'XADD -> Slack card posted, p50 / p99 ms':52} {s['p50']:5.0f} /{s['p99']:5.0f}")
-        s = summary(first)
-        print(f"{'XADD -> first card (Slack or Teams), p50 / p99 ms':52} {s['p50']:5.0f} /"
-              f"{s['p99']:5.0f}")
-        for p in ("p50", "p99", "max"):
-            v = summary(lat["all"])[p]
-            print(f"{'click -> agent reply, ms ' + p:52} {v:10.1f} {base[p]:10.1f} "
-                  f"{v / base[p]:7.2f}   (baseline: rq no-op enqueue -> finished)")
-        for ch in ("slack", "teams", "api"):
-            by = summary(lat[ch])
-            print(f"{'  ' + ch + ': click -> reply p50 / p99 / max ms (n=' + str(len(lat[ch])) + ')':52}"
-                  f" {by['p50']:5.0f} /{by['p99']:5.0f} /{by['max']:6.0f}")
-        print(f"{'requests decided (one reply each)':52} {decided:10d}   "
-              f"unanswered: {len(unanswered)}, failed clicks/replies: {len(load.errors)}")
-        print(f"{'Redis memory per pending request, bytes':52} {per_pending:10.0f}   "
-              f"(record hash {record_bytes:.0f}; the rest: indexes, audit entries, cards, "
-              f"rq jobs; {args.memory_requests} through the real path)")
-        print(f"{'  per pending request written by the fill, bytes':52} {per_filled:10.0f}   "
-              f"({args.fill} in {fill_s:.1f} s)")
-        for name in small:
-            for p in ("p50", "p99"):
-                v, b = big[name][p], small[name][p]
-                print(f"{name + f' with {big_n} pending, ms ' + p:52} {v:10.1f} {b:10.1f} "
-                      f"{v / b:7.2f}   (baseline: same, {small_n} pending)")
-        for name, values in stages.items():
-            st = summary(values)
-            print(f"{'  stage ' + name + ', p50 / p99 ms':52} {st['p50']:5.0f} /{st['p99']:5.0f}")
-        for func, (n, total) in sorted(job_ms.items(), key=lambda kv: -kv[1][1]):
-            print(f"{'  worker time in ' + func.rsplit('.', 1)[-1] + ' (jobs)':52} "
-                  f"{total / max(len(load.sent), 1):7.1f} ms per request ({n} jobs, "
-                  f"{total / max(n, 1):.1f} ms each)")
-        for line in load.errors[:5]:
-            print("  error:", line)
+            storm = run_phase(stack, rt, fake, bf, tokens, "st", args.rate,
+                              max(args.slack_429, args.seconds), args.agents, args.approvers,
+                              stack.worker_pids())
+            fake.clear_faults()
+        print("memory ...", flush=True)
+        per_pending, record_bytes = memory_phase(rt, args.memory_requests, args.agents)
+        scale = []
+        if args.scale:
+            print("scale-out ...", flush=True)
+            scale = scale_phase(stack, rt, [int(x) for x in args.scale.split(",")],
+                                args.scale_requests, args.agents)
+        results = {"base": base, "normal": normal, "clicks": clicks, "storm": storm,
+                   "memory": (per_pending, record_bytes), "scale": scale}
+        report(args, results, fake, bf)
         rt.close()
     finally:
         stack.stop()
         fake.stop()
         bf.stop()
+
+
+def report(args: argparse.Namespace, res: dict[str, Any], fake: FakeSlack,
+           bf: FakeBotFramework) -> None:
+    base, normal, clicks, storm = res["base"], res["normal"], res["clicks"], res["storm"]
+    p = print
+    p()
+    p(f"Signoff load benchmark: {args.rate:.0f} requests/s for {args.seconds:.0f} s, "
+      f"{args.workers} worker process(es), {os.cpu_count()} CPU(s); cards to Slack + Teams + web")
+    p(f"latency: Slack {fake.latency.describe()}; Teams {bf.latency.describe()}; "
+      f"rate limits: Slack 1 post/s per channel (bursts), Teams 50 requests/s per app")
+    p(f"{'measure':58} {'p50':>8} {'p99':>8} {'max':>8}")
+
+    def row(label: str, values: list[float], extra: str = "") -> dict[str, float]:
+        s = summary(values)
+        p(f"{label:58} {s['p50']:8.1f} {s['p99']:8.1f} {s['max']:8.1f}  (n={len(values)}){extra}")
+        return s
+
+    p(f"-- normal phase ({len(normal['ids'])} requests)")
+    for ch in ("slack", "teams", "web"):
+        row(f"XADD -> first {ch} card, ms", first_card_ms(normal, ch))
+    dig = len(normal["obs"].digested)
+    p(f"   Slack: {dig} of {len(normal['ids'])} requests on a digest (channel rate)")
+    for ch in ("api", "slack", "teams"):
+        row(f"click -> agent reply at ~{args.rate:.0f}/s, {ch}, ms", click_ms(normal, ch))
+    cpu_ms = normal["cpu"] * 1000 / max(len(normal["ids"]), 1)
+    p(f"{'worker CPU per request (3 channels), ms':58} {cpu_ms:8.1f}")
+    p(f"   exactly once: {normal['check']}; click errors: {len(normal['clicker'].errors)}")
+    for line in normal["clicker"].errors[:3]:
+        p("   error:", line)
+    p(f"-- clicks at {clicks['rate']:.1f}/s ({len(clicks['ids'])} requests)")
+    s_api = row("click -> agent reply, api, ms", click_ms(clicks, "api"))
+    for ch in ("slack", "teams"):
+        row(f"click -> agent reply, {ch}, ms", click_ms(clicks, ch))
+    p(f"{'rq no-op enqueue -> finished (baseline), ms':58} {base['p50']:8.1f} {base['p99']:8.1f}"
+      f" {base['max']:8.1f}")
+    p(f"   ratio click -> reply (api) / rq no-op: p50 {s_api['p50'] / base['p50']:.2f}, "
+      f"p99 {s_api['p99'] / base['p99']:.2f}")
+    p(f"   click errors: {len(clicks['clicker'].errors)}")
+    for line in clicks["clicker"].errors[:3]:
+        p("   error:", line)
+    if storm is not None:
+        p(f"-- Slack answering 429 for {args.slack_429:.0f} s ({len(storm['ids'])} requests)")
+        for ch in ("teams", "web", "slack"):
+            s = row(f"XADD -> first {ch} card, ms", first_card_ms(storm, ch))
+            if ch != "slack":
+                ref = summary(first_card_ms(normal, ch))
+                p(f"   vs normal phase p99: {s['p99'] / ref['p99']:.2f}x")
+        row("click -> agent reply (any channel), ms", click_ms(storm))
+        p(f"   exactly once: {storm['check']}; click errors: {len(storm['clicker'].errors)}")
+    per, record = res["memory"]
+    p(f"{'Redis memory per pending request, bytes':58} {per:8.0f}  (record hash {record:.0f}; "
+      f"{args.memory_requests} through the real path)")
+    cards_per_s = len(normal["ids"]) / args.seconds
+    p(f"{'requests/s carded in the normal phase (offered rate)':58} {cards_per_s:8.1f}  "
+      f"rq no-op jobs/s (1 worker): {base['throughput']:.1f}, ratio "
+      f"{cards_per_s / base['throughput']:.2f}")
+    for n, pend, cards in res["scale"]:
+        p(f"{f'scale-out, {n} worker(s): requests/s to pending / to every card':58} "
+          f"{pend:8.1f} {cards:8.1f}")
 
 
 if __name__ == "__main__":

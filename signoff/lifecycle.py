@@ -335,11 +335,13 @@ def original(rt: Runtime, record: Record) -> AgentRequest:
 # --------------------------------------------------------------------------------------------
 # prepare
 # --------------------------------------------------------------------------------------------
-def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
+def prepare(rt: Runtime, request_id: str, now: float | None = None,
+            notify: bool = True) -> str:
     """Evaluate policy, mask, and open the request (or decide it automatically).
 
     ``now`` is the clock (default: the wall clock); the deadline, reminders and escalation
-    steps are counted from it.
+    steps are counted from it. ``notify``: enqueue the notify job (False: the caller runs it
+    itself, as the batch job does; the request's notify claim is taken either way).
 
     Returns:
         What happened (``pending``, ``approved``, ``denied``, ``rejected`` or ``unchanged``).
@@ -425,7 +427,8 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None) -> str:
         # whole request stays claimed until that job has handled every channel, so a job
         # lost before it claimed any card (Redis or the worker died) is re-run by the janitor.
         rt.cards.claim_request(request_id)
-        rt.enqueue(JOB_NOTIFY, request_id)
+        if notify:
+            rt.enqueue(JOB_NOTIFY, request_id)
     return "pending"
 
 

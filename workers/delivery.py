@@ -431,8 +431,16 @@ class DeliveryLoop:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._bind())
         self.loop.create_task(self._poll())
         self.loop.run_forever()
+
+    async def _bind(self) -> None:
+        """Messengers keep their HTTP sessions for this loop's life (pooled connections)."""
+        for messenger in self.delivery.messengers.values():
+            bind = getattr(messenger, "bind_loop", None)
+            if bind is not None:
+                await bind()
 
     def _kick(self, name: str) -> None:
         if name in self._tasks:

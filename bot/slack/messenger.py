@@ -157,12 +157,20 @@ class SlackMessenger:
                                   rate_limit_retries=rate_limit_retries)
         self._post_client = client_for(settings, timeout=timeout,
                                        rate_limit_retries=rate_limit_retries, idempotent=False)
+        self._timeout = timeout
         self._post_attempts = max(post_attempts, 1)
         self._mention = mention or self._directory_mention
         self._clock = clock
         self._names: dict[str, str] = {}
         self._dms: dict[str, str] = {}
         self._policy: Any = None
+
+    async def bind_loop(self) -> None:
+        """Keep one HTTP session (pooled connections) for every call from now on; for a
+        long-lived event loop (a worker's delivery loop). Without it each call opens its own."""
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+        self._client.session = session
+        self._post_client.session = session
 
     # --- Messenger ------------------------------------------------------------------------
     async def post(self, view: CardView, destination: str) -> dict[str, Any]:

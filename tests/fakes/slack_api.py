@@ -518,6 +518,13 @@ class FakeSlack:
                         out.append(m)
             return out
 
+    def cards_all(self) -> list[Message]:
+        """Every top-level message carrying Signoff's card metadata (any request)."""
+        with self._lock:
+            return [m for items in self._state.messages.values() for m in items
+                    if (m.metadata or {}).get("event_type") == "signoff_card"
+                    and not m.thread_ts]
+
     def digests(self, digest_id: str | None = None) -> list[Message]:
         """Signoff's digest messages (several requests in one), or the one with this id."""
         with self._lock:
