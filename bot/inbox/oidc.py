@@ -242,4 +242,10 @@ def email_from_claims(claims: dict[str, Any], claim: str = "email", *,
     email = canonical_email(value)
     if not email or "@" not in email:
         raise OidcError(f"the identity provider sent no usable '{claim}' claim")
+    if email != value.strip().lower():
+        # Only case and surrounding spaces may differ from the directory's spelling at
+        # sign-in: a verified mailbox whose name folds onto someone else's (full-width
+        # letters, invisible characters, "ß" for "ss") is another mailbox, not that person.
+        raise OidcError("the email address contains characters that would make it look like "
+                        "another address")
     return email

@@ -264,5 +264,8 @@ def test_email_from_claims_needs_the_provider_to_vouch_for_the_address() -> None
         with pytest.raises(OidcError, match="not verified"):
             email_from_claims({"email": "bob@example.com", "email_verified": bad},
                               require_verified=False)
-    assert email_from_claims({"email": " Bob@Example.com\u200b", "email_verified": True}) == \
+    assert email_from_claims({"email": " Bob@Example.com ", "email_verified": True}) == \
         "bob@example.com"
+    for lookalike in ("bob@example.com\u200b", "\uff42ob@example.com", "bo\u00df@example.com"):
+        with pytest.raises(OidcError, match="look like another address"):
+            email_from_claims({"email": lookalike, "email_verified": True})
