@@ -23,6 +23,17 @@ def _address(value: str | None) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def _main(config: GatewayConfig, redis_url: str, http: tuple[str, int] | None,
                 check: bool) -> None:
     from signoff.mcp.approvals import Approvals, LocalPolicy
@@ -78,6 +89,10 @@ def mcp(config_path: Path, http: str | None, redis_url: str | None, check: bool,
         config = load_config(config_path, dict(os.environ))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if address is not None and not config.http_token and not _loopback(address[0]):
+        raise click.ClickException(
+            f"--http {http} listens beyond this machine: set http_token: in the config so "
+            "only clients holding it can call tools as this agent")
     url = redis_url or config.redis_url
     if not url:
         raise click.ClickException(

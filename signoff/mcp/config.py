@@ -108,6 +108,10 @@ class GatewayConfig(BaseModel):
                                     description="Added to every request's context (environment, ...).")
     policy: Path | None = Field(default=None, description="The deployment's policy file: calls "
                                 "its auto_approve rules allow are forwarded without a round trip.")
+    http_token: str | None = Field(
+        default=None, min_length=16,
+        description="With --http: clients must send 'Authorization: Bearer <token>'. Required "
+                    "when the gateway listens on anything but loopback.")
     servers: list[ServerConfig] = Field(min_length=1)
     wait: WaitConfig = Field(default_factory=WaitConfig)
 
@@ -160,10 +164,9 @@ def load_config(path: Path, env: dict[str, str]) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(file)"
-        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{path}: {where}: {err['msg']}{more}") from None
+        problems = [f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}"
+                    for err in exc.errors()]
+        raise ConfigError(f"{path}: {'; '.join(problems)}") from None
     # Relative paths in the file are relative to the file, not to where the gateway started.
     servers = [s.model_copy(update={"cwd": base / s.cwd if s.cwd and not s.cwd.is_absolute()
                                     else (s.cwd or base)}) for s in config.servers]

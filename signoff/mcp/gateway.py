@@ -9,6 +9,7 @@ handlers do directly, with no per-tool Python function to generate.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -188,10 +189,34 @@ class Gateway:
     async def serve_http(self, host: str, port: int) -> None:
         import uvicorn
 
-        app = self.server.streamable_http_app(host=host)
+        app: Any = self.server.streamable_http_app(host=host)
+        if self.config.http_token:
+            app = BearerGate(app, self.config.http_token)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                                 lifespan="on")
         await uvicorn.Server(config).serve()
+
+
+class BearerGate:
+    """ASGI middleware: every HTTP request must carry the gateway's bearer token, checked in
+    constant time before anything else reads it. Written by hand because the SDK's auth
+    support is OAuth (token verifiers, resource metadata), far more than one shared secret."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = b'{"error":"unauthorized","message":"missing or wrong bearer token"}'
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 async def run_gateway(gateway: Gateway, http: tuple[str, int] | None) -> None:

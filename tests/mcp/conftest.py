@@ -23,6 +23,7 @@ import requests
 import yaml
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from signoff.agents import AgentRegistry
 from signoff.keys import SCOPE_SEP
@@ -204,9 +205,12 @@ async def stdio_gateway(config: Path) -> AsyncIterator[ClientSession]:
 
 
 @asynccontextmanager
-async def http_session(url: str) -> AsyncIterator[ClientSession]:
+async def http_session(url: str, headers: dict[str, str] | None = None
+                       ) -> AsyncIterator[ClientSession]:
     async with AsyncExitStack() as stack:
-        read, write = await stack.enter_async_context(streamable_http_client(url))
+        http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
+        read, write = await stack.enter_async_context(
+            streamable_http_client(url, http_client=http))
         session = await stack.enter_async_context(ClientSession(read, write))
         await asyncio.wait_for(session.initialize(), 30)
         yield session
@@ -233,20 +237,28 @@ def http_upstream(mcp_env: Env) -> Iterator[tuple[str, Path]]:
     stop_processes([proc], 10)
 
 
+def start_http_gateway(env: Env, upstream_url: str, **extra: Any
+                       ) -> tuple[str, subprocess.Popen[bytes]]:
+    """``signoff mcp --http`` in front of ``upstream_url``; extra config keys in ``extra``."""
+    config = gateway_config(env, f"http-gw-{time.monotonic_ns()}", upstream_url=upstream_url)
+    if extra:
+        data = yaml.safe_load(config.read_text())
+        config.write_text(yaml.safe_dump({**data, **extra}))
+    port = free_port()
+    with open(env.tmp / f"gateway-{port}.log", "ab") as errlog:
+        proc = subprocess.Popen([sys.executable, "-m", "signoff.cli", "mcp", "--config",
+                                 str(config), "--http", f"127.0.0.1:{port}"], cwd=ROOT,
+                                stdout=errlog, stderr=subprocess.STDOUT)
+    wait_for(lambda: _port_open(port), timeout=30, message="HTTP gateway")
+    return f"http://127.0.0.1:{port}/mcp", proc
+
+
 @pytest.fixture
 def http_gateway(mcp_env: Env, http_upstream: tuple[str, Path]) -> Iterator[str]:
     """``signoff mcp --http`` in front of the HTTP upstream."""
-    url, _ = http_upstream
-    config = gateway_config(mcp_env, f"http-gw-{time.monotonic_ns()}", upstream_url=url)
-    port = free_port()
-    errlog = open(mcp_env.tmp / f"gateway-{port}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "signoff.cli", "mcp", "--config", str(config),
-                             "--http", f"127.0.0.1:{port}"], cwd=ROOT,
-                            stdout=errlog, stderr=subprocess.STDOUT)
-    wait_for(lambda: _port_open(port), timeout=30, message="HTTP gateway")
-    yield f"http://127.0.0.1:{port}/mcp"
+    url, proc = start_http_gateway(mcp_env, http_upstream[0])
+    yield url
     stop_processes([proc], 10)
-    errlog.close()
 
 
 def text_of(result: Any) -> str:

@@ -8,11 +8,13 @@ import asyncio
 import pytest
 
 from signoff.models import Status
+from tests.conftest import stop_processes
 from tests.mcp.conftest import (
     Env,
     calls,
     gateway_config,
     http_session,
+    start_http_gateway,
     stdio_gateway,
     text_of,
 )
@@ -91,3 +93,20 @@ async def test_http_client_going_away_cancels_the_request(mcp_env: Env, http_gat
     assert mcp_env.decide(rid, "alice@example.com", "approve").status_code == 409
     await asyncio.sleep(1)
     assert calls(log) == []
+
+
+async def test_http_gateway_with_a_token_refuses_clients_without_it(
+        mcp_env: Env, http_upstream: tuple[str, object]) -> None:
+    token = "gw-token-0123456789abcdef"
+    url, proc = start_http_gateway(mcp_env, http_upstream[0], http_token=token)
+    try:
+        for wrong in (None, {"Authorization": "Bearer gw-token-0123456789abcdeX"}):
+            with pytest.raises(BaseException):  # the client cannot even initialize
+                async with http_session(url, wrong) as session:
+                    await session.list_tools()
+        async with http_session(url, {"Authorization": f"Bearer {token}"}) as session:
+            result = await asyncio.wait_for(
+                session.call_tool("count_rows", {"table": "orders"}), 20)
+            assert text_of(result) == "120000"
+    finally:
+        stop_processes([proc], 10)
