@@ -16,9 +16,21 @@ from policy.schema import SCHEMA
 
 
 def _default_path() -> Path:
+    """``SIGNOFF_POLICY`` (environment or ``.env``), else ``examples/policy.yaml`` in the
+    working directory; a clear error naming where it looked when that file is not there."""
     from signoff.settings import load_settings
 
-    return load_settings().policy_path
+    settings = load_settings()
+    path = settings.policy_path
+    if path.is_file():
+        return path
+    where = path if path.is_absolute() else Path.cwd() / path
+    if "policy_path" in settings.model_fields_set:
+        why = f"SIGNOFF_POLICY names {where}, which is not a readable file"
+    else:
+        why = f"SIGNOFF_POLICY is not set, and the default {where} does not exist"
+    raise click.ClickException(f"no policy file: {why}. Pass the file (FILE or --policy) or "
+                               "set SIGNOFF_POLICY.")
 
 
 def _load(path: Path | None) -> Policy:

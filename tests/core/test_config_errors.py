@@ -186,3 +186,15 @@ def test_web_port_zero_picks_a_free_port_and_prints_it(tmp_path: Path, redis_url
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_policy_commands_resolve_the_default_policy_or_say_where_they_looked(
+        tmp_path: Path) -> None:
+    looked = signoff(tmp_path, "policy", "check")
+    assert looked.returncode == 1 and "Traceback" not in looked.stderr
+    assert "SIGNOFF_POLICY is not set" in looked.stderr
+    assert str(tmp_path / "examples" / "policy.yaml") in looked.stderr
+    named = signoff(tmp_path, "policy", "rules", SIGNOFF_POLICY=str(tmp_path / "p.yaml"))
+    assert named.returncode == 1 and f"SIGNOFF_POLICY names {tmp_path / 'p.yaml'}" in named.stderr
+    found = signoff(tmp_path, "policy", "check", SIGNOFF_POLICY=str(EXAMPLE_POLICY))
+    assert found.returncode == 0 and "OK" in found.stdout, found.stderr
