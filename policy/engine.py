@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from policy.conditions import Condition, ConditionEvalError, activation_for
 from policy.directory import Directory
 from policy.globs import GlobSet
-from policy.identity import canonical_agent, canonical_context
+from policy.identity import canonical_agent, canonical_context, canonical_environment
 from policy.limits import Limits
 from policy.requirement import DEFAULT_GROUP, Outcome, Requirement
 from policy.window import Window
@@ -425,9 +425,9 @@ def canonical_request(request: AgentRequest, directory: Directory) -> AgentReque
         person = directory.canonical_person(request.on_behalf_of)
         if person != request.on_behalf_of:
             update["on_behalf_of"] = person
-    context = canonical_context(request.context)
-    if context != request.context:
-        update["context"] = context
+    env = request.context.get("environment")
+    if isinstance(env, str) and canonical_environment(env) != env:
+        update["context"] = canonical_context(request.context)
     return request.model_copy(update=update) if update else request
 
 

@@ -42,6 +42,9 @@ def canonical(value: str | None) -> str:
     """The one normal form of an identity string (see the module's rule); ``""`` for None."""
     if not value:
         return ""
+    if value.isascii():
+        # ASCII is its own NFKC form, has no format characters, and folds like lower().
+        return value.strip().lower()
     text = unicodedata.normalize("NFKC", value)
     # Format characters (category Cf: zero-width space/joiner, bidi marks, soft hyphen) are
     # invisible on every card yet make two spellings differ byte for byte.
@@ -95,7 +98,7 @@ def same_agent(a: str | None, b: str | None) -> bool:
 def canonical_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
     """A request's context with its ``environment`` in canonical form (other keys as sent)."""
     out = dict(context or {})
-    env = canonical_environment(out.get("environment"))
-    if env is not None:
-        out["environment"] = env
+    env = out.get("environment")
+    if isinstance(env, str):
+        out["environment"] = canonical(env)
     return out
