@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,10 @@ class EmbeddedRedis:
         """A client of a server an earlier run left serving this folder (on its socket), if any."""
         if not self.socket.exists():
             return None
+        # No retries: a socket file a SIGKILLed server left behind refuses at once, and a
+        # restart must not wait for redis-py's backoff to find that out.
         client = redis.Redis(unix_socket_path=str(self.socket), socket_connect_timeout=0.5,
-                             socket_timeout=5)
+                             socket_timeout=5, retry=Retry(NoBackoff(), 0))
         try:
             client.ping()
             return client
