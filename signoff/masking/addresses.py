@@ -32,8 +32,11 @@ _SUFFIXES = (
     "Wells?|Wls?"
 )
 _UNIT = r"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|Bldg\.?|Building|#)\s*#?[A-Za-z0-9-]{1,8})?"
-_CITY = r"(?:,\s*[A-Z][A-Za-z.'-]+(?:\s+[A-Z][A-Za-z.'-]+){0,3})?"
-_STATE_ZIP = r"(?:,?\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?|,?\s+\d{5}(?:-\d{4})?)?"
+_CITY = r"(?:,\s*[A-Z][A-Za-z.'-]+(?![\w])(?:\s+[A-Z][A-Za-z.'-]+(?![\w])){0,3})?"
+_STATE_ZIP = (
+    r"(?:,?\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?|,?\s+\d{5}(?:-\d{4})?"
+    r"|,?\s+[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b)?"  # US state and ZIP, or a UK postcode
+)
 STREET_RE = re.compile(
     r"(?<![\w.-])\d{1,6}[A-Za-z]?(?:-\d{1,4})?\s+"
     r"(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?"
@@ -41,6 +44,13 @@ STREET_RE = re.compile(
     rf"(?:{_SUFFIXES})\b\.?"
     r"(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b\.?)?"
     + _UNIT + _CITY + _STATE_ZIP
+)
+# Continental style, the number after the name: "Hauptstraße 5, 10115 Berlin", "Via Roma 12".
+EU_STREET_RE = re.compile(
+    r"(?<![\w-])(?:(?:Via|Rue|Calle|Avenida|Rua|Viale|Piazza|Corso|Boulevard|Avenue|Place|Chemin)"
+    r"\s+(?:(?:de|del|della|des|du|la|le|dos|da)\s+)?[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2}"
+    r"|[A-Z][\w'-]*(?:stra(?:ß|ss)e|str\.|weg|gasse|platz|allee|damm|ring|ufer|gracht|laan|straat|vej|gatan|gata))"
+    r",?\s+\d{1,5}[a-zA-Z]?(?:,?\s+\d{4,5}\s+[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)?"
 )
 PO_BOX_RE = re.compile(r"(?i)\bP\.?\s?O\.?\s+Box\s+\d{1,8}\b" + _CITY + _STATE_ZIP)
 
@@ -52,6 +62,8 @@ def find_addresses(text: str) -> Iterator[tuple[int, int, float]]:
         while end > m.start() and text[end - 1] in ",. ":
             end -= 1
         yield (m.start(), end, 0.8)
+    for m in EU_STREET_RE.finditer(text):
+        yield (m.start(), m.end(), 0.75)
     if "box" in text.lower():
         for m in PO_BOX_RE.finditer(text):
             yield (m.start(), m.end(), 0.8)

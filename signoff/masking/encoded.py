@@ -60,6 +60,52 @@ def percent_view(text: str) -> tuple[str, list[int], list[int]] | None:
     return (decoded, starts, ends) if decoded != text else None
 
 
+HEX_RUN_RE = re.compile(r"(?<![0-9A-Za-z])(?:0x)?((?:[0-9a-fA-F]{2}){12,})(?![0-9A-Za-z])")
+
+
+def hex_runs(text: str) -> Iterator[tuple[int, int, str]]:
+    """``(start, end, decoded)`` for hex runs that decode to readable text (``70617373…``);
+    hashes and ids decode to bytes that are not text and are left alone."""
+    if len(text) < 24:
+        return
+    for m in HEX_RUN_RE.finditer(text):
+        decoded = _readable(bytes.fromhex(m.group(1)))
+        if decoded is not None:
+            yield (m.start(), m.end(), decoded)
+
+
+_ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def entity_view(text: str) -> tuple[str, list[int], list[int]] | None:
+    """HTML/XML character references decoded (``&lt;password&gt;``), with a character map like
+    :func:`percent_view`; None when there are none."""
+    if "&" not in text or ";" not in text or not _ENTITY_RE.search(text):
+        return None
+    import html
+
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    pos = 0
+    for m in _ENTITY_RE.finditer(text):
+        for i in range(pos, m.start()):
+            out.append(text[i])
+            starts.append(i)
+            ends.append(i + 1)
+        for c in html.unescape(m.group(0)):
+            out.append(c)
+            starts.append(m.start())
+            ends.append(m.end())
+        pos = m.end()
+    for i in range(pos, len(text)):
+        out.append(text[i])
+        starts.append(i)
+        ends.append(i + 1)
+    decoded = "".join(out)
+    return (decoded, starts, ends) if decoded != text else None
+
+
 def _readable(raw: bytes) -> str | None:
     if len(raw) < 12:
         return None

@@ -21,6 +21,8 @@ from signoff.masking import ner as ner_mod
 from signoff.masking import strategies
 from signoff.masking.encoded import (
     base64_runs,
+    entity_view,
+    hex_runs,
     json_strings,
     percent_view,
     query_values,
@@ -33,7 +35,7 @@ from signoff.masking.pii import builtin_pii
 from signoff.masking.profile import DEFAULT_PROFILE, CustomDetector, MaskingProfile, Strategy
 from signoff.masking.scanner import Detector, Scanner, Span, resolve
 from signoff.masking.secret_rules import builtin_secrets
-from signoff.masking.validators import VALIDATORS
+from signoff.masking.validators import VALIDATORS, shannon_entropy
 
 MAX_DEPTH = 64
 MAX_DECODE_DEPTH = 4  # base64 inside URL-encoding inside base64 …: levels decoded
@@ -61,6 +63,16 @@ def compile_custom(spec: CustomDetector | dict[str, Any]) -> Detector:
     return Detector(
         d.id, d.entity, d.confidence, pattern, group=group, validator=validator,
         context=tuple(w.lower() for w in d.context),
+    )
+
+
+def _random_like(value: str) -> bool:
+    """A single random-looking token (16-512 characters, letters and digits, high entropy)."""
+    v = value.strip()
+    return (
+        16 <= len(v) <= 512 and not any(c.isspace() for c in v)
+        and any(c.isdigit() for c in v) and any(c.isalpha() for c in v)
+        and shannon_entropy(v) >= 3.5
     )
 
 
@@ -247,6 +259,12 @@ class Masker:
                 child = _path_child(path, ks)
                 c_forced, c_keep = forced, keep
                 prof = job.profile
+                if c_forced is None and key_is_value and isinstance(v, str) and _random_like(v) and any(
+                    sp.entity == "SECRET" for sp in self._key_spans(job, orig, keep)
+                ):
+                    # {"AKIA…": "wJalrXUtnFEMI/K7MDENG…"}: a random string under a credential is
+                    # its other half; a plain word ("primary") is not.
+                    c_forced = "SECRET"
                 if c_forced is None and not key_is_value:
                     if prof.keep_keys and _key_rule_matches(prof.keep_keys, kn, child):
                         c_keep = True
@@ -296,7 +314,7 @@ class Masker:
             if extra is not None:
                 found += extra.scan(key, job.disabled)
             found += self._nested(key, job.disabled, extra, 0.0, 1)
-            found = [s for s in found if s.entity not in job.disabled and s.detector != "assignment"]
+            found = [s for s in found if s.entity not in job.disabled]
             if keep:
                 found = [s for s in found if s.entity == "SECRET"]
             spans = resolve(found, 0.0)
@@ -354,7 +372,10 @@ class Masker:
             part = percent_view(text[lo:hi])
             if part is not None:
                 out += self._mapped(part, lo, disabled, extra, min_conf, depth)
-        for start, end, decoded in base64_runs(text):
+        ents = entity_view(text)
+        if ents is not None:
+            out += self._mapped(ents, 0, disabled, extra, min_conf, depth)
+        for start, end, decoded in [*base64_runs(text), *hex_runs(text)]:
             inner = [
                 s for s in self._spans(decoded, disabled, extra, min_conf, depth + 1)
                 if s.confidence >= min_conf and s.entity not in disabled and s.detector not in disabled

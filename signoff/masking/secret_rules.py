@@ -278,9 +278,10 @@ def find_query_params(text: str) -> Iterator[tuple[int, int, float, str]]:
 
 # --- markup ------------------------------------------------------------------------------------
 XML_ELEMENT_RE = re.compile(
-    r"<(?P<tag>(?:[\w.-]+:)?(?P<name>[A-Za-z_][\w.-]{0,80}))(?:\s[^<>]{0,500})?>"
+    r"<(?P<tag>(?:[\w.-]+:)?(?P<name>[A-Za-z_][\w.-]{0,80}))(?P<attrs>\s[^<>]{0,500})?>"
     r"(?:<!\[CDATA\[(?P<cdata>[\s\S]{1,4000}?)\]\]>|(?P<text>[^<]{1,4000}))</(?P=tag)\s*>"
 )
+XML_NAME_ATTR_RE = re.compile(r"""(?i)\b(?:name|key|id|param|property)\s*=\s*["']([^"'<>]{1,100})["']""")
 XML_NAME_VALUE_RE = re.compile(
     r"""(?i)<[\w:.-]+\s[^<>]{0,300}?\b(?:name|key|id|param|property)\s*=\s*["'](?P<name>[^"'<>]{1,100})["']"""
     r"""[^<>]{0,300}?\bvalue\s*=\s*(?:"(?P<dq>[^"<>]{1,2000})"|'(?P<sq>[^'<>]{1,2000})')"""
@@ -293,6 +294,11 @@ def find_markup(text: str) -> Iterator[tuple[int, int, float, str]]:
     for m in XML_ELEMENT_RE.finditer(text):
         name = m.group("name")
         entity = classify_key(name.rsplit(".", 1)[-1])
+        if entity is None and m.group("attrs"):
+            # <entry key="password">…</entry>, <param name="apiKey">…</param>
+            named = XML_NAME_ATTR_RE.search(m.group("attrs"))
+            if named is not None:
+                entity = classify_key(named.group(1).rsplit(".", 1)[-1])
         if entity is None or entity == "ADDRESS":
             continue
         g = "cdata" if m.group("cdata") is not None else "text"

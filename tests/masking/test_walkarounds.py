@@ -285,3 +285,36 @@ def test_everything_at_once(masker: Masker) -> None:
     for secret in (GHP, PASSWORD, STRIPE, WALLETS[0]):
         assert secret not in out, secret
     assert "primary" in out and "db.internal" in out
+
+
+# --- 8. more carriers and shapes ------------------------------------------------------------------
+def test_secret_half_under_a_credential_key(masker: Masker) -> None:
+    out = masker.mask({AWS: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", STRIPE: "primary"}).masked
+    assert "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" not in dump(out)
+    assert "primary" in dump(out)
+
+
+@pytest.mark.parametrize("text", [
+    f'<entry key="password">{PASSWORD}</entry>',
+    f"java -Dspring.datasource.password={PASSWORD} -jar app.jar",
+    f"docker run -e DB_PASSWORD={PASSWORD} image:1.2",
+    f"&lt;password&gt;{PASSWORD}&lt;/password&gt;",
+    "cfg " + ("DB_PASSWORD=" + PASSWORD).encode().hex(),
+])
+def test_more_carriers(masker: Masker, text: str) -> None:
+    out = masker.mask_text(text).masked
+    assert PASSWORD not in reveal_hex(out), out
+
+
+def reveal_hex(text: str) -> str:
+    found = [text]
+    for m in re.finditer(r"(?:[0-9a-fA-F]{2}){6,}", text):
+        found.append(bytes.fromhex(m.group(0)).decode("utf-8", "ignore"))
+    return "\n".join(found)
+
+
+@pytest.mark.parametrize("address", ["10 Downing Street, London SW1A 2AA", "Hauptstraße 5, 10115 Berlin",
+                                     "Via Roma 12"])
+def test_other_address_formats(masker: Masker, address: str) -> None:
+    out = masker.mask_text(f"Deliver to {address} please").masked
+    assert address not in out and "SW1A" not in out and "10115" not in out
