@@ -415,7 +415,12 @@ def report_cmd(since: str, until: str | None, fmt: str, out_file: Path | None,
     """Evidence per control (SOC 2, ISO 27001, FedRAMP, GDPR Art. 30) with the log's figures
     for the period, charts, sampled inclusion proofs and the chain's verification."""
     from signoff.audit.report import collect
-    from signoff.audit.report_render import render_html, render_json, render_pdf
+    from signoff.audit.report_render import (
+        PdfUnavailable,
+        render_html,
+        render_json,
+        render_pdf,
+    )
 
     start = parse_time(since)
     end = parse_time(until)
@@ -430,7 +435,10 @@ def report_cmd(since: str, until: str | None, fmt: str, out_file: Path | None,
         day = datetime.fromtimestamp(ev.until, tz=UTC).strftime("%Y-%m-%d")
         out_file = Path(f"audit-report-{day}.{fmt}")
     if fmt == "pdf":
-        out_file.write_bytes(render_pdf(ev))
+        try:
+            out_file.write_bytes(render_pdf(ev))
+        except PdfUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
     else:
         text = render_html(ev) if fmt == "html" else render_json(ev)
         if str(out_file) == "-":

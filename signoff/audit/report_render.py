@@ -128,9 +128,18 @@ def render_html(ev: Evidence, *, for_print: bool = False) -> str:
         p95=_duration(ev.p95_seconds))
 
 
-def render_pdf(ev: Evidence) -> bytes:
-    import weasyprint  # imported here: it loads Pango, which only the PDF needs
+class PdfUnavailable(Exception):
+    """WeasyPrint cannot load its system libraries (Pango)."""
 
+
+def render_pdf(ev: Evidence) -> bytes:
+    try:
+        import weasyprint  # imported here: it loads Pango, which only the PDF needs
+    except (ImportError, OSError) as exc:
+        raise PdfUnavailable(
+            "PDF output needs WeasyPrint and the Pango library (Debian: apt-get install "
+            f"libpango-1.0-0 libpangoft2-1.0-0); --format html prints the same report ({exc})"
+        ) from None
     return bytes(weasyprint.HTML(string=render_html(ev, for_print=True)).write_pdf())
 
 
