@@ -4,7 +4,8 @@
     python examples/mcp/warehouse_server.py --http 127.0.0.1:9000   # streamable HTTP at /mcp
 
 Every call that reaches it is appended to the file named by WAREHOUSE_LOG (if set), so you
-can see which calls Signoff let through.
+can see which calls Signoff let through. WAREHOUSE_FAULTS=1 adds a tool that crashes the
+server mid-call (for tests).
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ def export_rows(table: str, rows: int) -> str:
     return f"exported {rows} rows of {table}"
 
 
-@server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
-def crash(table: str) -> str:
-    """Simulates a server that dies in the middle of a call."""
-    _ran("crash", table=table)
-    os._exit(3)
+if os.environ.get("WAREHOUSE_FAULTS"):  # the test suite's fault injection
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
+    def crash(table: str) -> str:
+        """Dies in the middle of the call (a server crashing mid-call)."""
+        _ran("crash", table=table)
+        os._exit(3)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ async def _main(config: GatewayConfig, redis_url: str, http: tuple[str, int] | N
                 check: bool) -> None:
     from signoff.mcp.approvals import Approvals, LocalPolicy
     from signoff.mcp.gateway import Gateway, run_gateway
+    from signoff.mcp.upstream import UpstreamError
     from signoff.sdk import AsyncClient
 
     local = LocalPolicy(config.policy) if config.policy is not None else None
@@ -46,10 +47,18 @@ async def _main(config: GatewayConfig, redis_url: str, http: tuple[str, int] | N
     try:
         if check:
             await client.redis.ping()
+            failed = []
+            for upstream in gateway.upstreams:
+                try:
+                    await upstream.list_tools()
+                except UpstreamError as exc:
+                    failed.append(str(exc))
             for tool in await gateway.catalog.refresh():
                 route = gateway.catalog.routes[tool.name]
                 click.echo(f"{tool.name:40} {route.server.name:16} "
                            f"{gateway.tool_call(route, {}, 'check').action}")
+            if failed:
+                raise click.ClickException("; ".join(failed))
             return
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()

@@ -171,7 +171,8 @@ def gateway_config(env: Env, name: str, *, upstream_url: str | None = None,
         server["url"] = upstream_url
     else:
         server["command"] = [sys.executable, str(WAREHOUSE)]
-        server["env"] = {"WAREHOUSE_LOG": str(log or env.tmp / f"{name}.calls")}
+        server["env"] = {"WAREHOUSE_LOG": str(log or env.tmp / f"{name}.calls"),
+                         "WAREHOUSE_FAULTS": "1"}
     data: dict[str, Any] = {
         "agent": AGENT, "redis_url": env.agent_url,
         "context": {"environment": "prod"}, "servers": [server],
@@ -230,7 +231,8 @@ def http_upstream(mcp_env: Env) -> Iterator[tuple[str, Path]]:
     port = free_port()
     log = mcp_env.tmp / f"http-upstream-{port}.calls"
     proc = subprocess.Popen([sys.executable, str(WAREHOUSE), "--http", f"127.0.0.1:{port}"],
-                            env={"WAREHOUSE_LOG": str(log), "PATH": "/usr/bin:/bin"},
+                            env={"WAREHOUSE_LOG": str(log), "WAREHOUSE_FAULTS": "1",
+                                 "PATH": "/usr/bin:/bin"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: _port_open(port), timeout=30, message="HTTP upstream")
     yield f"http://127.0.0.1:{port}/mcp", log
