@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
-import redis
 
 from signoff.audit.entry import Entry
 from signoff.audit.merkle import TreeHead
@@ -114,6 +113,7 @@ def checkpoint_if_due(rt: Runtime, every: float, now: float | None = None) -> Ch
     """Sign a checkpoint when the last one is older than ``every`` seconds and entries were
     appended since (the janitor calls this every few seconds)."""
     now = time.time() if now is None else now
+    thin_checkpoints(rt, now)
     r: Any = rt.redis
     last = r.xrevrange(rt.keys.audit_checkpoints, "+", "-", count=1)
     seq, _h, _id = rt.audit.head()
@@ -127,10 +127,43 @@ def checkpoint_if_due(rt: Runtime, every: float, now: float | None = None) -> Ch
     elif seq == 0:
         return None
     try:
-        return sign_checkpoint(rt, now=now)
+        cp = sign_checkpoint(rt, now=now)
     except ValueError as exc:
         log.error("audit checkpoint refused: %s (run 'signoff audit verify')", exc)
         return None
+    return cp
+
+
+# Per-decision checkpoints older than a day are thinned to the newest one per hour: a later
+# checkpoint covers every entry before it, so nothing is lost for verification, and the stream
+# stays small (exported checkpoints are always kept).
+THIN_AFTER = 86400.0
+THIN_TO = 3600.0
+
+
+def thin_checkpoints(rt: Runtime, now: float, window: float = 86400.0) -> int:
+    """Drop superseded checkpoints that aged past a day within the last ``window`` seconds of
+    ageing (the janitor calls this every few seconds: after the first pass the window holds
+    the hourly survivors and the few that just aged).
+
+    Returns:
+        How many were dropped.
+    """
+    r: Any = rt.redis
+    hi = int((now - THIN_AFTER) * 1000)
+    lo = int((now - THIN_AFTER - window) * 1000)
+    if hi <= 0:
+        return 0
+    rows = r.xrange(rt.keys.audit_checkpoints, max(lo, 0), hi)
+    newest: dict[int, str] = {}
+    for sid, f in rows:
+        if f.get("exported") != "1":
+            newest[int(sid.partition("-")[0]) // int(THIN_TO * 1000)] = sid
+    keep = set(newest.values())
+    drop = [sid for sid, f in rows if f.get("exported") != "1" and sid not in keep]
+    if drop:
+        r.xdel(rt.keys.audit_checkpoints, *drop)
+    return len(drop)
 
 
 def seal_after(rt: Runtime) -> Callable[[Entry], None]:
@@ -141,7 +174,9 @@ def seal_after(rt: Runtime) -> Callable[[Entry], None]:
             return
         try:
             sign_checkpoint(rt)
-        except (redis.RedisError, ValueError) as exc:  # the decision stands; the janitor retries
+        # Whatever goes wrong here (Redis, a broken log, an audit key that will not unseal),
+        # the decision already stands and must be answered; the janitor signs later.
+        except Exception as exc:
             log.warning("audit checkpoint after %s seq %d failed: %s", entry.event, entry.seq,
                         exc)
 

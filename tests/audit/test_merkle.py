@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import jwt
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signoff import audit
 from signoff.audit import ProblemKind
+from signoff.audit.checkpoints import thin_checkpoints
 from signoff.audit.merkle import (
     CHUNK,
     ProofBuilder,
@@ -228,4 +230,24 @@ def test_a_checkpoint_follows_every_decision_so_cutting_the_tail_is_found(
     assert report.first_problem is not None
     assert report.first_problem.kind is ProblemKind.TRUNCATED
     assert report.first_problem.seq == decided.seq
+    rt.close()
+
+
+def test_per_decision_checkpoints_are_thinned_after_a_day(sealing_rt: Runtime) -> None:
+    rt = sealing_rt
+    day = 86400.0
+    base = time.time() - 3 * day
+    for i in range(12):  # twelve checkpoints, 20 minutes apart, two and a half days ago
+        rt.audit.append(audit.Event.VOTE, f"t{i}", "alice@example.com", choice="approve")
+        audit.sign_checkpoint(rt, now=base + i * 1200)
+    cps = rt.redis.xrange(rt.keys.audit_checkpoints)
+    # Stream ids carry the time of the XADD, not of `now`; rewrite them to the past.
+    rt.redis.delete(rt.keys.audit_checkpoints)
+    for i, (_sid, f) in enumerate(cps):
+        rt.redis.xadd(rt.keys.audit_checkpoints, f, id=f"{int((base + i * 1200) * 1000)}-0")
+    n = thin_checkpoints(rt, time.time(), window=3 * day)
+    left = audit.checkpoints(rt.redis, rt.keys)
+    assert n == 12 - len(left) and 3 <= len(left) <= 5  # the newest per hour
+    assert left[-1].seq == max(int(f["seq"]) for _s, f in cps)
+    assert audit.verify_store(rt).ok
     rt.close()
