@@ -1,9 +1,13 @@
-"""``signoff audit``: verify, query and export the tamper-evident audit log.
+"""``signoff audit`` and ``signoff sink``: the tamper-evident audit log for people who check it.
 
-``verify`` recomputes the hash chain of the live log (or of an exported file, offline, with
-nothing but the public keys) and names the first entry that was edited, dropped, reordered,
-forged or cut off. ``query`` filters entries by time, event, action, person, agent and status.
-``export`` writes JSON lines, a freshly signed checkpoint and the public keys for an auditor.
+``verify`` recomputes the hash chain and the Merkle tree heads of the log (archive and live
+stream, or an exported file offline) against signed checkpoints, with public keys the verifier
+pinned (never keys shipped inside the file), and names the first entry that was edited,
+dropped, reordered, forged or cut off. ``prove`` / ``verify-proof`` show one entry with an
+RFC 9162 inclusion proof. ``query`` and ``approvals`` answer questions (a resource's from the
+index), ``report`` builds the evidence per control (HTML, PDF, JSON), ``export`` writes JSON
+lines and a signed checkpoint, ``archive`` moves old entries to files. ``signoff sink``
+delivers every entry to the SIEM.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def _runtime() -> Any:
 
 @click.group(name="audit")
 def audit() -> None:
-    """Verify, query and export the audit log."""
+    """Verify, prove, query, report on, export and archive the audit log."""
 
 
 def _print_report(report: al.VerifyReport, as_json: bool, source: str) -> None:
