@@ -87,6 +87,7 @@ class Delivery:
         self.rt = rt
         self.ledger: CardLedger = rt.cards
         self.messengers = messengers
+        self._cache: dict[str, CardView] = {}
 
     # --- one destination ----------------------------------------------------------------------
     async def drain(self, name: str) -> str:
@@ -356,11 +357,25 @@ class Delivery:
         await self._update(name, destination, messenger, item, thread=True)
 
     def _views(self, request_ids: Iterable[str]) -> list[CardView]:
+        """Views of a digest's requests: one round trip for their versions, and a request
+        read and rendered again only when it changed (a digest is redrawn on every change)."""
+        ids = list(request_ids)
+        pipe = self.rt.redis.pipeline(transaction=False)
+        for rid in ids:
+            pipe.hget(self.rt.keys.request(rid), "version")
         out = []
-        for rid in request_ids:
-            record = self.rt.store.get(rid)
-            if record is not None:
-                out.append(build_view(record))
+        for rid, version in zip(ids, pipe.execute(), strict=True):
+            if version is None:
+                continue
+            cached = self._cache.get(rid)
+            if cached is None or cached.version != int(version):
+                record = self.rt.store.get(rid)
+                if record is None:
+                    continue
+                cached = self._cache[rid] = build_view(record)
+            out.append(cached)
+        if len(self._cache) > 5000:
+            self._cache.clear()
         return out
 
     # --- failures -------------------------------------------------------------------------------
@@ -381,6 +396,21 @@ class Delivery:
     def _give_up(self, name: str, op: Op, error: str) -> None:
         record_failure(self.rt, op.request_id, name, error)
         self.ledger.done(name, [op.request_id])
+
+
+def may_send(rt: Runtime, messenger: Messenger, destination: str) -> bool:
+    """Whether a best-effort message (a reminder, "your request was decided") fits in the
+    destination's rate now; over it, the message is skipped rather than queued (the card and
+    the inbox show the same)."""
+    limit = getattr(messenger, "limit", None)
+    if limit is None:
+        return True
+    name = f"{messenger.kind}:{destination}"
+    scope = Delivery._scope(name, messenger.kind, limit)
+    if rt.cards.take(scope, 1, limit.per_second, limit.burst).granted:
+        return True
+    log.info("skipped a message to %s: over its rate", name)
+    return False
 
 
 def record_failure(rt: Runtime, request_id: str, name: str, error: str) -> None:

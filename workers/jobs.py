@@ -222,7 +222,8 @@ def _tell_requester(rt: Runtime, record: Any, view: Any, ms: dict[str, Messenger
     if rt.store.set_once(record.id, "told_requester", stamp) != stamp:
         return  # told already, or another job won the race to tell
     text = f"Your request `{view.action}` ({record.id}) was {view.final_line()}."
-    delivery.run_task(ms["slack"].tell(person.slack_id, text))
+    if delivery.may_send(rt, ms["slack"], person.slack_id):
+        delivery.run_task(ms["slack"].tell(person.slack_id, text))
 
 
 def remind(request_id: str, index: int, now: float | None = None) -> str:
@@ -240,7 +241,7 @@ def remind(request_id: str, index: int, now: float | None = None) -> str:
             "for approval.")
     for card in rt.cards.cards(request_id).values():
         m = ms.get(card.kind)
-        if m is None or card.kind == "web":
+        if m is None or card.kind == "web" or not delivery.may_send(rt, m, card.destination):
             continue
         delivery.run_task(m.tell(card.destination, text))
     return "reminded"
