@@ -213,6 +213,7 @@ def _first_seq(path: Path) -> int | None:
                                              "timed_out", "cancelled", "rejected"]),
               help="The request's final (or current) status.")
 @click.option("--request", "request_id", help="One request id.")
+@click.option("--resource", help="One resource, exactly (answered from the index).")
 @click.option("--step-up", "step_up", is_flag=True,
               help="Only votes proven with a passkey (credential, flags and counter in details).")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table",
@@ -220,12 +221,13 @@ def _first_seq(path: Path) -> int | None:
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=1000, show_default=True)
 def query_cmd(since: str | None, until: str | None, events: tuple[str, ...],
               action: str | None, person: str | None, agent: str | None, status: str | None,
-              request_id: str | None, fmt: str, limit: int, step_up: bool = False) -> None:
+              request_id: str | None, fmt: str, limit: int, step_up: bool = False,
+              resource: str | None = None) -> None:
     """Print matching entries as a table, JSON lines or CSV."""
     flt = al.QueryFilter(since=parse_time(since), until=parse_time(until),
-                            events=frozenset(events), action=action, person=person,
-                            agent=agent, status=status, request_id=request_id,
-                            step_up=step_up)
+                         events=frozenset(events), action=action, person=person,
+                         agent=agent, status=status, request_id=request_id,
+                         step_up=step_up, resource=resource)
     rt = _runtime()
     for line in al.render(al.query(rt, flt, limit=limit), fmt):
         click.echo(line)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
+
+from click.testing import CliRunner
 
 from signoff import audit
 from signoff.audit import QueryFilter, query
+from signoff.cli_audit import audit as audit_cli
 from signoff.runtime import Runtime
+from tests.audit.test_merkle import cli_env
 
 
 def request(rt: Runtime, rid: str, resource: str, action: str, approver: str | None,
@@ -51,3 +57,18 @@ def test_query_by_resource_matches_a_scan(rt: Runtime) -> None:
                if e.request_id and int(e.request_id[1:]) % 3 == 1 and e.event in (
                    "requested", "vote", "decided")]
     assert via_index == scanned
+
+
+def test_approvals_and_query_commands(rt: Runtime, tmp_path: Path) -> None:
+    request(rt, "c1", "db/customers", "db.export", "alice@example.com")
+    request(rt, "c2", "db/customers", "db.delete", None)
+    env = cli_env(rt, tmp_path)
+    result = CliRunner().invoke(audit_cli, ["approvals", "--resource", "db/customers",
+                                            "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in result.output.splitlines()]
+    assert [(r["actor"], r["action"]) for r in rows] == [("alice@example.com", "db.export")]
+    result = CliRunner().invoke(audit_cli, ["query", "--resource", "db/customers", "--format",
+                                            "jsonl"], env=env)
+    assert result.exit_code == 0, result.output
+    assert {json.loads(x)["request_id"] for x in result.output.splitlines()} == {"c1", "c2"}
