@@ -238,7 +238,7 @@ def check(rt: Runtime, record: Record, person: str, choice: str, within: int, pr
     except InvalidAuthenticationResponse as exc:
         text = str(exc)
         if "sign count" in text:
-            return Refusal(Code.SIGN_COUNT, _cloned_text(passkey.sign_count))
+            return _replayed_or_cloned(pk, nonce, passkey.sign_count)
         if "verification" in text.lower():
             return Refusal(Code.NOT_VERIFIED, "Your passkey did not verify you (PIN or "
                                               "biometric); this request needs that.")
@@ -251,13 +251,22 @@ def check(rt: Runtime, record: Record, person: str, choice: str, within: int, pr
         return Refusal(Code.REPLAYED, "This passkey proof was already used; a proof counts "
                                       "once. Confirm again with your passkey.")
     if used == "regressed":
-        return Refusal(Code.SIGN_COUNT, _cloned_text(passkey.sign_count))
+        return _replayed_or_cloned(pk, nonce, passkey.sign_count)
     if used != "ok":
         return Refusal(Code.UNKNOWN_PASSKEY, "This passkey was removed; enrol one again.")
     flags = _flags(credential.response.authenticator_data)
     return Proof(credential_id=credential_id, user_present=flags[0],
                  user_verified=bool(verified.user_verified), sign_count=verified.new_sign_count,
                  age_seconds=max(age, 0.0), within=within)
+
+
+def _replayed_or_cloned(pk: Any, nonce: bytes, stored: int) -> Refusal:
+    """A counter that did not grow: the same proof racing its own first use (which has
+    consumed it by now), or a cloned authenticator."""
+    if pk.peek_challenge(bytes_to_base64url(nonce)) == USED:
+        return Refusal(Code.REPLAYED, "This passkey proof was already used; a proof counts "
+                                      "once. Confirm again with your passkey.")
+    return Refusal(Code.SIGN_COUNT, _cloned_text(stored))
 
 
 def _cloned_text(stored: int) -> str:
