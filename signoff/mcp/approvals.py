@@ -43,6 +43,13 @@ log = logging.getLogger("signoff.mcp")
 Progress = Callable[[float, str], Awaitable[None]]
 
 
+GONE_CHECK = 0.5  # seconds between checks that the caller's connection is still there
+
+
+class _ClientGone(Exception):
+    """The caller's transport reported that the client disconnected."""
+
+
 class Verdict(str, Enum):
     ALLOWED = "allowed"
     REFUSED = "refused"
@@ -175,8 +182,10 @@ class Approvals:
         return _body(request_id, call.action, call.resource, call.arguments,
                      self.client.requester, call.on_behalf_of, call.reason, call.context, None)
 
-    async def decide(self, call: ToolCall, progress: Progress | None) -> Outcome:
-        """Decide ``call``; ``progress`` is given when the client takes progress notifications."""
+    async def decide(self, call: ToolCall, progress: Progress | None,
+                     client_gone: asyncio.Event | None = None) -> Outcome:
+        """Decide ``call``; ``progress`` is given when the client takes progress notifications;
+        ``client_gone`` is set by the transport when the caller's connection dropped."""
         if self.local_policy is not None and call.fingerprint not in self._pending:
             request_id = f"mcp-{uuid.uuid4().hex}"
             rule = self.local_policy.auto_approves(self._body(call, request_id))
@@ -187,14 +196,22 @@ class Approvals:
         entry = await self._entry(call)
         entry.waiters += 1
         try:
-            return await self._await(call, entry, progress)
+            return await self._await(call, entry, progress, client_gone)
+        except _ClientGone:
+            await self._left(call, entry)
+            return Outcome(Verdict.REFUSED, "The MCP client disconnected; the request was "
+                           "withdrawn.", entry.handle.id)
         except asyncio.CancelledError:
-            entry.waiters -= 1
-            if entry.waiters == 0 and not entry.claimed:
-                await self._drop(call.fingerprint, entry, "the MCP client went away while waiting")
+            await self._left(call, entry)
             raise
         else:
             entry.waiters -= 1
+
+    async def _left(self, call: ToolCall, entry: _Pending) -> None:
+        """A waiting caller went away: withdraw the request unless someone else waits on it."""
+        entry.waiters -= 1
+        if entry.waiters == 0 and not entry.claimed:
+            await self._drop(call.fingerprint, entry, "the MCP client went away while waiting")
 
     def _record_in_background(self, call: ToolCall, request_id: str) -> None:
         """Send an auto-approved call to Signoff without waiting: it lands in the audit log."""
@@ -229,11 +246,14 @@ class Approvals:
             self._pending[key] = entry
         return entry
 
-    async def _await(self, call: ToolCall, entry: _Pending, progress: Progress | None) -> Outcome:
+    async def _await(self, call: ToolCall, entry: _Pending, progress: Progress | None,
+                     client_gone: asyncio.Event | None = None) -> Outcome:
         rid = entry.handle.id
         hold = self.wait.hold_with_progress if progress is not None else self.wait.hold
         started = time.monotonic()
         while not entry.decision.done():
+            if client_gone is not None and client_gone.is_set():
+                raise _ClientGone
             left = hold - (time.monotonic() - started)
             if left <= 0:
                 entry.told_pending = True
@@ -243,6 +263,8 @@ class Approvals:
                     "The tool has NOT run. Call this tool again later with exactly the same "
                     "arguments to pick up the decision (it will not ask twice).", rid)
             step = min(self.wait.progress_interval, left) if progress is not None else left
+            if client_gone is not None:
+                step = min(step, GONE_CHECK)
             await asyncio.wait({entry.decision}, timeout=step)
             if progress is not None and not entry.decision.done():
                 waited = time.monotonic() - started

@@ -165,7 +165,9 @@ class Gateway:
         async def waiting(elapsed: float, message: str) -> None:
             await ctx.session.report_progress(elapsed, None, message)
 
-        outcome = await self.approvals.decide(call, waiting if wants_progress else None)
+        scope = getattr(ctx.request, "scope", None)  # the HTTP request, on streamable HTTP
+        gone = scope.get(CLIENT_GONE) if isinstance(scope, dict) else None
+        outcome = await self.approvals.decide(call, waiting if wants_progress else None, gone)
         if outcome.verdict is Verdict.PENDING:
             return _error(outcome.message, status="pending", request_id=outcome.request_id)
         if outcome.verdict is Verdict.REFUSED:
@@ -189,12 +191,44 @@ class Gateway:
     async def serve_http(self, host: str, port: int) -> None:
         import uvicorn
 
-        app: Any = self.server.streamable_http_app(host=host)
+        app: Any = DisconnectWatch(self.server.streamable_http_app(host=host))
         if self.config.http_token:
             app = BearerGate(app, self.config.http_token)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                                 lifespan="on")
         await uvicorn.Server(config).serve()
+
+
+CLIENT_GONE = "signoff.client_gone"
+
+
+class DisconnectWatch:
+    """ASGI middleware: marks an HTTP request whose client disconnected.
+
+    On streamable HTTP a tool call's answer streams back on its POST's response; a client
+    that dies drops that connection without sending ``notifications/cancelled``, and the SDK
+    (rightly, as streams may resume) keeps the handler running. The gateway has no event store
+    to resume from, so a dropped call cannot be answered any more: its handler sees this event
+    and withdraws the Signoff request instead of leaving a card nobody's call waits on.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gone = asyncio.Event()
+        scope[CLIENT_GONE] = gone
+
+        async def watched() -> Any:
+            message = await receive()
+            if message.get("type") == "http.disconnect":
+                gone.set()
+            return message
+
+        await self.app(scope, watched, send)
 
 
 class BearerGate:

@@ -110,3 +110,38 @@ async def test_http_gateway_with_a_token_refuses_clients_without_it(
             assert text_of(result) == "120000"
     finally:
         stop_processes([proc], 10)
+
+
+CLIENT = """
+import asyncio, sys
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+async def main():
+    async with streamable_http_client(sys.argv[1]) as (r, w), ClientSession(r, w) as s:
+        await s.initialize()
+        print("calling", flush=True)
+        await s.call_tool("drop_table", {"table": "customers"})
+
+asyncio.run(main())
+"""
+
+
+async def test_http_client_killed_while_waiting_cancels_the_request(
+        mcp_env: Env, http_gateway: str, http_upstream: tuple[str, object]) -> None:
+    """The client process dies (no cancel notification, no session DELETE): the gateway sees
+    the response stream break and withdraws the request."""
+    import subprocess
+    import sys
+
+    _, log = http_upstream
+    proc = subprocess.Popen([sys.executable, "-c", CLIENT, http_gateway],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        rid = await mcp_env.pending_for("mcp.warehouse.drop_table", timeout=40)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    await _wait_status(mcp_env, rid, Status.CANCELLED, timeout=30)
+    assert mcp_env.decide(rid, "alice@example.com", "approve").status_code == 409
+    assert calls(log) == []
