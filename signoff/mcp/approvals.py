@@ -228,7 +228,16 @@ class Approvals:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _sweep(self) -> None:
+        """Forget requests no call waits on that are older than ``pending_ttl`` (withdrawn in
+        Signoff if still open), so calls never retried do not accumulate."""
+        now = time.monotonic()
+        for key, entry in list(self._pending.items()):
+            if entry.waiters == 0 and now - entry.created > self.wait.pending_ttl:
+                await self._drop(key, entry, "no call picked it up within pending_ttl")
+
     async def _entry(self, call: ToolCall) -> _Pending:
+        await self._sweep()
         key = call.fingerprint
         entry = self._pending.get(key)
         if entry is not None and (entry.claimed or time.monotonic() - entry.created
