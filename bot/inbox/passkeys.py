@@ -19,12 +19,13 @@ import asyncio
 import json
 import time
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from bot.appkeys import METRICS
 from bot.cards.view import build_view
-from bot.inbox.context import INBOX, InboxContext
+from bot.inbox.context import INBOX, InboxContext, safe_next
 from bot.inbox.model import load_detail
 from bot.inbox.sessions import Session
 from bot.web_channel import WebMessenger
@@ -156,11 +157,16 @@ async def remove(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------------------------
 async def step_up_page(request: web.Request) -> web.StreamResponse:
     ctx = request.app[INBOX]
-    _session, person = await ctx.require_person(request)
     rid = request.match_info["rid"]
     choice = request.query.get("choice", "approve")
     if choice not in ("approve", "deny"):
         choice = "approve"
+    found = await ctx.person(request)
+    if found is None:
+        # Chat buttons land here signed out: come back to this request *and* this choice.
+        back = safe_next(stepup.step_up_path(rid, choice))
+        raise web.HTTPSeeOther(f"/inbox/login?next={quote(back, safe='/')}")
+    person = found[1]
     detail = await asyncio.to_thread(load_detail, ctx.rt, person, rid)
     if detail is None:
         return await ctx.render(request, "missing.html", status=404, person=person, rid=rid)

@@ -238,6 +238,16 @@ def test_unverified_user_and_csrf_are_refused(rt: Runtime, app_url: str, browser
         method: 'POST', headers: {'Content-Type': 'application/json'},
         body: JSON.stringify({choice: 'approve', credential: {}})})).status""")
     assert status == 403
+    # A chat button opened while signed out: sign-in brings the person back to this request
+    # and this choice.
+    other = browser.new_context()
+    other.set_default_timeout(WAIT_MS)
+    fresh = other.new_page()
+    fresh.goto(f"{URL}/inbox/r/drop-u/step-up?choice=deny")
+    assert "/inbox/login" in fresh.url
+    fresh.click('button.person[data-email="carol@example.com"]')
+    fresh.wait_for_url(f"{URL}/inbox/r/drop-u/step-up?choice=deny")
+    other.close()
     # Removing the passkeys from the inbox is audited.
     page.goto(f"{URL}/inbox/passkeys")
     for _ in range(2):
