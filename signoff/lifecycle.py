@@ -969,7 +969,8 @@ def complete_audit(rt: Runtime, record: Record) -> int:
     for v in votes:
         if (v.person, v.choice) not in voted:
             rt.audit.append(Event.VOTE, record.id, v.person, choice=v.choice, channel=v.channel,
-                            comment_given=bool(v.comment), recovered=True)
+                            comment_given=bool(v.comment), recovered=True,
+                            **({"step_up": {"method": v.step_up}} if v.step_up else {}))
             added += 1
     settling = {e.value for e in SETTLED_BY.values()}
     event = SETTLED_BY.get(record.status)
