@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +32,7 @@ from bot.inbox.sessions import Session
 from bot.web_channel import WebMessenger
 from signoff import lifecycle, passkeys, stepup
 
+log = logging.getLogger(__name__)
 # Any id the store may hold (agent-scoped ids included); an unknown one is a 404.
 RID = "{rid:[^/]{1,200}}"
 MAX_BODY = 32_768
@@ -232,7 +234,17 @@ async def step_up_vote(request: web.Request) -> web.StreamResponse:
 
 
 def setup_routes(app: web.Application) -> None:
-    """Mount the passkey and step-up routes (the inbox's middleware covers them)."""
+    """Mount the passkey and step-up routes (the inbox's middleware covers them).
+
+    A policy whose rules need a passkey on a deployment where passkeys cannot work (no
+    public address) is said once at start: such votes are refused until it is set.
+    """
+    rt = app[INBOX].rt
+    if passkeys.RelyingParty.from_settings(rt.settings) is None:
+        needing = [r.id for r in rt.policy.rules if r.requirement.step_up]
+        if needing:
+            log.error("passkey step-up: rules %s need a passkey, but %s Votes on them are "
+                      "refused until then.", ", ".join(needing), passkeys.UNAVAILABLE)
     app.router.add_get("/inbox/passkeys", passkeys_page)
     app.router.add_post("/inbox/passkeys/options", enrol_options)
     app.router.add_post("/inbox/passkeys/register", enrol_register)

@@ -7,6 +7,7 @@ each leaving the request, the proof and the credential as they were."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import jwt
@@ -270,7 +271,7 @@ def test_one_proof_counts_once_under_racing_submissions(rt: Runtime) -> None:
 
 
 def test_without_a_public_address_step_up_fails_closed(rt: Runtime, redis_url: str,
-                                                       tmp_path: Any) -> None:
+                                                       tmp_path: Any, caplog: Any) -> None:
     from bot.cards.view import build_view
     from bot.slack import render
     from tests.conftest import make_settings
@@ -290,6 +291,13 @@ def test_without_a_public_address_step_up_fails_closed(rt: Runtime, redis_url: s
                                       "approve", step_up=proof)
         assert reply.code == "step_up_unavailable"
         unchanged(bare, "drop-n")
+        # The web process says so once at start.
+        from bot.app import create_app
+
+        with caplog.at_level(logging.ERROR, logger="bot.inbox.passkeys"):
+            create_app(bare)
+        assert "rules prod-drop need a passkey" in caplog.text
+        assert "SIGNOFF_PUBLIC_URL" in caplog.text
     finally:
         bare.close()
     # A card made without a public address has no buttons that could vote, and says why.
