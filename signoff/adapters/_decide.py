@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from signoff.grant_check import GrantError
-from signoff.sdk import ApprovalTimeout, AsyncHandle, Decision, DecisionMismatch
+from signoff.sdk import ApprovalTimeout, AsyncHandle, Decision, DecisionMismatch, check_decision
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
 
@@ -40,10 +40,58 @@ def refusal_text(decision: Decision) -> str:
             + ". The tool did not run.")
 
 
-async def verdict_for(handle: AsyncHandle, timeout: float) -> Verdict:
-    """Wait for ``handle``'s decision and, when approved, verify and consume its grant."""
+HISTORY_PAGE = 500
+HISTORY_LIMIT = 20_000
+
+
+async def delivered_before(handle: AsyncHandle) -> Decision | None:
+    """The decision Signoff already delivered for ``handle``'s request, from the agent's own
+    decisions stream (newest first, at most ``HISTORY_LIMIT`` entries), or None.
+
+    For a process that restarts: the reply list is popped once, so a process that died after
+    popping its decision and before acting on it would otherwise wait for a reply that never
+    comes again. The decision found is checked exactly like a popped one (request id, payload
+    hash, grant binding) before anything uses it.
+    """
+    r = handle.client.redis
+    stream = handle.keys.decisions
+    last = "+"
+    seen = 0
+    while seen < HISTORY_LIMIT:
+        entries = await r.xrevrange(stream, max=last, min="-", count=HISTORY_PAGE)
+        if not entries:
+            return None
+        for _entry_id, fields in entries:
+            got = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+            rid = got.get("id")
+            rid = rid.decode() if isinstance(rid, bytes) else rid
+            if rid == handle.id and got.get("body"):
+                decision = Decision.from_json(got["body"])
+                check_decision(decision, handle.id, handle.payload_sha256)
+                return decision
+        seen += len(entries)
+        oldest = entries[-1][0]
+        oldest = oldest.decode() if isinstance(oldest, bytes) else oldest
+        last = f"({oldest}"
+    return None
+
+
+async def verdict_for(handle: AsyncHandle, timeout: float, *, resumed: bool = False
+                      ) -> Verdict:
+    """Wait for ``handle``'s decision and, when approved, verify and consume its grant.
+
+    ``resumed``: the request may have been decided (and its reply popped) by an earlier
+    process; look in the agent's decisions stream before waiting.
+    """
     try:
-        decision = await handle.wait(timeout)
+        decision = None
+        if resumed:
+            try:
+                decision = await handle.wait(0.5)  # still in the reply list
+            except ApprovalTimeout:
+                decision = await delivered_before(handle)
+        if decision is None:
+            decision = await handle.wait(timeout)
     except ApprovalTimeout:
         await handle.cancel("no decision within the agent's timeout")
         return Verdict(False, f"Signoff request {handle.id} got no decision in time. "

@@ -81,8 +81,10 @@ class SignoffReviewer:
         return f"lg-{digest.hexdigest()[:48]}"
 
     async def decide(self, thread_id: str, interrupt_id: str, index: int, name: str,
-                     args: dict[str, Any], description: str = "") -> Verdict:
-        """Ask Signoff about one call (idempotent: the same call asks once) and wait."""
+                     args: dict[str, Any], description: str = "", *,
+                     resumed: bool = False) -> Verdict:
+        """Ask Signoff about one call (idempotent: the same call asks once) and wait;
+        ``resumed`` also finds a decision an earlier process received but never acted on."""
         params = json_params(args)
         action = action_name(self.action_prefix, name)
         resource = (self.resource(name, params) if callable(self.resource)
@@ -94,7 +96,7 @@ class SignoffReviewer:
             action, resource, params, on_behalf_of=self.on_behalf_of,
             reason=f"{name} in thread {thread_id}", context=context,
             id=self.request_id(thread_id, interrupt_id, index))
-        return await verdict_for(handle, self.timeout)
+        return await verdict_for(handle, self.timeout, resumed=resumed)
 
     @staticmethod
     def _decision(verdict: Verdict) -> dict[str, Any]:
@@ -102,34 +104,41 @@ class SignoffReviewer:
             return {"type": "approve"}
         return {"type": "reject", "message": verdict.message}
 
-    async def answer(self, thread_id: str, item: Interrupt) -> Any:
+    async def answer(self, thread_id: str, item: Interrupt, *, resumed: bool = False) -> Any:
         """The resume value for one interrupt (HITLRequest or ToolApprovalRequest)."""
         value = item.value
         if isinstance(value, dict) and value.get("type") == "tool_approval":
             verdict = await self.decide(thread_id, item.id, 0, str(value["name"]),
                                         dict(value.get("args") or {}),
-                                        str(value.get("description") or ""))
+                                        str(value.get("description") or ""), resumed=resumed)
             return self._decision(verdict)
         if isinstance(value, dict) and "action_requests" in value:
             decisions = []
             for index, request in enumerate(value["action_requests"]):
                 verdict = await self.decide(thread_id, item.id, index, str(request["name"]),
                                             dict(request.get("args") or {}),
-                                            str(request.get("description") or ""))
+                                            str(request.get("description") or ""),
+                                            resumed=resumed)
                 decisions.append(self._decision(verdict))
             return {"decisions": decisions}
         raise ValueError(f"interrupt {item.id} is not an approval request Signoff can answer")
 
-    async def resume(self, graph: Any, config: dict[str, Any], *, max_pauses: int = 20) -> Any:
-        """Answer whatever the thread is paused on and continue until it finishes."""
+    async def resume(self, graph: Any, config: dict[str, Any], *, max_pauses: int = 20,
+                     _fresh: bool = False) -> Any:
+        """Answer whatever the thread is paused on and continue until it finishes. After a
+        restart, the first pause's requests may already be decided (even received by the
+        process that died): those decisions are picked up, not asked for again."""
         thread_id = str(config["configurable"]["thread_id"])
         result: Any = None
+        resumed = not _fresh
         for _ in range(max_pauses):
             state = await graph.aget_state(config)
             pending = list(state.interrupts)
             if not pending:
                 return result if result is not None else state.values
-            answers = {item.id: await self.answer(thread_id, item) for item in pending}
+            answers = {item.id: await self.answer(thread_id, item, resumed=resumed)
+                       for item in pending}
+            resumed = False
             result = await graph.ainvoke(Command(resume=answers), config)
         raise RuntimeError(f"the run paused for approval more than {max_pauses} times")
 
@@ -140,4 +149,4 @@ class SignoffReviewer:
         state = await graph.aget_state(config)
         if not state.interrupts:
             return result
-        return await self.resume(graph, config, max_pauses=max_pauses)
+        return await self.resume(graph, config, max_pauses=max_pauses, _fresh=True)

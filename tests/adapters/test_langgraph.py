@@ -21,7 +21,7 @@ from signoff.adapters.langgraph import SignoffReviewer
 from signoff.models import Status
 from signoff.sdk import AsyncClient
 from tests.adapters.lg_agent import AGENT, build
-from tests.mcp.conftest import ROOT, Env, calls
+from tests.mcp.conftest import AGENT_NAME, ROOT, Env, calls
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 ACTION = "langgraph.delete_report"
@@ -66,9 +66,15 @@ async def test_rejected_review_gives_the_model_the_reason(mcp_env: Env, tmp_path
     assert "legal hold on Q3 reports" in final and mcp_env.agent_id(rid) in final
 
 
-async def test_a_restart_picks_up_the_same_request_and_its_decision(mcp_env: Env,
-                                                                    tmp_path: Path) -> None:
-    db, log, thread = tmp_path / "restart.db", tmp_path / "restart.calls", "restart-1"
+@pytest.mark.parametrize("popped", [False, True], ids=["reply-waiting", "reply-popped"])
+async def test_a_restart_picks_up_the_same_request_and_its_decision(
+        mcp_env: Env, tmp_path: Path, popped: bool) -> None:
+    """The agent process is killed while people decide; a new process resumes the thread
+    from the checkpoint and acts on the decision made meanwhile, asking nobody twice. With
+    ``popped`` the dead process had already taken the reply off its list (it died between
+    receiving the decision and acting on it): the decision is found in the agent's decisions
+    stream."""
+    db, log, thread = tmp_path / "restart.db", tmp_path / "restart.calls", f"restart-{popped}"
     argv = [sys.executable, "-m", "tests.adapters.lg_agent", str(db), thread,
             mcp_env.agent_url, str(log)]
     first = subprocess.Popen([*argv, "start"], cwd=ROOT, stdout=subprocess.PIPE,
@@ -82,6 +88,14 @@ async def test_a_restart_picks_up_the_same_request_and_its_decision(mcp_env: Env
     assert (await asyncio.to_thread(mcp_env.decide, rid, "bob@example.com", "approve")
             ).status_code == 200
     assert calls(log) == []
+    if popped:
+        reply = mcp_env.rt.keys.agent(AGENT_NAME).reply(mcp_env.agent_id(rid))
+        for _ in range(100):
+            if mcp_env.rt.redis.lpop(reply):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the decision was never delivered")
     second = await asyncio.to_thread(subprocess.run, [*argv, "resume"], cwd=ROOT,
                                      capture_output=True, timeout=60)
     assert second.returncode == 0, second.stderr.decode()[-2000:]
@@ -89,4 +103,4 @@ async def test_a_restart_picks_up_the_same_request_and_its_decision(mcp_env: Env
         "final": "result: deleted q3-draft"}
     assert calls(log) == [{"tool": "delete_report", "name": "q3-draft"}]  # once
     assert mcp_env.status(rid) is Status.APPROVED
-    assert SignoffReviewer.request_id(thread, "x", 0) != rid  # ids are per interrupt
+    assert SignoffReviewer.request_id(thread, "x", 0) != mcp_env.agent_id(rid)
