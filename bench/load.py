@@ -464,8 +464,20 @@ def memory_phase(rt: Runtime, count: int, agents: int) -> tuple[float, float]:
     wait_until(lambda: not r.zcard(rt.keys.card_outbox_due), 300, "their card work")
     time.sleep(2)
     per = (int(r.info("memory")["used_memory"]) - before) / count
-    record = sum(int(r.memory_usage(rt.keys.request(rid)) or 0) for rid in ids[:50]) / 50
-    return per, record
+    sample = ids[:50]
+
+    def mean(key: Any) -> float:
+        return sum(int(r.memory_usage(key(rid)) or 0) for rid in sample) / len(sample)
+
+    parts = {"record hash": mean(rt.keys.request), "card records": mean(rt.keys.cards),
+             "audit index": mean(rt.keys.audit_for)}
+    audit_len = max(int(r.xlen(rt.keys.audit)), 1)
+    parts["audit entries (stream mean x entries per request)"] = (
+        int(r.memory_usage(rt.keys.audit, samples=0) or 0) / audit_len
+        * len(r.lrange(rt.keys.audit_for(sample[0]), 0, -1)))
+    print("   memory per pending request, parts:",
+          {k: round(v) for k, v in parts.items()}, flush=True)
+    return per, parts["record hash"]
 
 
 def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,

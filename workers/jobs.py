@@ -49,8 +49,8 @@ def prepare(request_id: str) -> str:
     return lifecycle.prepare(current(), request_id)
 
 
-# A batch job prepares at most this many requests and re-enqueues the rest, so a finalize
-# (urgent queue) never waits behind a long batch after a burst.
+# A batch job prepares at most this many requests, and none once a finalize is waiting on
+# the urgent queue; it re-enqueues the rest, so a decision never waits behind a long batch.
 BATCH_CHUNK = 8
 
 
@@ -61,14 +61,17 @@ def prepare_batch(request_ids: list[str]) -> dict[str, str]:
     (a worker dying mid-batch is repaired by the janitor)."""
     rt = current()
     now, later = request_ids[:BATCH_CHUNK], request_ids[BATCH_CHUNK:]
-    if later:
-        rt.enqueue(JobName.PREPARE_BATCH, later)
     out = {}
-    for rid in now:
+    for i, rid in enumerate(now):
+        if i and rt.urgent_queue.count:
+            later = now[i:] + later  # a decision is waiting: let the worker take it first
+            break
         with tracing.span("prepare", rid, parent=tracing.recall(rt, rid)):
             out[rid] = lifecycle.prepare(rt, rid, notify=False)
             if out[rid] == "pending":
                 notify(rid)
+    if later:
+        rt.enqueue(JobName.PREPARE_BATCH, later)
     return out
 
 
