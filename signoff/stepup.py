@@ -185,6 +185,9 @@ def check(rt: Runtime, record: Record, person: str, choice: str, within: int, pr
     except (InvalidJSONStructure, InvalidAuthenticationResponse, ValueError, TypeError,
             KeyError, AttributeError):
         return Refusal(Code.INVALID, "That is not a WebAuthn passkey proof.")
+    if client_data.cross_origin:
+        # Made inside a frame on another site: the inbox is never framed (frame-ancestors).
+        return Refusal(Code.INVALID, "This passkey proof was made inside another site.")
     challenge = client_data.challenge
     if len(challenge) != NONCE_BYTES + 32:
         return Refusal(Code.INVALID, "This passkey proof was not made for a Signoff decision.")

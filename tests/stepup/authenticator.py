@@ -57,9 +57,11 @@ class SoftAuthenticator:
                 self.credential_id + self._cose_key()
         return data
 
-    def _client_data(self, kind: str, challenge_b64: str, origin: str | None = None) -> bytes:
+    def _client_data(self, kind: str, challenge_b64: str, origin: str | None = None,
+                     cross_origin: bool = False) -> bytes:
         return json.dumps({"type": kind, "challenge": challenge_b64,
-                           "origin": origin or self.origin, "crossOrigin": False}).encode()
+                           "origin": origin or self.origin,
+                           "crossOrigin": cross_origin}).encode()
 
     def create(self, options: dict[str, Any]) -> dict[str, Any]:
         """What ``navigator.credentials.create`` returns, as JSON."""
@@ -75,10 +77,11 @@ class SoftAuthenticator:
                 "clientExtensionResults": {}}
 
     def get(self, options: dict[str, Any], *, origin: str | None = None,
-            bump: int = 1) -> dict[str, Any]:
+            bump: int = 1, cross_origin: bool = False) -> dict[str, Any]:
         """What ``navigator.credentials.get`` returns, as JSON (the counter grows by ``bump``)."""
         self.sign_count += bump
-        client_data = self._client_data("webauthn.get", options["challenge"], origin)
+        client_data = self._client_data("webauthn.get", options["challenge"], origin,
+                                        cross_origin)
         auth_data = self._auth_data(attested=False)
         signature = self.key.sign(auth_data + hashlib.sha256(client_data).digest(),
                                   ec.ECDSA(hashes.SHA256()))

@@ -126,6 +126,10 @@ def test_refusals_change_nothing(rt: Runtime) -> None:
                         origin="http://localhost:9999")
     refused("drop-a", "alice@example.com", "approve", phished, "step_up_invalid",
             "did not verify")
+    # Made inside a frame on another site (same origin string, crossOrigin set).
+    framed = assertion(rt, alice, "drop-a", "alice@example.com", "approve", cross_origin=True)
+    refused("drop-a", "alice@example.com", "approve", framed, "step_up_invalid",
+            "inside another site")
     # No user verification (no PIN or biometric).
     lazy = SoftAuthenticator(ORIGIN, RP_ID, alice.key, alice.credential_id, alice.sign_count,
                              alice.user_handle, user_verified=False)
