@@ -190,10 +190,13 @@ class IntakeConsumer:
 
     def _handle_batch(self, stream: str,
                       messages: list[tuple[bytes, dict[bytes, bytes] | None]],
-                      deliveries: dict[bytes, int] | None = None) -> int:
+                      deliveries: dict[bytes, int] | None = None,
+                      pending: tuple[list[str], dict[str, list[bytes]]] | None = None) -> int:
+        """Handle one stream's entries. With ``pending`` (to prepare, acks per stream) the
+        caller flushes once for every stream of a read: one prepare job per read."""
         agent = self.owners.get(stream)
-        to_prepare: list[str] = []
-        acks: dict[str, list[bytes]] = {stream: []}
+        to_prepare, acks = pending if pending is not None else ([], {})
+        acks.setdefault(stream, [])
         for msg_id, fields in messages:
             if fields is None:  # deleted from the stream meanwhile
                 acks[stream].append(msg_id)
@@ -216,7 +219,8 @@ class IntakeConsumer:
             if rid is not None and rid not in to_prepare:
                 to_prepare.append(rid)
             acks.setdefault(stream, []).append(msg_id)
-        self._flush(to_prepare, acks)
+        if pending is None:
+            self._flush(to_prepare, acks)
         return len(messages)
 
     def _deliveries(self, stream: str, msg_id: bytes) -> int:
@@ -262,11 +266,15 @@ class IntakeConsumer:
             self._check_streams()
             return 0
         n = 0
-        for stream, messages in rows or []:
-            key = _text(stream)
-            deliveries = ({m: self._deliveries(key, m) for m, _ in messages}
-                          if start == "0" else None)
-            n += self._handle_batch(key, messages, deliveries)
+        pending: tuple[list[str], dict[str, list[bytes]]] = ([], {})
+        try:
+            for stream, messages in rows or []:
+                key = _text(stream)
+                deliveries = ({m: self._deliveries(key, m) for m, _ in messages}
+                              if start == "0" else None)
+                n += self._handle_batch(key, messages, deliveries, pending)
+        finally:
+            self._flush(*pending)
         return n
 
     def poll(self, block_ms: int | None = None) -> int:
