@@ -13,7 +13,9 @@ in the same run:
 - building the index and the Merkle tree from the whole log (entries/s);
 - verification over ``--verify-n`` entries with the Merkle tree heads against the chain-only
   verification it extends (entries/s and ratio);
-- an inclusion proof for an entry near the end: building it and checking it.
+- an inclusion proof for an entry near the end: building it and checking it;
+- the cost of the checkpoint signed after every decision: a vote and a decision appended with
+  and without it (on a fresh log in the same server).
 """
 
 from __future__ import annotations
@@ -127,6 +129,25 @@ def scan_approvals(rt: Runtime, resource: str, since: float) -> list[tuple[str, 
     return out
 
 
+def seal_cost(url: str, settings: Settings, n: int = 300) -> None:
+    """Vote + decided appends with and without the per-decision checkpoint."""
+    per_pair = {}
+    for per in (False, True):
+        rt = Runtime(settings.model_copy(update={"key_prefix": f"seal{int(per)}",
+                                                 "audit_checkpoint_per_decision": per}))
+        rt.audit.append("requested", "warm", "agent:bot")
+        rt.audit.append("decided", "warm", "alice@example.com", status="approved")
+        t, _ = timed(lambda r=rt: [(r.audit.append("vote", f"r{i}", "alice@example.com",
+                                                    choice="approve"),
+                                    r.audit.append("decided", f"r{i}", "alice@example.com",
+                                                   status="approved")) for i in range(n)])
+        per_pair[per] = t / n * 1000
+        rt.close()
+    print(f"{'vote + decided appends, checkpoint after the decision':56} "
+          f"{per_pair[True]:7.2f} ms (without: {per_pair[False]:.2f} ms, "
+          f"+{per_pair[True] - per_pair[False]:.2f} ms)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -191,6 +212,7 @@ def main() -> None:
                   f"({len(proof.path)} hashes)")
             print(f"{'(tree head size / root)':56} {head.size} / {head.root[:16]}…")
             rt.close()
+            seal_cost(url, settings)
         finally:
             server.stop()
 

@@ -19,6 +19,7 @@ from signoff.keys import Keys
 
 if TYPE_CHECKING:
     from signoff.runtime import Runtime
+    from signoff.signing_keys import SigningKey
 
 # Entries after which a checkpoint is signed at once (SIGNOFF_AUDIT_CHECKPOINT_PER_DECISION),
 # so cutting the tail of the log after a decision always breaks a signed tree head.
@@ -59,42 +60,60 @@ class Checkpoint:
                    f.get("kid", ""), f["token"], f.get("exported") == "1", f.get("root", ""))
 
 
-def sign_checkpoint(rt: Runtime, *, exported: bool = False, now: float | None = None
-                    ) -> Checkpoint | None:
+def sign_checkpoint(rt: Runtime, *, exported: bool = False, now: float | None = None,
+                    nonempty: bool = False) -> Checkpoint | None:
     """Bring the Merkle tree up to the newest entry and sign its head with the audit key.
 
     The chain head and the tree head are one snapshot (the tree's last entry), so the two
-    always agree. Nothing is signed over a log whose sequence numbers do not continue the
-    tree (entries removed or reordered): that raises ``ValueError``.
+    always agree; the checkpoint is stored in the same transaction as the tree update. Nothing
+    is signed over a log whose sequence numbers do not continue the tree (entries removed or
+    reordered): that raises ``ValueError``.
+
+    Args:
+        nonempty: the caller knows the log has entries (saves a read after an append).
 
     Returns:
         The checkpoint, or None while the log is empty.
     """
-    if rt.audit.head()[0] == 0:
+    if not nonempty and rt.audit.head()[0] == 0:
         return None
     # The key first: creating the first audit key appends its own entry, which the
     # checkpoint should cover.
-    rt.audit_keys.active()
-    th = rt.audit.tree.advance(rt.audit.read_after)
+    key = rt.audit_keys.active()
+    made: list[Checkpoint] = []
+
+    def seal(th: TreeHead) -> dict[str, Any]:
+        cp, fields = _signed(rt, key, th, exported, now)
+        made[:] = [cp]
+        return fields
+
+    th = rt.audit.tree.advance(rt.audit.read_after, seal=seal)
     if th.size == 0:
         return None
-    return sign_tree_head(rt, th, exported=exported, now=now)
+    if th.sealed:
+        return made[0]
+    return sign_tree_head(rt, th, exported=exported, now=now)  # nothing new: sign again
 
 
-def sign_tree_head(rt: Runtime, th: TreeHead, *, exported: bool = False,
-                   now: float | None = None) -> Checkpoint:
-    """Sign and store a checkpoint for the tree head ``th`` (its last entry is the chain head
-    it vouches for; an archive signs the head of the part it takes away)."""
-    key = rt.audit_keys.active()
+def _signed(rt: Runtime, key: SigningKey, th: TreeHead, exported: bool, now: float | None
+            ) -> tuple[Checkpoint, dict[str, Any]]:
     now = time.time() if now is None else now
     claims = {"iss": CHECKPOINT_ISSUER, "aud": CHECKPOINT_AUDIENCE, "iat": int(now),
               "log": rt.keys.audit, "seq": th.size, "hash": th.last_hash, "entry": th.last_id,
               "tree_size": th.size, "root": th.root}
     token = jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
     cp = Checkpoint(th.size, th.last_hash, th.last_id, now, key.kid, token, exported, th.root)
-    rt.redis.xadd(rt.keys.audit_checkpoints, {
-        "seq": th.size, "hash": th.last_hash, "entry": th.last_id, "ts": repr(now),
-        "kid": key.kid, "token": token, "exported": "1" if exported else "0", "root": th.root})
+    return cp, {"seq": th.size, "hash": th.last_hash, "entry": th.last_id, "ts": repr(now),
+                "kid": key.kid, "token": token, "exported": "1" if exported else "0",
+                "root": th.root}
+
+
+def sign_tree_head(rt: Runtime, th: TreeHead, *, exported: bool = False,
+                   now: float | None = None) -> Checkpoint:
+    """Sign and store a checkpoint for the tree head ``th`` (its last entry is the chain head
+    it vouches for; an archive signs the head of the part it takes away)."""
+    cp, fields = _signed(rt, rt.audit_keys.active(), th, exported, now)
+    rt.redis.xadd(rt.keys.audit_checkpoints, fields)
     return cp
 
 
@@ -173,7 +192,7 @@ def seal_after(rt: Runtime) -> Callable[[Entry], None]:
         if entry.event not in SEAL_EVENTS:
             return
         try:
-            sign_checkpoint(rt)
+            sign_checkpoint(rt, nonempty=True)
         # Whatever goes wrong here (Redis, a broken log, an audit key that will not unseal),
         # the decision already stands and must be answered; the janitor signs later.
         except Exception as exc:

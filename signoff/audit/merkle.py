@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -149,6 +149,7 @@ class TreeHead:
     root: str  # hex
     last_id: str = ""
     last_hash: str = ""
+    sealed: bool = False  # the caller's checkpoint was stored in the same transaction
 
 
 class MerkleState:
@@ -167,9 +168,16 @@ class MerkleState:
         return (Frontier.from_json(int(raw.get("size", "0")), raw.get("frontier", "[]")),
                 raw.get("last_id", ""), raw.get("last_hash", ""))
 
-    def advance(self, read_after: Callable[[str, int], list[Entry]], batch: int = 1000
-                ) -> TreeHead:
+    def advance(self, read_after: Callable[[str, int], list[Entry]], batch: int = 1000,
+                seal: Callable[[TreeHead], dict[str, Any]] | None = None) -> TreeHead:
         """Add every entry after the recorded last one; returns the tree head it reached.
+
+        Args:
+            read_after: reads up to ``count`` entries after a stream id.
+            batch: entries per transaction.
+            seal: makes the checkpoint for the final tree head (its stream fields), stored in
+                the same transaction as the tree update (one round trip fewer after every
+                decision); the returned head says ``sealed`` when it was.
 
         Raises:
             ValueError: the log's sequence numbers do not continue the tree (entries were
@@ -192,20 +200,25 @@ class MerkleState:
                         last_id, last_hash = e.stream_id, e.hash
                         if done is not None:
                             new_chunks.append(f"{done[1].hex()} {e.stream_id}")
+                    th = TreeHead(frontier.size, frontier.root().hex(), last_id, last_hash)
                     if frontier.size == size0:
                         pipe.unwatch()
-                        return TreeHead(frontier.size, frontier.root().hex(), last_id, last_hash)
+                        return th
+                    final = len(rows) < batch
+                    fields = seal(th) if seal is not None and final else None
                     pipe.multi()
                     pipe.hset(self.keys.audit_merkle, mapping={
                         "size": frontier.size, "last_id": last_id, "last_hash": last_hash,
                         "frontier": frontier.to_json()})
                     if new_chunks:
                         pipe.rpush(self.keys.audit_merkle_chunks, *new_chunks)
+                    if fields is not None:
+                        pipe.xadd(self.keys.audit_checkpoints, fields)
                     pipe.execute()
                 except redis.WatchError:
                     continue
-            if len(rows) < batch:
-                return TreeHead(frontier.size, frontier.root().hex(), last_id, last_hash)
+            if final:
+                return replace(th, sealed=fields is not None)
 
     def head(self) -> TreeHead:
         frontier, last_id, last_hash = self._load(self.r.hgetall(self.keys.audit_merkle))
