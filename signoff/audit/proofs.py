@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from signoff.audit.checkpoints import Checkpoint, check_checkpoint, checkpoints, sign_checkpoint
+from signoff.audit.checkpoints import Checkpoint, check_checkpoint, sign_checkpoint
 from signoff.audit.entry import Entry
 from signoff.audit.merkle import CHUNK, ProofBuilder, leaf_data, leaf_hash, root_from_path
 
@@ -177,9 +177,12 @@ class Prover:
         e = self.entry(ref)
         cp = checkpoint
         if cp is None:
-            covering = [c for c in checkpoints(self.rt.redis, self.rt.keys)
-                        if c.root and c.seq >= e.seq]
-            cp = covering[-1] if covering else sign_checkpoint(self.rt)
+            # The newest checkpoint covers every entry before it; sign one when it does not
+            # reach this entry yet (or predates tree heads).
+            newest = self.rt.redis.xrevrange(self.rt.keys.audit_checkpoints, "+", "-", count=1)
+            latest = Checkpoint.from_stream(newest[0][1]) if newest else None
+            cp = latest if latest is not None and latest.root and latest.seq >= e.seq else (
+                sign_checkpoint(self.rt))
             self.chunks = self.rt.audit.tree.chunks()
         if cp is None or not cp.root or cp.seq < e.seq:
             raise LookupError(f"no signed tree head covers seq {e.seq}")
