@@ -14,7 +14,8 @@ grant Signoff issued before it is recorded:
   (it never reaches any request's audit, let alone as a use);
 - a report about the agent's own grant is audited as the agent's claim (``claim: true``,
   ``reported_by``), attached to the request the grant was issued for, with whether it agrees
-  with what Signoff knows (the action, the agent's use marker): never as "verified".
+  with what Signoff knows (the action, the agent's use marker): never as "verified"; each
+  grant and outcome once (a repeated claim cannot flood the audit chain).
 
 Nothing a report holds can stop the sweep: each entry is handled on its own, and one that
 fails is dead-lettered and dropped.
@@ -71,7 +72,7 @@ def _read(fields: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
 
 def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
              fields: dict[str, Any]) -> str:
-    """Check and audit one report; returns ``audited`` or ``dead``."""
+    """Check and audit one report; returns ``audited``, ``repeated`` or ``dead``."""
     from signoff.audit import Event
 
     parsed = _read(fields)
@@ -83,15 +84,19 @@ def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
     grant = rt.redis.hgetall(rt.keys.grant(jti)) if jti else {}
     reporter = agent_requester(agent) if agent else str(body.get("by") or "agent")[:200]
     if not grant:
-        if result == "refused" and not jti:
-            # A refused token that did not even verify: the agent's claim about a forgery,
-            # attached to no request.
+        if result == "refused" and not jti and agent is None:
+            # A refused token that did not even verify (trusted mode): the claim about a
+            # forgery, attached to no request.
             rt.audit.append(Event.GRANT_REFUSED, "", reporter, claim=True,
                             reported_by=reporter, code=str(body.get("code") or result)[:64],
                             grant_known=False, report_id=entry_id)
             return "audited"
+        # A registered agent's report about no grant of Signoff's (a token that did not
+        # verify, or a made-up id) is kept with the dead letters, never in the audit chain.
         _dead(rt, stream, entry_id, agent, f"report about grant {jti[:64]!r}, which Signoff "
-              "did not issue (or has forgotten)")
+              "did not issue (or has forgotten)" + (
+                  f"; the agent's check said {str(body.get('code'))[:64]!r}"
+                  if body.get("code") else ""))
         return "dead"
     owner = grant.get("sub", "")
     if agent is not None and owner.strip().casefold() != agent_requester(agent):
@@ -99,6 +104,14 @@ def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
               f"{owner!r}, not to {agent_requester(agent)!r}")
         return "dead"
     rid = grant.get("record") or grant.get("rid", "")
+    code = str(body.get("code") or result)[:64]
+    if agent is not None:
+        # One audit entry per grant and outcome: a repeated claim is dropped (its first copy
+        # is in the chain), so an agent cannot flood the audit with its own reports.
+        ttl = max(int(rt.redis.ttl(rt.keys.grant(jti))), 60)
+        if not rt.redis.set(rt.keys.grant_reported(jti, f"{result}:{code}"), entry_id, nx=True,
+                            ex=ttl):
+            return "repeated"
     common: dict[str, Any] = {
         "jti": jti, "claim": True, "reported_by": reporter, "report_id": entry_id,
         "action": grant.get("act", ""),
@@ -114,8 +127,7 @@ def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
                     "state": "used", "used_at": str(body.get("at", ""))[:32]})
         rt.audit.append(Event.GRANT_USED, rid, reporter, **common)
     else:
-        rt.audit.append(Event.GRANT_REFUSED, rid, reporter,
-                        code=str(body.get("code") or result)[:64], **common)
+        rt.audit.append(Event.GRANT_REFUSED, rid, reporter, code=code, **common)
     return "audited"
 
 

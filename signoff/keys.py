@@ -326,6 +326,11 @@ class Keys:
         """Hash describing an issued grant (for revocation and listing)."""
         return f"{self.prefix}:grant:{jti}"
 
+    def grant_reported(self, jti: str, outcome: str) -> str:
+        """Marker that an agent's report of ``outcome`` for grant ``jti`` is in the audit
+        (each claim is recorded once: repeating it cannot flood the audit chain)."""
+        return f"{self.prefix}:grant:reported:{jti}:{outcome}"
+
     @property
     def grant_reports(self) -> str:
         """Stream where Redis-only verifiers (agents) report grant use and refusals; Signoff

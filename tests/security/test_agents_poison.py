@@ -74,6 +74,16 @@ def test_grant_report_poison_and_forgeries(srt: Runtime, agents: dict[str, Agent
     assert used[0].details["claim"] is True and "verified" not in used[0].details
     assert used[0].details["reported_by"] == "agent:export-bot"
     assert srt.redis.hget(srt.keys.grant(jti), "state") == "used"
+    # Repeating a claim (or claiming refusals of a grant that does not exist) cannot flood
+    # the audit chain: one entry per grant and outcome; the rest are dropped or dead letters.
+    before = len(srt.audit.entries())
+    for _ in range(20):
+        bot.r.xadd(bot.keys.grant_reports, {"jti": jti, "result": "used",
+                                            "report": json.dumps({"jti": jti})})
+        bot.r.xadd(bot.keys.grant_reports, {"jti": "", "result": "refused", "report": json.dumps(
+            {"jti": "", "code": "bad_signature"})})
+    Janitor(srt).tick()
+    assert len([e for e in srt.audit.entries()[before:] if e.event.startswith("grant")]) == 0
 
 
 def test_spoiled_keys_in_its_own_namespace_stop_nothing(srt: Runtime,
