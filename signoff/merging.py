@@ -104,10 +104,12 @@ def attach(rt: Runtime, leader: str, follower: str) -> None:
 
 
 def follower_refusal(rt: Runtime, leader: Record, follower: Record) -> str | None:
-    """Why the leader's approvers may not approve ``follower`` (None: every one of them may).
+    """Why the people who decided the leader may not decide ``follower`` (None: every one
+    of them may).
 
     The same separation-of-duties and eligibility check a vote gets (``policy.can_decide``),
-    run for each approver of the leader against the follower itself.
+    run for each person whose vote decided the leader (its approvers when approved, its
+    deniers when denied) against the follower itself.
     """
     from policy import Evaluation, Refused, can_decide
     from signoff.lifecycle import identity_request
@@ -121,11 +123,13 @@ def follower_refusal(rt: Runtime, leader: Record, follower: Record) -> str | Non
     directory = rt.policy.directory
     request = identity_request(follower)
     extra = leader.json("extra_groups", []) or []
-    for vote in leader.approvers:
+    deciders = leader.approvers if leader.status is Status.APPROVED else leader.deniers
+    verb = "approved" if leader.status is Status.APPROVED else "denied"
+    for vote in deciders:
         verdict = can_decide(request, evaluation, directory.person(vote.person), {}, directory,
                              extra_groups=extra)
         if isinstance(verdict, Refused):
-            return (f"{vote.person} approved the identical request {leader.id} but may not "
+            return (f"{vote.person} {verb} the identical request {leader.id} but may not "
                     f"decide this one ({verdict.code.value})")
     return None
 
@@ -133,8 +137,9 @@ def follower_refusal(rt: Runtime, leader: Record, follower: Record) -> str | Non
 def settle_followers(rt: Runtime, leader: Record) -> int:
     """Give every follower the leader's outcome (idempotent: each is popped once).
 
-    An approval is given only to a follower every approver of the leader may decide; any
-    other follower is cancelled with the reason (it never gets a grant on those votes).
+    An approval (or denial) is given only to a follower every person who decided the leader
+    may decide; any other follower is cancelled with the reason (it never gets a grant on
+    those votes).
     """
     from signoff.lifecycle import JOB_FINALIZE, _job_key
 
@@ -151,17 +156,17 @@ def settle_followers(rt: Runtime, leader: Record) -> int:
             reason = f"decided with the identical request {leader.id}"
             if leader.get("decision_reason"):
                 reason += f": {leader.get('decision_reason')}"
-            if to is Status.APPROVED:
+            if to in (Status.APPROVED, Status.DENIED):
                 follower = rt.store.get(rid)
                 refusal = ("it no longer exists" if follower is None
                            else follower_refusal(rt, leader, follower))
                 if refusal is not None:
+                    reason = (f"not {to.value} with the identical request {leader.id}: "
+                              f"{refusal}; send it again to have it decided on its own")
                     to = Status.CANCELLED
-                    reason = (f"not approved with the identical request {leader.id}: {refusal}; "
-                              "send it again to have it decided on its own")
                     rt.audit.append(Event.MERGE_REFUSED, rid, "signoff", leader=leader.id,
                                     reason=refusal)
-                else:
+                elif to is Status.APPROVED:
                     extra["merged_approvers"] = json.dumps(approvers)
         else:
             to = Status.CANCELLED

@@ -206,3 +206,23 @@ def test_a_denied_leader_denies_its_followers_and_a_cancelled_one_cancels(mrt: R
     assert lifecycle.cancel(mrt, "y-0", "agent:bot") == "changed"
     run_jobs(mrt)
     assert reply(mrt, "y-1")["status"] == "cancelled"
+
+
+
+def test_a_follower_is_not_denied_by_someone_who_may_no_longer_decide_it(mrt: Runtime
+                                                                          ) -> None:
+    send(mrt, req("e-0"), req("e-1"))
+    assert merged_into(mrt, "e-1") == "e-0"
+    d = mrt.policy.directory
+    assert lifecycle.submit_vote(mrt, "e-0", d.person("alice@example.com"), "deny",
+                                 comment="no").ok
+    # Before the follower is settled, alice leaves the directory.
+    path = Path(str(mrt.settings.policy_path))
+    path.write_text(POLICY.replace("    - {email: alice@example.com, groups: [dba]}\n", ""))
+    assert mrt.policies.reload()
+    run_jobs(mrt)
+    assert reply(mrt, "e-0")["status"] == "denied"
+    follower = reply(mrt, "e-1")
+    assert follower["status"] == "cancelled"
+    assert "alice@example.com denied" in follower["reason"]
+    assert "unknown_person" in follower["reason"]
