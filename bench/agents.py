@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -34,7 +35,7 @@ from signoff.settings import Settings
 from workers.intake import IntakeConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRETS = {"hmac_secret": "bench-hmac-secret-0123456789abcdef",
+SECRETS: dict[str, Any] = {"hmac_secret": "bench-hmac-secret-0123456789abcdef",
            "data_keys": "k1:" + "B" * 43,
            "masking_key": "bench-masking-key-0123456789abcdef"}
 
