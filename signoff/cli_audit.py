@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 import jwt
+import redis
 
 from signoff import audit as al
 from signoff.audit.proofs import InclusionProof, ProofOutcome, Prover, check_proof
@@ -50,13 +51,17 @@ def parse_time(value: str | None, now: float | None = None) -> float | None:
 
 
 def _runtime() -> Any:
+    """The command's runtime, built once per invocation (an embedded Redis starts once)."""
     from signoff.cli_run import resolved_settings
     from signoff.runtime import Runtime
 
-    ctx = resolved_settings()
-    settings = ctx.__enter__()
-    click.get_current_context().call_on_close(lambda: ctx.__exit__(None, None, None))
-    return Runtime(settings)
+    click_ctx = click.get_current_context()
+    if "signoff.runtime" not in click_ctx.meta:
+        ctx = resolved_settings()
+        settings = ctx.__enter__()
+        click_ctx.call_on_close(lambda: ctx.__exit__(None, None, None))
+        click_ctx.meta["signoff.runtime"] = Runtime(settings)
+    return click_ctx.meta["signoff.runtime"]
 
 
 @click.group(name="audit")
@@ -118,7 +123,12 @@ def pinned_keys(keys_file: Path | None, keys_url: str | None, *, live: bool
             raise click.ClickException(f"--keys-url {keys_url}: {exc}") from None
         return dict(data), KeysSource.URL
     if live or _redis_configured():
-        return _runtime().audit_keys.jwks(), KeysSource.REDIS
+        try:
+            return _runtime().audit_keys.jwks(), KeysSource.REDIS
+        except redis.RedisError as exc:
+            raise click.ClickException(
+                f"could not read the audit public keys from Redis ({exc}); give --keys FILE "
+                "or --keys-url URL") from None
     return None, KeysSource.NONE
 
 
