@@ -50,7 +50,8 @@ from signoff.store import Record
 
 log = logging.getLogger(__name__)
 
-LEASE_MS = 60_000
+# A destination's lease; renewed while its drain runs, so a dead worker's lapses in seconds.
+LEASE_MS = 15_000
 # A card that keeps failing for a reason that may pass (5xx, timeouts) is tried again after
 # these pauses, then recorded as undeliverable (shown on the request's other cards).
 BACKOFF = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
@@ -99,6 +100,7 @@ class Delivery:
         lease = ledger.lease(name, LEASE_MS)
         if lease is None:
             return "busy"
+        keeper = asyncio.ensure_future(self._keep(name, lease))
         try:
             while True:
                 now = time.time()
@@ -118,11 +120,17 @@ class Delivery:
                 if not ready:
                     ledger.hold(name, min(op.not_before for op in ops))
                     return "held"
-                ledger.renew(name, lease, LEASE_MS)
                 if await self._round(name, kind, destination, messenger, ready):
                     return "held"
         finally:
+            keeper.cancel()
             ledger.release(name, lease)
+
+    async def _keep(self, name: str, lease: str) -> None:
+        """Renew the destination's lease while its drain runs (calls may take a while)."""
+        while True:
+            await asyncio.sleep(LEASE_MS / 3000)
+            self.ledger.renew(name, lease, LEASE_MS)
 
     async def _round(self, name: str, kind: str, destination: str, messenger: Messenger,
                      ops: list[Op]) -> bool:
@@ -208,13 +216,18 @@ class Delivery:
             now_posts = posts[:grant.granted]
             wait = time.time() + max(grant.wait, 0.05) if len(now_posts) < len(posts) else 0.0
             return [self._post(name, destination, messenger, i) for i in now_posts], wait
+        # As many cards of their own as the rate allows, the rest on one digest.
         digest = self.ledger.open_digest(name)
         if digest is not None and len(digest.ids) < DIGEST_MAX:
             # Joining an open digest is an update of one message: no new post.
+            alone, rest = posts[:grant.granted], posts[grant.granted:]
             room = DIGEST_MAX - len(digest.ids)
-            return [self._digest(name, destination, messenger, posts[:room], digest)], 0.0
+            return ([self._post(name, destination, messenger, i) for i in alone]
+                    + [self._digest(name, destination, messenger, rest[:room], digest)]), 0.0
         if grant.granted >= 1:
-            return [self._digest(name, destination, messenger, posts[:DIGEST_MAX], None)], 0.0
+            alone, rest = posts[:grant.granted - 1], posts[grant.granted - 1:]
+            return ([self._post(name, destination, messenger, i) for i in alone]
+                    + [self._digest(name, destination, messenger, rest[:DIGEST_MAX], None)]), 0.0
         return [], time.time() + max(grant.wait, 0.05)
 
     # --- the calls ------------------------------------------------------------------------------
