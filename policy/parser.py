@@ -14,18 +14,22 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from policy.conditions import Condition, ConditionSyntaxError, compile_condition
 from policy.directory import Agent, Directory, Person, ResourceOwner
 from policy.durations import format_duration, parse_duration
 from policy.engine import DEFAULT_RULE_ID, ContextMatch, OwnerRequirement, Policy, Rule
 from policy.errors import PolicyError, PolicyIssue
 from policy.globs import GlobSet
-from policy.identity import canonical_agent, canonical_email, canonical_environment
+from policy.identity import canonical, canonical_agent, canonical_email, canonical_environment
 from policy.limits import Limits
 from policy.requirement import (
     DEFAULT_GROUP,
     DEFAULT_STEP_UP_WITHIN,
     DEFAULT_TIMEOUT_SECONDS,
+    MAX_STANDING,
     MAX_STEP_UP_WITHIN,
     MIN_STEP_UP_WITHIN,
     ChannelKind,
@@ -46,6 +50,29 @@ _APPROVER_PART = re.compile(r"^\s*(\d+)\s+(?:of|from)\s+(\S+)\s*$")
 _HOURS = re.compile(r"^\d\d:\d\d-\d\d:\d\d$")
 _AND = re.compile(r"\s+(?:and|AND|&)\s+")
 BUILTIN_PROFILES = frozenset({"default"})
+
+# A condition's identity names compared with string literals (==, != or in [...]).
+_IDENTITY_NAME = r"(?:request\.)?(?:context\.)?(environment|requester|on_behalf_of)"
+_STRING = r"(?:\"((?:[^\"\\]|\\.)*)\"|'((?:[^'\\]|\\.)*)')"
+_COMPARED = re.compile(rf"\b{_IDENTITY_NAME}\s*(?:==|!=)\s*{_STRING}"
+                       rf"|{_STRING}\s*(?:==|!=)\s*{_IDENTITY_NAME}\b")
+_IN_LIST = re.compile(rf"\b{_IDENTITY_NAME}\s+in\s*\[([^\]]*)\]")
+_LITERAL = re.compile(_STRING)
+
+
+def _identity_literals(source: str) -> list[tuple[str, str]]:
+    """(name, literal) for each string literal a condition compares an identity name with."""
+    out = []
+    for m in _COMPARED.finditer(source):
+        name = m.group(1) or m.group(6)
+        literal = next(g for g in (m.group(2), m.group(3), m.group(4), m.group(5))
+                       if g is not None)
+        out.append((name, literal))
+    for m in _IN_LIST.finditer(source):
+        for lit in _LITERAL.finditer(m.group(2)):
+            out.append((m.group(1), lit.group(1) if lit.group(1) is not None else lit.group(2)))
+    return out
+
 
 # Rule matchers compared with the one identity rule (policy.identity).
 _IDENTITY_FIELDS = frozenset({"requester", "on_behalf_of", "environment"})
@@ -432,6 +459,14 @@ class _Builder:
     def _condition(self, path: Path, source: Any) -> Condition | None:
         if not isinstance(source, str) or not source.strip():
             return None
+        for name, literal in _identity_literals(source):
+            wanted = (self.directory.canonical_person(literal) if name == "on_behalf_of"
+                      else canonical(literal))
+            if wanted != literal:
+                # The request a condition sees is in canonical form: this literal can never
+                # equal it, so the rule would silently never match (an auto-deny dodged).
+                self.error(path, f"compares {name} with '{literal}', but requests are matched "
+                                 f"in canonical form: write '{wanted}'")
         try:
             return compile_condition(source)
         except ConditionSyntaxError as exc:
@@ -631,6 +666,19 @@ class _Builder:
         reason, _ = get("reason", False)
         step_up_spec, swhere = get("step_up")
         step_up, step_up_within = self._step_up(swhere, step_up_spec)
+        standing_spec, stwhere = get("standing")
+        standing = _dict(standing_spec)
+        standing_max = self._duration((*stwhere, "max"), standing.get("max"), 0) or 0
+        if standing_max > MAX_STANDING:
+            self.error((*stwhere, "max"), f"a standing approval of {format_duration(standing_max)}"
+                       f" is longer than the {format_duration(MAX_STANDING)} Signoff allows")
+            standing_max = MAX_STANDING
+        standing_params = self._fragments((*stwhere, "params"), standing.get("params"))
+        editable_spec, ewhere2 = get("editable")
+        editable = self._fragments(ewhere2, editable_spec)
+        deny_reasons, _ = get("deny_reasons", [])
+        extend_spec, xwhere = get("extend")
+        extend_max = self._duration((*xwhere, "max"), _dict(extend_spec).get("max"), 0) or 0
         try:
             return Requirement(
                 groups=groups,
@@ -648,6 +696,11 @@ class _Builder:
                 partial_groups=partial,
                 step_up=step_up,
                 step_up_within=step_up_within,
+                standing_max=standing_max,
+                standing_params=standing_params,
+                editable=editable,
+                deny_reasons=tuple(_strs(deny_reasons)),
+                extend_max=extend_max,
             )
         except ValueError as exc:  # guarded above; kept so a gap reports instead of crashing
             self.error(path, str(exc))
@@ -669,6 +722,22 @@ class _Builder:
             )
             within = max(MIN_STEP_UP_WITHIN, min(within, MAX_STEP_UP_WITHIN))
         return "passkey", within
+
+    def _fragments(self, path: Path, value: Any) -> dict[str, Any]:
+        """``{param: JSON Schema fragment}`` (standing.params, editable): each fragment must be
+        a valid JSON Schema (checked with jsonschema's metaschema)."""
+        out: dict[str, Any] = {}
+        for name, fragment in _dict(value).items():
+            if not isinstance(fragment, dict):
+                continue  # the schema has reported it
+            try:
+                Draft202012Validator.check_schema(fragment)
+            except SchemaError as exc:
+                self.error((*path, name), f"bounds for '{name}' are not a JSON Schema: "
+                           f"{exc.message}")
+                continue
+            out[str(name)] = fragment
+        return out
 
     def _approvers(self, path: Path, value: Any) -> dict[str, int]:
         if isinstance(value, dict):

@@ -184,3 +184,26 @@ def test_aliases_are_checked_when_the_policy_is_loaded() -> None:
     bad = POLICY.replace("aliases: [f.fischer@example.com]", "aliases: [Alice@Example.com]")
     with pytest.raises(PolicyError, match=r"alias 'Alice@Example\.com' is already used"):
         parse_policy(bad)
+
+
+@pytest.mark.parametrize(("condition", "wanted"), [
+    ('environment == "PROD"', "'prod'"),
+    ("'Prod' == request.context.environment", "'prod'"),
+    ('requester != "Agent:Bot"', "'agent:bot'"),
+    ('on_behalf_of in ["frank@example.com", "F.Fischer@example.com"]', "'frank@example.com'"),
+])
+def test_a_condition_that_could_never_match_a_canonical_request_is_refused(
+        condition: str, wanted: str) -> None:
+    from policy import PolicyError
+
+    text = POLICY.replace("    match: {action: db.delete, environment: prod}\n",
+                          f"    match: {{action: db.delete}}\n    when: '{condition}'\n"
+                          if "'" not in condition else
+                          f"    match: {{action: db.delete}}\n    when: \"{condition}\"\n")
+    with pytest.raises(PolicyError) as err:
+        parse_policy(text)
+    assert f"write {wanted}" in str(err.value)
+    ok = text.replace(condition, condition.replace("PROD", "prod").replace("Prod", "prod")
+                      .replace("Agent:Bot", "agent:bot")
+                      .replace('"F.Fischer@example.com"', '"x@example.com"'))
+    parse_policy(ok)
