@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
+import redis
 from cloudevents.core.bindings.http import HTTPMessage, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -274,26 +275,36 @@ class Sink:
             pass
 
     async def _loop(self, dest: Destination) -> None:
-        key = self.rt.keys.audit_sink(dest.name)
         while not self._stop.is_set():
-            if not await asyncio.to_thread(self._lease, dest.name):
-                await self._sleep(self.lease_ttl / 3)
-                continue
-            cursor = await asyncio.to_thread(self.r.hget, key, "id")
-            entries = await asyncio.to_thread(self.rt.audit.read_after, cursor or "",
-                                              self.batch)
-            if not entries:
-                await self._sleep(self.poll)
-                continue
-            if not await self._deliver(dest, entries):
-                return  # stopped while retrying: the cursor stays, the next run repeats
-            last = entries[-1]
-            moved = await asyncio.to_thread(
-                self._advance, keys=[key, self.rt.keys.audit_sink_lease(dest.name)],
-                args=[self.token, last.stream_id, last.seq, len(entries), repr(time.time())])
-            if not moved:
-                log.warning("sink %s: lease lost before seq %d was recorded; another process "
-                            "delivers from here", dest.name, last.seq)
+            try:
+                await self._round(dest)
+            except redis.RedisError as exc:  # Redis away: nothing moved; try again shortly
+                log.warning("sink %s: Redis unavailable (%s); retrying", dest.name, exc)
+                await self._sleep(self.backoff[0])
+
+    async def _round(self, dest: Destination) -> None:
+        """One batch: lease, read after the cursor, deliver (retrying), move the cursor."""
+        key = self.rt.keys.audit_sink(dest.name)
+        if self._stop.is_set():
+            return
+        if not await asyncio.to_thread(self._lease, dest.name):
+            await self._sleep(self.lease_ttl / 3)
+            return
+        cursor = await asyncio.to_thread(self.r.hget, key, "id")
+        entries = await asyncio.to_thread(self.rt.audit.read_after, cursor or "",
+                                          self.batch)
+        if not entries:
+            await self._sleep(self.poll)
+            return
+        if not await self._deliver(dest, entries):
+            return  # stopped while retrying: the cursor stays, the next run repeats
+        last = entries[-1]
+        moved = await asyncio.to_thread(
+            self._advance, keys=[key, self.rt.keys.audit_sink_lease(dest.name)],
+            args=[self.token, last.stream_id, last.seq, len(entries), repr(time.time())])
+        if not moved:
+            log.warning("sink %s: lease lost before seq %d was recorded; another process "
+                        "delivers from here", dest.name, last.seq)
 
     async def _deliver(self, dest: Destination, entries: Sequence[Entry]) -> bool:
         key = self.rt.keys.audit_sink(dest.name)
