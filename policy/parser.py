@@ -14,6 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from policy.conditions import Condition, ConditionSyntaxError, compile_condition
 from policy.directory import Agent, Directory, Person, ResourceOwner
 from policy.durations import format_duration, parse_duration
@@ -26,6 +29,7 @@ from policy.requirement import (
     DEFAULT_GROUP,
     DEFAULT_STEP_UP_WITHIN,
     DEFAULT_TIMEOUT_SECONDS,
+    MAX_STANDING,
     MAX_STEP_UP_WITHIN,
     MIN_STEP_UP_WITHIN,
     ChannelKind,
@@ -662,6 +666,19 @@ class _Builder:
         reason, _ = get("reason", False)
         step_up_spec, swhere = get("step_up")
         step_up, step_up_within = self._step_up(swhere, step_up_spec)
+        standing_spec, stwhere = get("standing")
+        standing = _dict(standing_spec)
+        standing_max = self._duration((*stwhere, "max"), standing.get("max"), 0) or 0
+        if standing_max > MAX_STANDING:
+            self.error((*stwhere, "max"), f"a standing approval of {format_duration(standing_max)}"
+                       f" is longer than the {format_duration(MAX_STANDING)} Signoff allows")
+            standing_max = MAX_STANDING
+        standing_params = self._fragments((*stwhere, "params"), standing.get("params"))
+        editable_spec, ewhere2 = get("editable")
+        editable = self._fragments(ewhere2, editable_spec)
+        deny_reasons, _ = get("deny_reasons", [])
+        extend_spec, xwhere = get("extend")
+        extend_max = self._duration((*xwhere, "max"), _dict(extend_spec).get("max"), 0) or 0
         try:
             return Requirement(
                 groups=groups,
@@ -679,6 +696,11 @@ class _Builder:
                 partial_groups=partial,
                 step_up=step_up,
                 step_up_within=step_up_within,
+                standing_max=standing_max,
+                standing_params=standing_params,
+                editable=editable,
+                deny_reasons=tuple(_strs(deny_reasons)),
+                extend_max=extend_max,
             )
         except ValueError as exc:  # guarded above; kept so a gap reports instead of crashing
             self.error(path, str(exc))
@@ -700,6 +722,22 @@ class _Builder:
             )
             within = max(MIN_STEP_UP_WITHIN, min(within, MAX_STEP_UP_WITHIN))
         return "passkey", within
+
+    def _fragments(self, path: Path, value: Any) -> dict[str, Any]:
+        """``{param: JSON Schema fragment}`` (standing.params, editable): each fragment must be
+        a valid JSON Schema (checked with jsonschema's metaschema)."""
+        out: dict[str, Any] = {}
+        for name, fragment in _dict(value).items():
+            if not isinstance(fragment, dict):
+                continue  # the schema has reported it
+            try:
+                Draft202012Validator.check_schema(fragment)
+            except SchemaError as exc:
+                self.error((*path, name), f"bounds for '{name}' are not a JSON Schema: "
+                           f"{exc.message}")
+                continue
+            out[str(name)] = fragment
+        return out
 
     def _approvers(self, path: Path, value: Any) -> dict[str, int]:
         if isinstance(value, dict):

@@ -13,6 +13,7 @@ DEFAULT_GROUP = "admins"
 DEFAULT_STEP_UP_WITHIN = 300  # seconds a passkey proof stays fresh unless the rule says
 MAX_STEP_UP_WITHIN = 3600
 MIN_STEP_UP_WITHIN = 30
+MAX_STANDING = 24 * 3600  # a standing approval never outlives a day
 
 
 class Outcome(str, Enum):
@@ -109,6 +110,12 @@ class Requirement:
         step_up: ``"passkey"``: every vote needs a fresh WebAuthn assertion bound to the
             request, its payload, the choice and the person (``None``: a click is enough).
         step_up_within: seconds within which that proof must have been made.
+        standing_max: the longest standing approval approvers may grant (0: none).
+        standing_params: params a standing approval covers within bounds (JSON Schema
+            fragments); every other param must be identical.
+        editable: params an approver may change before approving, with their bounds.
+        deny_reasons: preset reasons offered when denying.
+        extend_max: how much the deadline may be extended in total (0: not at all).
     """
 
     groups: dict[str, int] = field(default_factory=lambda: {DEFAULT_GROUP: 1})
@@ -127,6 +134,11 @@ class Requirement:
     partial_groups: tuple[str, ...] = ()
     step_up: str | None = None
     step_up_within: int = DEFAULT_STEP_UP_WITHIN
+    standing_max: int = 0
+    standing_params: dict[str, Any] = field(default_factory=dict)
+    editable: dict[str, Any] = field(default_factory=dict)
+    deny_reasons: tuple[str, ...] = ()
+    extend_max: int = 0
 
     def __post_init__(self) -> None:
         if self.on_timeout != "deny":
@@ -191,6 +203,11 @@ class Requirement:
             "partial_groups": list(self.partial_groups),
             "step_up": self.step_up,
             "step_up_within": self.step_up_within,
+            "standing_max": self.standing_max,
+            "standing_params": dict(self.standing_params),
+            "editable": dict(self.editable),
+            "deny_reasons": list(self.deny_reasons),
+            "extend_max": self.extend_max,
         }
 
     @classmethod
@@ -213,6 +230,11 @@ class Requirement:
             partial_groups=tuple(data.get("partial_groups", ())),
             step_up=data.get("step_up") or None,
             step_up_within=int(data.get("step_up_within") or DEFAULT_STEP_UP_WITHIN),
+            standing_max=int(data.get("standing_max") or 0),
+            standing_params=dict(data.get("standing_params") or {}),
+            editable=dict(data.get("editable") or {}),
+            deny_reasons=tuple(data.get("deny_reasons") or ()),
+            extend_max=int(data.get("extend_max") or 0),
         )
 
     def details(self) -> list[str]:
@@ -240,6 +262,16 @@ class Requirement:
         if self.step_up:
             lines.append(f"step-up: every vote needs a {self.step_up} proof made within "
                          f"{format_duration(self.step_up_within)} (chat buttons open the inbox)")
+        if self.standing_max:
+            lines.append(f"standing approvals for up to {format_duration(self.standing_max)}"
+                         + (f" (params within bounds: {', '.join(self.standing_params)})"
+                            if self.standing_params else ""))
+        if self.editable:
+            lines.append("approvers may edit: " + ", ".join(self.editable))
+        if self.deny_reasons:
+            lines.append("deny reasons: " + "; ".join(self.deny_reasons))
+        if self.extend_max:
+            lines.append(f"the deadline may be extended by up to {format_duration(self.extend_max)}")
         if self.masking_profile or self.disable_detectors or self.partial_groups:
             mask = f"masking: profile {self.masking_profile or 'default'}"
             if self.disable_detectors:

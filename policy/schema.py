@@ -203,6 +203,52 @@ _REQUIRE = {
             ],
             "x-message": "must be 'passkey' or {method: passkey, within: a duration such as 5m}",
         },
+        "standing": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["max"],
+            "description": (
+                "Approvers may approve this request and the same request again for a window "
+                "they choose (up to max): later requests from the same agent with the same "
+                "action, resource, on-behalf-of person and context, and params identical or "
+                "within params' bounds, are approved at once."
+            ),
+            "properties": {
+                "max": {**_POSITIVE_DURATION, "description": "The longest window (e.g. 4h)."},
+                "params": {
+                    "type": "object",
+                    "description": "Params that may differ from the approved request, each "
+                    "within a JSON Schema fragment ({rows: {maximum: 10000}}).",
+                    "additionalProperties": {"type": "object"},
+                },
+            },
+            "x-message": "must be {max: a duration such as 4h, params: {name: JSON Schema}}",
+        },
+        "editable": {
+            "type": "object",
+            "minProperties": 1,
+            "description": (
+                "Params an approver may change before approving, each with its bounds as a "
+                "JSON Schema fragment ({rows: {maximum: 10000}})."
+            ),
+            "additionalProperties": {"type": "object"},
+            "x-message": "must map param names to JSON Schema fragments, e.g. {rows: {maximum: 10000}}",
+        },
+        "deny_reasons": {
+            "type": "array",
+            "description": "Preset reasons an approver picks from when denying.",
+            "items": {"type": "string", "minLength": 1, "maxLength": 200},
+            "uniqueItems": True,
+            "maxItems": 20,
+        },
+        "extend": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["max"],
+            "description": "Approvers may extend the deadline, by at most max in total.",
+            "properties": {"max": _POSITIVE_DURATION},
+            "x-message": "must be {max: a duration such as 2h}",
+        },
         "masking": {
             "type": "object",
             "additionalProperties": False,
