@@ -183,7 +183,8 @@ class Approvals:
                      self.client.requester, call.on_behalf_of, call.reason, call.context, None)
 
     async def decide(self, call: ToolCall, progress: Progress | None,
-                     client_gone: asyncio.Event | None = None) -> Outcome:
+                     client_gone: asyncio.Event | None = None, *,
+                     hold: float | None = None) -> Outcome:
         """Decide ``call``; ``progress`` is given when the client takes progress notifications;
         ``client_gone`` is set by the transport when the caller's connection dropped."""
         if self.local_policy is not None and call.fingerprint not in self._pending:
@@ -196,7 +197,7 @@ class Approvals:
         entry = await self._entry(call)
         entry.waiters += 1
         try:
-            return await self._await(call, entry, progress, client_gone)
+            return await self._await(call, entry, progress, client_gone, hold)
         except _ClientGone:
             await self._left(call, entry)
             return Outcome(Verdict.REFUSED, "The MCP client disconnected; the request was "
@@ -256,9 +257,11 @@ class Approvals:
         return entry
 
     async def _await(self, call: ToolCall, entry: _Pending, progress: Progress | None,
-                     client_gone: asyncio.Event | None = None) -> Outcome:
+                     client_gone: asyncio.Event | None = None,
+                     hold: float | None = None) -> Outcome:
         rid = entry.handle.id
-        hold = self.wait.hold_with_progress if progress is not None else self.wait.hold
+        if hold is None:
+            hold = self.wait.hold_with_progress if progress is not None else self.wait.hold
         started = time.monotonic()
         while not entry.decision.done():
             if client_gone is not None and client_gone.is_set():

@@ -18,13 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
-from mcp.server.context import ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from signoff import __version__
-from signoff.mcp.approvals import Approvals, ToolCall, Verdict
+from signoff.mcp.approvals import Approvals, Progress, ToolCall, Verdict
 from signoff.mcp.config import GatewayConfig, ServerConfig
+from signoff.mcp.tasks import TaskRecord, TaskStore
 from signoff.mcp.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("signoff.mcp")
@@ -74,7 +77,9 @@ class Catalog:
         for upstream, tool in listed:
             name = tool.name if counts[tool.name] == 1 else f"{upstream.name}_{tool.name}"
             routes[name] = Route(name, upstream, tool)
-            exposed.append(tool.model_copy(update={"name": name}))
+            # Any call may wait for people: every tool can run as a task (MCP 2025-11-25).
+            exposed.append(tool.model_copy(update={
+                "name": name, "execution": types.ToolExecution(task_support="optional")}))
         self.routes = routes
         return exposed
 
@@ -104,6 +109,19 @@ def _client_name(ctx: ServerRequestContext[Any, Any]) -> str:
     return str(getattr(info, "name", "") or "unknown")
 
 
+class _TaskServer(Server[Any]):
+    """The low-level server, advertising the tasks capability its handlers serve."""
+
+    def get_capabilities(self, *args: Any, **kwargs: Any) -> types.ServerCapabilities:
+        caps = super().get_capabilities(*args, **kwargs)
+        if kwargs.get("protocol_version") in MODERN_PROTOCOL_VERSIONS:
+            return caps  # tasks are a 2025-11-25 feature
+        return caps.model_copy(update={"tasks": types.ServerTasksCapability(
+            list=types.TasksListCapability(), cancel=types.TasksCancelCapability(),
+            requests=types.ServerTasksRequestsCapability(
+                tools=types.TasksToolsCapability(call=types.TasksCallCapability())))})
+
+
 class Gateway:
     """Upstream connections, the catalog and the approval flow, as an MCP server."""
 
@@ -113,19 +131,29 @@ class Gateway:
         self.approvals = approvals
         self.upstreams = upstreams or [Upstream(s) for s in config.servers]
         self.catalog = Catalog(self.upstreams)
-        self.server: Server[Any] = Server(
+        self.tasks = TaskStore(config.wait.pending_ttl)
+        self.server: Server[Any] = _TaskServer(
             "signoff-mcp-gateway", version=__version__,
             instructions="Tool calls pass through Signoff: some run at once, others wait for a "
                          "person's approval. A result saying approval is pending means the tool "
                          "has not run; call it again later with the same arguments.",
             lifespan=self._lifespan,
             on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+        self.server.middleware.append(self._task_middleware)
+        self.server.add_request_handler("tasks/get", types.GetTaskRequestParams, self._get_task)
+        self.server.add_request_handler("tasks/result", types.GetTaskPayloadRequestParams,
+                                        self._task_result)
+        self.server.add_request_handler("tasks/cancel", types.CancelTaskRequestParams,
+                                        self._cancel_task)
+        self.server.add_request_handler("tasks/list", types.PaginatedRequestParams,
+                                        self._list_tasks)
 
     @asynccontextmanager
     async def _lifespan(self, _: Server[Any]) -> AsyncIterator[dict[str, Any]]:
         yield {}
 
     async def aclose(self) -> None:
+        await self.tasks.aclose()
         await self.approvals.aclose()
         for upstream in self.upstreams:
             await upstream.aclose()
@@ -162,25 +190,76 @@ class Gateway:
         call = self.tool_call(route, arguments, _client_name(ctx))
         wants_progress = progress_token_from_params(ctx.params) is not None
 
-        async def waiting(elapsed: float, message: str) -> None:
+        async def report(elapsed: float, message: str) -> None:
             await ctx.session.report_progress(elapsed, None, message)
+
+        async def forward(progress: float, total: float | None, message: str | None) -> None:
+            await ctx.session.report_progress(progress, total, message)  # the upstream's own
 
         scope = getattr(ctx.request, "scope", None)  # the HTTP request, on streamable HTTP
         gone = scope.get(CLIENT_GONE) if isinstance(scope, dict) else None
-        outcome = await self.approvals.decide(call, waiting if wants_progress else None, gone)
+        return await self._run(route, call, report if wants_progress else None,
+                               forward if wants_progress else None, gone=gone)
+
+    async def _task_middleware(self, ctx: ServerRequestContext[Any, Any],
+                               call_next: CallNext) -> HandlerResult:
+        """A task-augmented ``tools/call`` is answered here with the task (the SDK's result
+        check for ``tools/call`` knows only ``CallToolResult``); the call runs in the
+        background and its result is served by ``tasks/result``."""
+        raw = ctx.params
+        if ctx.method != "tools/call" or not isinstance(raw, dict) or raw.get("task") is None:
+            return await call_next(ctx)
+        params = types.CallToolRequestParams.model_validate(raw)
+        route = await self.catalog.resolve(params.name)
+        if route is None:
+            return _error(f"Unknown tool: {params.name}")
+        call = self.tool_call(route, dict(params.arguments or {}), _client_name(ctx))
+
+        async def work(record: TaskRecord) -> types.CallToolResult:
+            async def waiting(elapsed: float, message: str) -> None:
+                record.set("working", message)
+
+            return await self._run(route, call, waiting, None, background=True)
+
+        assert params.task is not None
+        record = self.tasks.start(params.task.ttl, work)
+        record.set("working", "asking Signoff")
+        created = types.CreateTaskResult(task=types.Task(**record.model()))
+        return created.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    async def _run(self, route: Route, call: ToolCall, waiting: Progress | None,
+                   forward: ProgressFnT | None, gone: asyncio.Event | None = None,
+                   background: bool = False) -> types.CallToolResult:
+        """Decide one call, then forward it: the one path for plain and task calls."""
+        outcome = await self.approvals.decide(
+            call, waiting, gone, hold=self.config.wait.decision_timeout if background else None)
         if outcome.verdict is Verdict.PENDING:
             return _error(outcome.message, status="pending", request_id=outcome.request_id)
         if outcome.verdict is Verdict.REFUSED:
             return _error(outcome.message, status="refused", request_id=outcome.request_id)
-
-        async def forward(progress: float, total: float | None, message: str | None) -> None:
-            if wants_progress:  # the upstream's own progress, passed on
-                await ctx.session.report_progress(progress, total, message)
-
+        if background and waiting is not None:
+            await waiting(0, f"approved (request {outcome.request_id}); running the tool")
         try:
-            return await route.upstream.call(route.tool.name, arguments, forward)
+            return await route.upstream.call(route.tool.name, call.arguments, forward)
         except UpstreamError as exc:
             return _error(str(exc), status="upstream_failed", request_id=outcome.request_id)
+
+    async def _get_task(self, ctx: ServerRequestContext[Any, Any],
+                        params: types.GetTaskRequestParams) -> types.GetTaskResult:
+        return types.GetTaskResult(**self.tasks.get(params.task_id).model())
+
+    async def _task_result(self, ctx: ServerRequestContext[Any, Any],
+                           params: types.GetTaskPayloadRequestParams) -> types.CallToolResult:
+        return await self.tasks.result(params.task_id)
+
+    async def _cancel_task(self, ctx: ServerRequestContext[Any, Any],
+                           params: types.CancelTaskRequestParams) -> types.CancelTaskResult:
+        return types.CancelTaskResult(**(await self.tasks.cancel(params.task_id)).model())
+
+    async def _list_tasks(self, ctx: ServerRequestContext[Any, Any],
+                          params: types.PaginatedRequestParams | None) -> types.ListTasksResult:
+        return types.ListTasksResult(tasks=[types.Task(**r.model())
+                                            for r in self.tasks.tasks.values()])
 
     async def serve_stdio(self) -> None:
         from mcp.server.stdio import stdio_server
