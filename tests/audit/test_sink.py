@@ -234,3 +234,37 @@ def test_sink_settings_are_validated(rt: Runtime) -> None:
     s = make_settings(str(rt.settings.redis_url), Path("/tmp/x"),
                       audit_sinks=json.loads('[{"kind": "file", "name": "f", "path": "/tmp/a"}]'))
     assert s.audit_sinks[0].kind == "file"
+
+
+async def test_the_web_metrics_show_each_destination_backlog(rt: Runtime, tmp_path: Path) -> None:
+    from aiohttp import ClientSession
+    from aiohttp.test_utils import TestServer
+
+    from bot.app import create_app
+
+    cfg = FileSink(kind="file", name="files", path=tmp_path / "a.jsonl")
+    srt = with_sinks(rt, [cfg])
+    for i in range(7):
+        srt.audit.append(audit.Event.VOTE, f"m{i}", "alice@example.com", choice="approve")
+    srv = TestServer(create_app(srt), host="127.0.0.1")
+    await srv.start_server()
+    try:
+        async with ClientSession(str(srv.make_url(""))) as http:
+            async with http.get("/metrics") as resp:
+                text = await resp.text()
+        head = srt.audit.head()[0]  # the seven votes, and whatever the app audited at start
+        assert head >= 7
+        assert f'signoff_audit_sink_backlog{{destination="files"}} {float(head)}' in text
+        sink = Sink(srt, [FileDestination(cfg, event_source(srt))], poll=0.05)
+        task = asyncio.create_task(sink.run())
+        await wait_delivered(srt, ["files"], timeout=20)
+        sink.stop()
+        await asyncio.wait_for(task, 10)
+        async with ClientSession(str(srv.make_url(""))) as http:
+            async with http.get("/metrics") as resp:
+                text = await resp.text()
+        assert 'signoff_audit_sink_backlog{destination="files"} 0.0' in text
+        assert f'signoff_audit_sink_delivered_total{{destination="files"}} {float(head)}' in text
+    finally:
+        await srv.close()
+        srt.close()
