@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# At most this many chunks (131,072 entries) per segment file: a backlog is archived over a
+# few janitor rounds in files of a size that is easy to move, hash and read back.
+MAX_SEGMENT_CHUNKS = 128
+
 
 class ArchiveError(Exception):
     """The archive cannot proceed (says why in one line); nothing was trimmed."""
@@ -152,7 +156,7 @@ class Archive:
         floor = self._delivered_floor()
         c_first = done // CHUNK
         c_last = c_first - 1
-        for c in range(c_first, len(chunks)):
+        for c in range(c_first, min(len(chunks), c_first + MAX_SEGMENT_CHUNKS)):
             end_seq = (c + 1) * CHUNK
             if _id_time(chunks[c][1]) >= cutoff or end_seq > floor:
                 break
