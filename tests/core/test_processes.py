@@ -197,3 +197,54 @@ def test_redis_restart_mid_flight_loses_nothing(rt: Runtime, stack: Stack,
     assert all(rt.store.status(r) is Status.APPROVED for r in ids[:10])
     assert all(rt.store.status(r) is Status.PENDING for r in ids[10:])
     assert rt.redis.xlen(rt.keys.decisions) == 10
+
+
+def test_registered_agent_through_real_processes(rt: Runtime, tmp_path: Path) -> None:
+    """With the trusted stream off (as with any external Redis), an agent registered while
+    the processes run asks with nothing but its own Redis URL: the running intake picks its
+    stream up from the registry, people approve over the API, and the decorator verifies and
+    consumes the grant under the agent's ACL."""
+    from signoff.agents import AgentRegistry
+
+    s = Stack(rt.settings, tmp_path)
+    s.env["SIGNOFF_TRUSTED_STREAM"] = "0"
+    s.start_all()
+    registry = AgentRegistry(rt.redis, rt.keys)
+    try:
+        creds = registry.add("export-bot", rt.settings.redis_url or "")
+        alice = rt.tokens.create(TokenKind.PERSON, "alice@example.com")
+        bob = rt.tokens.create(TokenKind.PERSON, "bob@example.com")
+        client = Client(creds.redis_url)
+
+        @requires_approval("db.export", client=client, resource="warehouse.customers",
+                           on_behalf_of="frank@example.com", reason="quarterly report",
+                           context={"environment": "prod"}, timeout=60)
+        def export(rows: int) -> int:
+            return rows
+
+        def approvers() -> None:
+            rid = wait_for(lambda: rt.store.pending_ids(), timeout=30,
+                           message="pending request")[0]
+            assert rid.startswith("export-bot~")
+            assert rt.store.get(rid).requester == "agent:export-bot"  # type: ignore[union-attr]
+            assert approve(s, rid, alice).status_code == 200
+            assert approve(s, rid, bob).status_code == 200
+
+        t = threading.Thread(target=approvers, daemon=True)
+        t.start()
+        try:
+            assert export(7) == 7
+        except Exception:
+            print(s.logs())
+            raise
+        t.join(10)
+        # The shared stream is not read: a body there naming the agent stays unanswered.
+        rt.redis.xadd(rt.keys.requests, {"body": json.dumps(export_request("spoof-1"))})
+        wait_for(lambda: rt.redis.xlen(rt.keys.agent("export-bot").decisions) == 1, timeout=10,
+                 message="the agent's decision")
+        threading.Event().wait(3)  # several intake rounds
+        assert rt.store.get("spoof-1") is None
+    finally:
+        for name in registry.names():
+            registry.remove(name)
+        s.stop()
