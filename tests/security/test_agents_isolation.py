@@ -14,6 +14,7 @@ import redis
 
 from signoff.models import Status
 from signoff.runtime import Runtime
+from signoff.tokens import TokenKind
 from tests.security.agents_helpers import (
     Agent,
     body,
@@ -157,10 +158,17 @@ def test_the_api_scopes_agent_tokens(srt: Runtime, agents: dict[str, Agent]) -> 
             b = bearer(bot.creds.api_token)
             r = await client.get("/api/v1/requests/api-1", headers=b)
             assert r.status == 200 and (await r.json())["requester"] == "agent:export-bot"
+            # People name Signoff's own (scoped) id in paths: the '~' travels as is.
+            for who in ("alice@example.com", "bob@example.com"):
+                token = bearer(srt.tokens.create(TokenKind.PERSON, who))
+                r = await client.post("/api/v1/requests/export-bot~api-1/decision",
+                                      headers=token, json={"decision": "approve"})
+                assert r.status == 200, await r.text()
         finally:
             await client.close()
 
     asyncio.run(go())
-    drive(srt)
-    assert srt.store.status("export-bot~api-1") is Status.PENDING
+    decided = wait_reply(bot, "api-1", srt)
+    assert decided.status is Status.APPROVED and decided.id == "api-1"
+    assert [a["person"] for a in decided.approvers] == ["alice@example.com", "bob@example.com"]
     assert srt.store.get("mallory~api-1").requester == "agent:mallory"  # type: ignore[union-attr]
