@@ -358,9 +358,18 @@ _HEXHASH = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{40}$|^[0-9a-f]{64}$", re.I)
 _PATHLIKE = re.compile(r"^[\w.-]*(?:/[\w.-]+){2,}/?$|^[a-z]+(?:[._-][a-z]+)+$|^[A-Z]+(?:_[A-Z]+)+$")
 
 
+# Cloud resource ids a reviewer must see: AWS (i-, sg-, vpc-, subnet-, ami-, vol-, snap-, eni-,
+# …), with a hex body of 8 or 17 digits.
+_RESOURCE_ID = re.compile(
+    r"^(?:i|sg|sgr|vpc|vpce|subnet|ami|vol|snap|eni|igw|eigw|rtb|acl|nat|eipalloc|eipassoc|lt|pcx|"
+    r"tgw|tgw-attach|dopt|pl|cgw|vgw|vpn|fs|fsap|fsmap|lb|tg|r|db|cluster|elb|sir|fleet|host|"
+    r"cr|ipam|ipam-pool|prefix|nacl|eni-attach|sl|ssm|mi|ins)-[0-9a-f]{8,17}$"
+)
+
+
 def _entropy_ok(s: str) -> bool:
     core = s.strip("=.-_~/")
-    if len(core) < 16:
+    if len(core) < 16 or _RESOURCE_ID.match(s):
         return False
     has_digit = any(c.isdigit() for c in core)
     has_alpha = any(c.isalpha() for c in core)

@@ -318,3 +318,10 @@ def reveal_hex(text: str) -> str:
 def test_other_address_formats(masker: Masker, address: str) -> None:
     out = masker.mask_text(f"Deliver to {address} please").masked
     assert address not in out and "SW1A" not in out and "10115" not in out
+
+
+def test_resource_ids_next_to_credential_words_stay(masker: Masker) -> None:
+    for text in ["Rotate the key for sg-0123456789abcdef0; token TTL is 3600",
+                 "the secret for i-0abcd1234ef567890 in vpc-0a1b2c3d4e5f67890 lives in Vault at secret/data/app/db",
+                 "assume arn:aws:iam::123456789012:role/deploy-bot with key rotation"]:
+        assert masker.mask_text(text).masked == text, text
