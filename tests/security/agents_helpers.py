@@ -117,7 +117,8 @@ def srt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
         connect(url).flushall()
     else:
         url = request.getfixturevalue("redis_url")
-    runtime = Runtime(make_settings(url, tmp_path / "data", trusted_stream=False))
+    runtime = Runtime(make_settings(url, tmp_path / "data", trusted_stream=False,
+                                    demo_sign_in=True))  # for the inbox test's sign-in
     set_current(runtime)
     jobs.reset_messengers()
     yield runtime

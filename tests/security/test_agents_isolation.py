@@ -172,3 +172,40 @@ def test_the_api_scopes_agent_tokens(srt: Runtime, agents: dict[str, Agent]) -> 
     assert decided.status is Status.APPROVED and decided.id == "api-1"
     assert [a["person"] for a in decided.approvers] == ["alice@example.com", "bob@example.com"]
     assert srt.store.get("mallory~api-1").requester == "agent:mallory"  # type: ignore[union-attr]
+
+
+def test_inbox_pages_and_votes_work_with_scoped_ids(srt: Runtime,
+                                                     agents: dict[str, Agent]) -> None:
+    """The inbox links and forms carry Signoff's scoped id ('~' as is)."""
+    import asyncio
+
+    from aiohttp.test_utils import TestServer
+
+    from bot.app import create_app
+    from tests.inbox.conftest import client, sign_in
+
+    bot = agents["export-bot"]
+    bot.send(body("in-1", context={"environment": "prod"}))
+    drive(srt)
+    assert srt.store.status("export-bot~in-1") is Status.PENDING
+
+    async def go() -> None:
+        server = TestServer(create_app(srt), host="127.0.0.1")
+        await server.start_server()
+        try:
+            for who in ("alice@example.com", "bob@example.com"):
+                async with client(server) as http:
+                    token = await sign_in(http, who)
+                    async with http.get("/inbox") as resp:
+                        assert "/inbox/r/export-bot~in-1" in await resp.text()
+                    async with http.get("/inbox/r/export-bot~in-1") as resp:
+                        assert resp.status == 200
+                    async with http.post("/inbox/r/export-bot~in-1/decide", data={
+                            "csrf": token, "choice": "approve"},
+                            allow_redirects=False) as resp:
+                        assert resp.status == 303
+        finally:
+            await server.close()
+
+    asyncio.run(go())
+    assert wait_reply(bot, "in-1", srt).status is Status.APPROVED
