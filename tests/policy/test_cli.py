@@ -20,7 +20,7 @@ def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
 def test_check_ok() -> None:
     code, out, _ = run("check", str(EXAMPLE))
     assert code == 0
-    assert "OK (version" in out and "6 people" in out and "2 agents" in out
+    assert "OK (version" in out and "6 people" in out and "3 agents" in out
 
 
 def test_check_reports_every_error_and_exits_non_zero(tmp_path: Path) -> None:
