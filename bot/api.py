@@ -25,6 +25,7 @@ from aiohttp import web
 
 from bot.appkeys import METRICS, RT
 from bot.cards.view import CardView, build_view
+from policy.identity import canonical_agent, same_agent
 from signoff import lifecycle, stepup
 from signoff.agents import AgentRegistry
 from signoff.keys import AGENT_NAME_RE, scoped_id
@@ -39,7 +40,7 @@ def registered_agent(rt: Runtime, who: TokenInfo) -> str | None:
     """The registered agent an agent token belongs to (``agent:NAME``), or None."""
     if who.kind is not TokenKind.AGENT:
         return None
-    subject = who.subject.strip().casefold()
+    subject = canonical_agent(who.subject)
     name = subject[len("agent:"):] if subject.startswith("agent:") else ""
     if AGENT_NAME_RE.match(name) and AgentRegistry(rt.redis, rt.keys).is_registered(name):
         return name
@@ -104,7 +105,7 @@ async def create_request(request: web.Request) -> web.Response:
         return problem(400, "Bad Request", "body must be a JSON object")
     agent = await asyncio.to_thread(registered_agent, rt, who)
     named = data.get("requester", who.subject)
-    if not isinstance(named, str) or named.strip().casefold() != who.subject.strip().casefold():
+    if not isinstance(named, str) or not same_agent(named, who.subject):
         return problem(403, "Forbidden", f"this token speaks for {who.subject!r} only")
     if agent is None:
         if not rt.settings.trusted_stream_enabled:

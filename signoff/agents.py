@@ -28,6 +28,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import redis
 
+from policy.identity import canonical_agent
 from signoff.keys import AGENT_NAME_RE, AgentKeys, Keys, agent_requester
 from signoff.tokens import TokenKind, TokenStore
 
@@ -90,7 +91,7 @@ def canonical_name(name: str) -> str:
     Raises:
         ValueError: not a valid agent name.
     """
-    name = name.strip().lower()
+    name = canonical_agent(name)
     if name.startswith("agent:"):
         name = name[len("agent:"):]
     if not AGENT_NAME_RE.match(name):

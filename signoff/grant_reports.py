@@ -27,6 +27,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from policy.identity import canonical_agent
 from signoff.keys import agent_requester
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
                   if body.get("code") else ""))
         return "dead"
     owner = grant.get("sub", "")
-    if agent is not None and owner.strip().casefold() != agent_requester(agent):
+    if agent is not None and canonical_agent(owner) != agent_requester(agent):
         _dead(rt, stream, entry_id, agent, f"report about grant {jti!r}, which was issued to "
               f"{owner!r}, not to {agent_requester(agent)!r}")
         return "dead"
