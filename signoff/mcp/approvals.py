@@ -197,7 +197,7 @@ class Approvals:
         entry = await self._entry(call)
         entry.waiters += 1
         try:
-            return await self._await(call, entry, progress, client_gone, hold)
+            outcome = await self._await(call, entry, progress, client_gone, hold)
         except _ClientGone:
             await self._left(call, entry)
             return Outcome(Verdict.REFUSED, "The MCP client disconnected; the request was "
@@ -205,8 +205,8 @@ class Approvals:
         except asyncio.CancelledError:
             await self._left(call, entry)
             raise
-        else:
-            entry.waiters -= 1
+        entry.waiters -= 1
+        return outcome
 
     async def _left(self, call: ToolCall, entry: _Pending) -> None:
         """A waiting caller went away: withdraw the request unless someone else waits on it."""

@@ -161,3 +161,23 @@ async def test_other_arguments_never_ride_on_an_approval(mcp_env: Env) -> None:
             session.call_tool("export_rows", {"table": "orders", "rows": 10}), 20)
         assert not approved.is_error, text_of(approved)
     assert [c["arguments"]["rows"] for c in calls(log)] == [10]
+
+
+async def test_a_retried_call_abandoned_by_its_client_withdraws_the_request(
+        mcp_env: Env) -> None:
+    log = mcp_env.tmp / "retry-gone.calls"
+    config = gateway_config(mcp_env, "retry-gone", log=log, hold=1)
+    args = {"table": "orders", "rows": 321}
+    async with stdio_gateway(config) as session:
+        first = await asyncio.wait_for(session.call_tool("export_rows", args), 20)
+        rid = first.meta["signoff/request_id"]
+        assert mcp_env.status(rid) is Status.PENDING  # told pending: kept for a retry
+        retry = asyncio.create_task(session.call_tool("export_rows", args))
+        await asyncio.sleep(0.5)
+        retry.cancel()  # the client gives up on the retry (and stays connected)
+        for _ in range(100):
+            if mcp_env.status(rid) is Status.CANCELLED:
+                break
+            await asyncio.sleep(0.1)
+        assert mcp_env.status(rid) is Status.CANCELLED
+    assert calls(log) == []
