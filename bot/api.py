@@ -31,6 +31,7 @@ from signoff.agents import AgentRegistry
 from signoff.keys import AGENT_NAME_RE, scoped_id
 from signoff.models import RECORD_ID_PATTERN, Status
 from signoff.runtime import Runtime
+from signoff.standing import parse_window
 from signoff.tokens import TokenInfo, TokenKind
 
 RID = "{rid:" + RECORD_ID_PATTERN.strip("^$") + "}"
@@ -206,12 +207,24 @@ async def decide(request: web.Request) -> web.Response:
     step_up = data.get("step_up")
     if step_up is not None and not isinstance(step_up, dict):
         return problem(400, "Bad Request", "step_up must be a WebAuthn assertion (a JSON object)")
+    # standing: approve for a while ("1h"); for: decide as a delegate; payload_sha256: the
+    # version seen (signoff.standing, signoff.delegation, signoff.edits).
+    standing = None
+    if data.get("standing") not in (None, ""):
+        standing = parse_window(data["standing"])
+        if standing is None:
+            return problem(400, "Bad Request", "standing must be a duration such as 15m or 1h")
+    for_person, seen = data.get("for"), data.get("payload_sha256")
+    if not isinstance(for_person, str | None) or not isinstance(seen, str | None):
+        return problem(400, "Bad Request", "for and payload_sha256 must be strings")
     rid = request.match_info["rid"]
 
     def _vote() -> lifecycle.VoteReply:
         person = rt.policy.directory.person(who.subject)
         return lifecycle.submit_vote(rt, rid, person, data["decision"], comment, channel="api",
-                                     actor_label=who.subject, step_up=step_up)
+                                     actor_label=who.subject, step_up=step_up,
+                                     for_person=for_person, standing=standing,
+                                     seen_sha256=seen)
 
     reply = await asyncio.to_thread(_vote)
     request.app[METRICS].votes.labels("api", reply.code).inc()
@@ -220,7 +233,8 @@ async def decide(request: web.Request) -> web.Response:
         return web.json_response({"result": reply.code, "message": reply.message,
                                   "request": view_json(build_view(reply.record))})
     status = {"not_found": 404, "closed": 409, "already_voted": 409, "replay": 409,
-              "comment_required": 422, "bad_choice": 400}.get(reply.code, 403)
+              "stale": 409, "comment_required": 422, "bad_choice": 400,
+              "bad_standing": 422}.get(reply.code, 403)
     if reply.code.startswith("step_up"):
         return problem(status, "Decision refused", reply.message, code=reply.code,
                        **step_up_links(rt, rid))

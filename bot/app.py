@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 CHANNEL_MOUNTS = ("bot.slack.web", "bot.teams.web", "bot.inbox.web", "bot.wellknown",
-                  "bot.grants_api")
+                  "bot.grants_api", "bot.decisions_api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

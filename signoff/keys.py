@@ -438,6 +438,43 @@ class Keys:
         """A request's trace context (W3C traceparent), kept only while tracing is on."""
         return f"{self.prefix}:trace:{request_id}"
 
+    # --- standing approvals and delegations (signoff/standing.py, signoff/delegation.py) ---
+    def standing(self, standing_id: str) -> str:
+        """Hash of one standing approval (scope, bounds, approvers, window, uses)."""
+        return f"{self.prefix}:standing:{standing_id}"
+
+    @property
+    def standing_active(self) -> str:
+        """Sorted set standing id -> expiry: every standing approval not yet revoked."""
+        return f"{self.prefix}:standing:active"
+
+    def standing_scope(self, fingerprint: str) -> str:
+        """Set of the standing approvals covering one scope (agent, action, resource,
+        on-behalf-of person, environment and context): what prepare looks up."""
+        return f"{self.prefix}:standing:scope:{fingerprint}"
+
+    def delegation(self, delegation_id: str) -> str:
+        """Hash of one delegation (from, to, window, who created or revoked it)."""
+        return f"{self.prefix}:delegation:{delegation_id}"
+
+    @property
+    def delegations_active(self) -> str:
+        """Sorted set delegation id -> end of its window: delegations not yet revoked."""
+        return f"{self.prefix}:delegation:active"
+
+    def delegations_to(self, person: str) -> str:
+        """Set of the delegation ids naming ``person`` (canonical) as the delegate."""
+        return f"{self.prefix}:delegation:to:{person}"
+
+    def delegations_from(self, person: str) -> str:
+        """Set of the delegation ids ``person`` (canonical) gave."""
+        return f"{self.prefix}:delegation:from:{person}"
+
+    @property
+    def decided(self) -> str:
+        """Sorted set request id -> decided time: the inbox's history of decided requests."""
+        return f"{self.prefix}:decided"
+
     # --- rq queue names -----------------------------------------------------------------
     @property
     def urgent_queue(self) -> str:

@@ -395,6 +395,8 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
             rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
         return to.value
 
+    if requirement.standing_max and _standing_cover(rt, request_id, req, evaluation, fields, now):
+        return Status.APPROVED.value
     deadline = now + requirement.timeout_seconds
     fp = merging.fingerprint(record, req, evaluation)
     leader = merging.leader_for(rt, request_id, fp, deadline)
@@ -430,6 +432,89 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
         if notify:
             rt.enqueue(JOB_NOTIFY, request_id)
     return "pending"
+
+
+def _standing_cover(rt: Runtime, request_id: str, req: AgentRequest, evaluation: Any,
+                    fields: dict[str, str], now: float) -> bool:
+    """Approve a received request at once when an active standing approval covers it (same
+    agent, action, resource, on-behalf-of person, environment, context and rule; params
+    identical or within the bounds, :mod:`signoff.standing`) and the people behind it may
+    still decide it and still make its quorum. True when it did."""
+    from policy import Allowed, can_decide, quorum_met
+    from signoff.standing import Scope, StandingApprovals
+
+    standing = StandingApprovals(rt.redis, rt.keys)
+    directory = rt.policy.directory
+    st, misses = standing.match(Scope.of(evaluation.rule_id, req, directory), req.params, now)
+    if st is None:
+        if misses:
+            log.info("request %s: no standing approval covers it (%s)", request_id,
+                     "; ".join(misses))
+        return False
+    approvals: dict[str, tuple[str, ...]] = {}
+    for pid in st.approvers:
+        verdict = can_decide(req, evaluation, directory.person(pid), {}, directory)
+        if isinstance(verdict, Allowed):
+            approvals[pid] = verdict.groups
+    if not quorum_met(evaluation.requirement, approvals):
+        log.info("request %s: standing approval %s no longer makes the quorum", request_id,
+                 st.id)
+        return False
+    approvers = [{"person": p, "at": st.created_at, "channel": "standing", "standing": st.id}
+                 for p in st.approvers]
+    rt.store.set_fields(request_id, {**fields, "standing_id": st.id,
+                                     "standing_line": st.line(),
+                                     "merged_approvers": json.dumps(approvers)})
+    changed, _ = rt.store.close(request_id, Status.APPROVED, st.line(),
+                                allowed_from=(Status.RECEIVED,), now=now)
+    if changed == "changed":
+        uses = standing.used(st.id, request_id)
+        rt.audit.append(Event.PREPARED, request_id, "policy", rule=evaluation.rule_id,
+                        masking=json.loads(fields.get("masking_counts") or "{}"),
+                        outcome=Status.APPROVED.value)
+        rt.audit.append(Event.DECIDED, request_id, f"standing:{st.id}",
+                        status=Status.APPROVED.value, standing=st.id, approvers=st.approvers,
+                        standing_until=st.expires_at, standing_request=st.source_request,
+                        use=uses, payload_sha256=req.payload_sha256())
+        rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+    return True
+
+
+def create_standing(rt: Runtime, record: Record) -> str | None:
+    """After an approval: create the standing approval the votes asked for, once. Only when
+    every approving vote chose a window (the quorum approved *for a while*); the smallest
+    window wins, never beyond the rule's ``standing.max``. Returns its id, or None."""
+    from policy import Evaluation
+    from signoff.standing import Scope, StandingApprovals
+
+    votes = record.approvers
+    if record.status is not Status.APPROVED or not votes or any(
+            not v.standing for v in votes):
+        return None
+    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    limit = evaluation.requirement.standing_max
+    if not limit:
+        return None
+    window = min(min(int(v.standing or 0) for v in votes), limit)
+    req = original(rt, record)
+    shown_fields = record.json("shown", {}) or {}
+    st = StandingApprovals(rt.redis, rt.keys).create(
+        request_id=record.id, scope=Scope.of(evaluation.rule_id, req, rt.policy.directory),
+        params=req.params, bounds=evaluation.requirement.standing_params,
+        approvers=[v.person for v in votes], window=window,
+        start=record.number("decided_at", time.time()),
+        shown={k: str(shown_fields.get(k, "")) for k in ("action", "resource",
+                                                          "on_behalf_of")})
+    sid = StandingApprovals.id_for(record.id)
+    if st is not None:
+        rt.store.set_fields(record.id, {"standing_created": st.id,
+                                        "standing_until": repr(st.expires_at)})
+        rt.audit.append(Event.STANDING_CREATED, record.id, "signoff", standing=st.id,
+                        approvers=st.approvers,
+                        delegates={v.person: v.by for v in votes if v.by},
+                        window_seconds=window, expires_at=st.expires_at,
+                        bounded_params=sorted(st.bounds), rule=evaluation.rule_id)
+    return sid
 
 
 def schedule_followups(rt: Runtime, request_id: str, created: float, requirement: Any) -> None:
@@ -521,6 +606,9 @@ class VoteReply:
     record: Record | None = None
 
 
+STALE_TEXT = ("This request was edited after you saw it; nothing was recorded. Look at the "
+              "edited version and decide again.")
+
 CLOSED_TEXT = {
     Status.APPROVED: "This request was already approved.",
     Status.DENIED: "This request was already denied.",
@@ -534,14 +622,24 @@ CLOSED_TEXT = {
 @tracing.traced("vote")
 def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str,
                 comment: str | None = None, channel: str = "api", nonce: str = "",
-                actor_label: str = "", step_up: Any = None) -> VoteReply:
+                actor_label: str = "", step_up: Any = None, *, for_person: str | None = None,
+                standing: int | None = None, seen_sha256: str | None = None,
+                card_version: int | None = None) -> VoteReply:
     """Check separation of duties, then record the vote atomically.
 
     This is the only path by which a human decision reaches the store. A request whose rule
     says ``step_up: passkey`` also needs ``step_up``: a fresh WebAuthn assertion bound to this
     request, payload, choice and person (:mod:`signoff.stepup`); it is consumed here.
+
+    ``for_person``: ``person`` decides as the delegate of this person (an active delegation,
+    :mod:`signoff.delegation`): the vote fills that person's slot and names ``person`` as the
+    one who cast it; separation of duties is checked for both. ``standing``: approve this
+    request and the same request again for this many seconds (within the rule's
+    ``standing.max``, :mod:`signoff.standing`). ``seen_sha256`` / ``card_version``: the payload
+    hash or the card version the voter saw; a vote on a version an edit replaced is refused.
     """
     from policy import Evaluation, Refused
+    from policy.separation import RefusalCode
 
     if choice not in ("approve", "deny"):
         return VoteReply(False, "Choose approve or deny.", "bad_choice")
@@ -552,29 +650,84 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
         return VoteReply(False, CLOSED_TEXT.get(record.status, "This request is closed."),
                          "closed", record=record)
     evaluation = Evaluation.from_dict(record.json("evaluation"))
-    verdict = check_decider(record, person, rt.policy.directory, evaluation)
     who = person.id if person is not None else (actor_label or "unknown")
+    edited_at = int(record.number("edited_version", 0))
+    if (card_version is not None and card_version < edited_at) or (
+            seen_sha256 and seen_sha256 != record.get("payload_sha256")):
+        return VoteReply(False, STALE_TEXT, VoteResult.STALE.value, record=record)
+    delegate: Person | None = None
+    if for_person:
+        from signoff.delegation import Delegations
+
+        principal = rt.policy.directory.person(for_person)
+        if person is None or principal is None or Delegations(rt.redis, rt.keys).active_from_to(
+                principal.id, person.id) is None:
+            reason = f"You have no active delegation from {for_person}."
+            rt.audit.append(Event.CLICK_REFUSED, request_id, who, channel=channel,
+                            code="no_delegation", reason=reason, for_person=for_person)
+            return VoteReply(False, reason, "no_delegation", record=record)
+        # Separation of duties for the delegate too: never the requester, the person it acts
+        # for, the agent's owner, nor someone who voted already (their eligibility is the
+        # principal's, checked below).
+        own = check_decider(record, person, rt.policy.directory, evaluation)
+        if isinstance(own, Refused) and own.code is not RefusalCode.NOT_ELIGIBLE:
+            rt.audit.append(Event.CLICK_REFUSED, request_id, who, channel=channel,
+                            code=own.code.value, reason=own.reason, for_person=principal.id)
+            return VoteReply(False, own.reason, own.code.value, record=record)
+        if any(v.by and same_person(v.by, person.id, rt.policy.directory)
+               for v in record.votes.values()):
+            return VoteReply(False, "You have already voted on this request.",
+                             "already_voted", record=record)
+        delegate, person = person, principal
+    verdict = check_decider(record, person, rt.policy.directory, evaluation)
     if isinstance(verdict, Refused):
+        reason = verdict.reason if delegate is None else (
+            f"For {person.id if person else for_person}: {verdict.reason}")
         rt.audit.append(Event.CLICK_REFUSED, request_id, who, channel=channel,
-                        code=verdict.code.value, reason=verdict.reason)
-        return VoteReply(False, verdict.reason, verdict.code.value, record=record)
+                        code=verdict.code.value, reason=reason,
+                        **({"for_person": person.id} if delegate and person else {}))
+        return VoteReply(False, reason, verdict.code.value, record=record)
     assert person is not None
+    human = delegate or person
+    if delegate is None and any(v.by and same_person(v.by, person.id, rt.policy.directory)
+                                for v in record.votes.values()):
+        return VoteReply(False, "You have already voted on this request (for someone else).",
+                         "already_voted", record=record)
+    if standing is not None:
+        limit = evaluation.requirement.standing_max
+        if choice != "approve":
+            return VoteReply(False, "Only an approval can stand for a while.", "bad_standing",
+                             record=record)
+        if not limit:
+            return VoteReply(False, "This rule does not allow standing approvals.",
+                             "bad_standing", record=record)
+        if not 60 <= standing <= limit:
+            from policy.durations import format_duration
+
+            return VoteReply(False, "A standing approval for this rule lasts between 1 minute "
+                             f"and {format_duration(limit)}.", "bad_standing", record=record)
     if choice == "deny" and evaluation.requirement.require_deny_comment and not (
             comment or "").strip():
         return VoteReply(False, "A reason is required to deny this request.", "comment_required",
                          record=record)
     proof: stepup.Proof | None = None
     if evaluation.requirement.step_up:
-        checked = stepup.check(rt, record, person.id, choice,
+        # The proof is the human's own (a delegate proves their own presence).
+        checked = stepup.check(rt, record, human.id, choice,
                                evaluation.requirement.step_up_within, step_up)
         if isinstance(checked, stepup.Refusal):
-            rt.audit.append(Event.STEP_UP_REFUSED, request_id, person.id, channel=channel,
+            rt.audit.append(Event.STEP_UP_REFUSED, request_id, human.id, channel=channel,
                             choice=choice, code=checked.code.value, reason=checked.message)
             return VoteReply(False, checked.message, checked.code.value, record=record)
         proof = checked
     vote = Vote(person=person.id, choice=choice, comment=(comment or None), channel=channel,
-                groups=sorted(verdict.groups), step_up="passkey" if proof else None)
+                groups=sorted(verdict.groups), step_up="passkey" if proof else None,
+                by=delegate.id if delegate else None,
+                psh=seen_sha256 or record.get("payload_sha256") or None,
+                standing=standing if choice == "approve" else None)
     outcome = rt.store.vote(request_id, vote, nonce=nonce)
+    if outcome.result is VoteResult.STALE:
+        return VoteReply(False, STALE_TEXT, outcome.result.value, outcome)
     if outcome.result is VoteResult.REPLAY:
         return VoteReply(False, "This click was already received.", "replay", outcome)
     if outcome.result is VoteResult.ALREADY_VOTED:
@@ -587,7 +740,10 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
         return VoteReply(False, f"There is no request {request_id}.", "not_found", outcome)
     rt.audit.append(Event.VOTE, request_id, person.id, choice=choice, channel=channel,
                     comment_given=bool(comment), approvals=outcome.approvals,
-                    denials=outcome.denials, **({"step_up": proof.audit()} if proof else {}))
+                    denials=outcome.denials, **({"step_up": proof.audit()} if proof else {}),
+                    **({"delegate": delegate.id, "for_person": person.id} if delegate else {}),
+                    **({"standing_seconds": standing} if vote.standing else {}),
+                    payload_sha256=vote.psh)
     if outcome.result is VoteResult.FINAL:
         rt.audit.append(Event.DECIDED, request_id, person.id, status=outcome.status.value
                         if outcome.status else "", approvals=outcome.approvals,
@@ -600,6 +756,48 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
         message = "Vote recorded; waiting for more approvals." if choice == "approve" else (
             "Vote recorded.")
     return VoteReply(True, message, outcome.result.value, outcome, rt.store.get(request_id))
+
+
+def extend_deadline(rt: Runtime, request_id: str, person: Person | None, seconds: int,
+                    channel: str = "api") -> VoteReply:
+    """Move a pending request's deadline later, where its rule allows (``extend: {max}``, in
+    total), by someone who may decide it. The timeout is re-scheduled at the new deadline."""
+    from policy import Evaluation, Refused
+
+    record = rt.store.get(request_id)
+    if record is None:
+        return VoteReply(False, f"There is no request {request_id}.", "not_found")
+    if record.status is not Status.PENDING:
+        return VoteReply(False, CLOSED_TEXT.get(record.status, "This request is closed."),
+                         "closed", record=record)
+    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    allowance = evaluation.requirement.extend_max
+    if not allowance:
+        return VoteReply(False, "This rule does not allow extending the deadline.",
+                         "not_extendable", record=record)
+    verdict = check_decider(record, person, rt.policy.directory, evaluation)
+    if isinstance(verdict, Refused):
+        return VoteReply(False, verdict.reason, verdict.code.value, record=record)
+    assert person is not None
+    if seconds < 60:
+        return VoteReply(False, "Extend by at least a minute.", "bad_extension", record=record)
+    result, deadline = rt.store.extend(request_id, seconds, allowance)
+    if result == "over":
+        from policy.durations import format_duration
+
+        left = allowance - int(record.number("extended"))
+        return VoteReply(False, f"This rule allows {format_duration(allowance)} of extensions "
+                         f"in total; {format_duration(max(left, 0))} left.", "over",
+                         record=record)
+    if result != "changed":
+        return VoteReply(False, "This request is closed.", "closed", record=record)
+    n = int(record.number("extended")) + seconds
+    rt.audit.append(Event.DEADLINE_EXTENDED, request_id, person.id, channel=channel,
+                    seconds=seconds, deadline=deadline, extended_total=n)
+    rt.enqueue(JOB_EXPIRE, request_id, job_id=f"expire-{_job_key(request_id)}-x{n}",
+               at=math.ceil(deadline))
+    rt.enqueue(JOB_UPDATE, request_id)
+    return VoteReply(True, "Deadline extended.", "extended", record=rt.store.get(request_id))
 
 
 def step_up_options(rt: Runtime, request_id: str, person: Person | None, choice: str
@@ -895,7 +1093,19 @@ def build_decision(rt: Runtime, record: Record, grant: str | None) -> Decision:
         payload_sha256=record.get("payload_sha256") or None,
         decided_at=record.number("decided_at", time.time()),
         policy=record.get("rule_id") or None,
+        **_edited(rt, record),
+        standing=record.get("standing_id") or None,
     )
+
+
+def _edited(rt: Runtime, record: Record) -> dict[str, Any]:
+    """The decision's edit fields: the params to run with and both hashes (only for an
+    approved request an approver edited)."""
+    if record.status is not Status.APPROVED or not record.get("original_payload_sha256"):
+        return {}
+    return {"params": original(rt, record).params,
+            "original_payload_sha256": record.get("original_payload_sha256"),
+            "edits": record.json("edits", [])}
 
 
 @tracing.traced("finalize")
@@ -915,11 +1125,19 @@ def finalize(rt: Runtime, request_id: str) -> str:
             grant = issue_grant(rt, record)
         elif not record.get("replied_at"):
             record_grant(rt, record.id, grant, check=True)  # stored, then a crash?
+        if not record.get("replied_at") and not record.get("standing_created"):
+            create_standing(rt, record)
     decision = build_decision(rt, record, grant)
     delivered = rt.store.deliver(request_id, *reply_keys(rt, record), decision.to_json(),
                                  rt.settings.reply_ttl)
     if delivered:
         log.info("decision %s delivered for %s", record.status.value, request_id)
+        # The inbox's history of decided requests (a month of them).
+        decided_at = record.number("decided_at", time.time())
+        pipe = rt.redis.pipeline(transaction=False)
+        pipe.zadd(rt.keys.decided, {request_id: decided_at})
+        pipe.zremrangebyscore(rt.keys.decided, "-inf", decided_at - 31 * 86400)
+        pipe.execute()
     if record.get("index_keys") is not None or record.get("eligible") is not None:
         rt.enqueue(JOB_UPDATE, request_id)
     if delivered:

@@ -143,6 +143,9 @@ class Vote(BaseModel):
     channel: str = "api"
     groups: list[str] = Field(default_factory=list)
     step_up: str | None = None  # "passkey": proven with a fresh WebAuthn assertion
+    by: str | None = None  # the delegate who cast it for ``person`` (signoff.delegation)
+    psh: str | None = None  # the payload hash the voter saw (an edit makes older votes stale)
+    standing: int | None = None  # approve for this many seconds more (signoff.standing)
 
 
 class Decision(BaseModel):
@@ -162,6 +165,13 @@ class Decision(BaseModel):
     payload_sha256: str | None = None
     decided_at: float = Field(default_factory=time.time)
     policy: str | None = None
+    # An approver changed editable params before approving: the params to run with (the
+    # grant binds them: ``payload_sha256``), the hash of the request as the agent sent it,
+    # and who changed what (signoff.edits).
+    params: dict[str, Any] | None = None
+    original_payload_sha256: str | None = None
+    edits: list[dict[str, Any]] | None = None
+    standing: str | None = None  # approved under this standing approval (signoff.standing)
 
     def to_json(self) -> str:
         """Compact JSON for the wire."""

@@ -85,6 +85,24 @@ class Decision:
         value = self.raw.get("payload_sha256")
         return value if isinstance(value, str) else None
 
+    @property
+    def edited(self) -> bool:
+        """An approver changed editable params before approving (run with :attr:`params`)."""
+        return isinstance(self.raw.get("original_payload_sha256"), str) and isinstance(
+            self.raw.get("params"), dict)
+
+    @property
+    def params(self) -> dict[str, Any] | None:
+        """The params to run with when the approver edited them (None: as sent)."""
+        value = self.raw.get("params")
+        return value if self.edited and isinstance(value, dict) else None
+
+    @property
+    def original_payload_sha256(self) -> str | None:
+        """The hash of the payload as sent, when an approver edited it."""
+        value = self.raw.get("original_payload_sha256")
+        return value if isinstance(value, str) else None
+
     @classmethod
     def from_json(cls, text: str | bytes) -> Decision:
         model = _DecisionModel.model_validate_json(text)
@@ -161,18 +179,23 @@ class _BaseHandle:
 
     def _got(self, raw: bytes | str) -> Decision:
         decision = Decision.from_json(raw)
-        check_decision(decision, self.id, self.payload_sha256)
+        check_decision(decision, self.id, self.payload_sha256, self.body)
         self._decision = decision
         return decision
 
-    def _grant_binding(self) -> dict[str, Any]:
-        """Everything this handle sent, as the grant check binds it."""
-        return {"payload": {k: self.body.get(k) for k in
-                            ("id", "action", "resource", "params", "requester", "context")
-                            if k in self.body}}
+    def _grant_binding(self, decision: Decision | None = None) -> dict[str, Any]:
+        """Everything this handle sent, as the grant check binds it (with the params an
+        approver edited, when the decision carries them)."""
+        payload = {k: self.body.get(k) for k in
+                   ("id", "action", "resource", "params", "requester", "context")
+                   if k in self.body}
+        if decision is not None and decision.params is not None:
+            payload["params"] = decision.params
+        return {"payload": payload}
 
 
-def check_decision(decision: Decision, request_id: str, sent_payload_sha256: str) -> None:
+def check_decision(decision: Decision, request_id: str, sent_payload_sha256: str,
+                   body: dict[str, Any] | None = None) -> None:
     """Refuse a decision that is not for the request sent (before anyone reads its status).
 
     The decision must name the same request id; when it names a payload hash, it must be the
@@ -186,6 +209,16 @@ def check_decision(decision: Decision, request_id: str, sent_payload_sha256: str
     if decision.id != request_id:
         raise DecisionMismatch(f"the reply is for request {decision.id!r}, not {request_id!r}; "
                                "it was ignored", decision)
+    if decision.edited and decision.approved:
+        # Approved with edited params: the decision names the payload as sent (original) and
+        # the edited one, which must be exactly the sent action and resource with its params.
+        if decision.original_payload_sha256 != sent_payload_sha256 or body is None:
+            raise DecisionMismatch(f"the edited approval of {request_id} is not for the "
+                                   "payload sent; it was ignored", decision)
+        sent_payload_sha256 = payload_sha256(body["action"], body["resource"], decision.params)
+        if decision.payload_sha256 != sent_payload_sha256:
+            raise DecisionMismatch(f"the edited approval of {request_id} names another "
+                                   "payload than its edited params; it was ignored", decision)
     named = decision.payload_sha256
     if named is not None and named != sent_payload_sha256:
         raise DecisionMismatch(f"the reply for {request_id} names another payload than the "
@@ -241,7 +274,7 @@ class Handle(_BaseHandle):
         decision = decision if decision is not None else self._decision
         return check_grant(self.client.redis, self.keys, decision,  # type: ignore[arg-type]
                            action=self.body["action"], consume=consume,
-                           **self._grant_binding())
+                           **self._grant_binding(decision))
 
 
 def agent_identity(url: str | None, agent: str | None, requester: str | None,
@@ -359,7 +392,7 @@ class AsyncHandle(_BaseHandle):
         decision = decision if decision is not None else self._decision
         return await acheck_grant(self.client.redis, self.keys, decision,  # type: ignore[arg-type]
                                   action=self.body["action"], consume=consume,
-                                  **self._grant_binding())
+                                  **self._grant_binding(decision))
 
 
 class AsyncClient:
@@ -402,7 +435,9 @@ def requires_approval(action: str, *, client: Client | AsyncClient,
     functions and methods are guarded too (with an :class:`AsyncClient`); a method's ``self``
     or ``cls`` is not part of the params. With
     ``verify_grant`` the decision's grant is verified against the exact payload and consumed
-    before the call, so a payload changed after approval cannot run.
+    before the call, so a payload changed after approval cannot run. When an approver edited
+    params before approving, the function runs with the edited arguments (the grant binds
+    them); a function that cannot take them by name is not run (:class:`DecisionMismatch`).
 
     Raises:
         ApprovalDenied: denied, cancelled or rejected.
@@ -434,6 +469,37 @@ def requires_approval(action: str, *, client: Client | AsyncClient,
             res = _resolve(resource, arguments, fn.__qualname__)
             return params, res, _resolve(on_behalf_of, arguments), _resolve(reason, arguments)
 
+        def _edited_call(decision: Decision, args: tuple[Any, ...], kwargs: dict[str, Any]
+                         ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            """The call with the params an approver edited (as approved, or refused when the
+            function cannot take them: no such parameter, or only through *args/**kwargs)."""
+            if decision.params is None:
+                return args, kwargs
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            current = {k: v for k, v in bound.arguments.items() if k != receiver}
+            for name, value in decision.params.items():
+                param = sig.parameters.get(name)
+                if name == receiver or param is None or param.kind in (
+                        inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                    raise DecisionMismatch(
+                        f"the approval of {decision.id} changed {name!r}, which "
+                        f"{fn.__qualname__} cannot take as a named parameter; not run",
+                        decision)
+                if name not in current or json.loads(json.dumps(current[name], default=str)
+                                                     ) != value:
+                    bound.arguments[name] = value
+            missing = set(current) - set(decision.params)
+            if missing:
+                raise DecisionMismatch(f"the approval of {decision.id} left out "
+                                       f"{', '.join(sorted(missing))}; not run", decision)
+            try:
+                rebound = sig.bind(*bound.args, **bound.kwargs)
+            except TypeError as exc:
+                raise DecisionMismatch(f"{fn.__qualname__} cannot take the edited params of "
+                                       f"{decision.id}: {exc}; not run", decision) from exc
+            return rebound.args, rebound.kwargs
+
         if is_async:
             @functools.wraps(fn)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
@@ -442,9 +508,10 @@ def requires_approval(action: str, *, client: Client | AsyncClient,
                 handle = await client.request(action, res, params, on_behalf_of=obo,
                                               reason=why, context=context)
                 decision = (await handle.wait(timeout)).raise_for_status()
+                call_args, call_kwargs = _edited_call(decision, args, kwargs)
                 if verify_grant:
                     await handle.verify_grant(decision)
-                return await fn(*args, **kwargs)
+                return await fn(*call_args, **call_kwargs)
 
             return awrapper  # type: ignore[return-value]
 
@@ -455,9 +522,10 @@ def requires_approval(action: str, *, client: Client | AsyncClient,
             handle = client.request(action, res, params, on_behalf_of=obo, reason=why,
                                     context=context)
             decision = handle.wait(timeout).raise_for_status()
+            call_args, call_kwargs = _edited_call(decision, args, kwargs)
             if verify_grant:
                 handle.verify_grant(decision)
-            return fn(*args, **kwargs)
+            return fn(*call_args, **call_kwargs)
 
         return wrapper  # type: ignore[return-value]
 

@@ -44,6 +44,7 @@ class VoteResult(str, Enum):
 
     NOT_FOUND = "not_found"
     CLOSED = "closed"
+    STALE = "stale"  # made on a payload an approver's edit has replaced
     REPLAY = "replay"
     ALREADY_VOTED = "already_voted"
     RECORDED = "recorded"
@@ -202,7 +203,8 @@ class Store:
             keys=[self.keys.request(request_id), self.keys.votes(request_id),
                   self.keys.clicks(request_id), self.keys.pending, self.keys.deadlines,
                   self.keys.outbox],
-            args=[request_id, vote.person, vote.model_dump_json(), nonce, repr(now), CLICK_TTL],
+            args=[request_id, vote.person, vote.model_dump_json(exclude_none=True), nonce,
+                  repr(now), CLICK_TTL],
         )
         data = json.loads(raw)
         status = data.get("status")
@@ -290,6 +292,76 @@ class Store:
                         pipe.zadd(k, {request_id: float(created or time.time())})
                     pipe.execute()
                     return new
+                except redis.WatchError:
+                    continue
+
+    def edit(self, request_id: str, seen_sha256: str, fields: dict[str, str]) -> str:
+        """Replace a pending request's payload with an approver's edit (``fields``: the new
+        ciphertext, payload hash, masked views, edit history), atomically: only while it is
+        pending and its payload is still the one the editor saw; every vote on the earlier
+        version is dropped (the edited version needs its own quorum).
+
+        Returns:
+            ``changed``, ``closed``, ``stale`` (edited by someone else meanwhile) or
+            ``not_found``.
+        """
+        if "status" in fields:
+            raise ValueError("status changes only through a transition")
+        key, votes = self.keys.request(request_id), self.keys.votes(request_id)
+        while True:
+            with self.r.pipeline() as pipe:
+                try:
+                    pipe.watch(key, votes)
+                    status, current = pipe.hmget(key, "status", "payload_sha256")
+                    if status is None:
+                        pipe.unwatch()
+                        return "not_found"
+                    if status != Status.PENDING.value:
+                        pipe.unwatch()
+                        return "closed"
+                    if current != seen_sha256:
+                        pipe.unwatch()
+                        return "stale"
+                    pipe.multi()
+                    pipe.hset(key, mapping=fields)
+                    pipe.delete(votes)
+                    pipe.hincrby(key, "version", 1)
+                    pipe.execute()
+                    return "changed"
+                except redis.WatchError:
+                    continue
+
+    def extend(self, request_id: str, seconds: int, allowance: int) -> tuple[str, float]:
+        """Move a pending request's deadline ``seconds`` later, within ``allowance`` seconds
+        of extensions in total.
+
+        Returns:
+            (``changed`` | ``closed`` | ``over`` | ``not_found``, the deadline after).
+        """
+        key = self.keys.request(request_id)
+        while True:
+            with self.r.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    status, deadline, used = pipe.hmget(key, "status", "deadline", "extended")
+                    if status is None:
+                        pipe.unwatch()
+                        return "not_found", 0.0
+                    current = float(deadline or 0)
+                    if status != Status.PENDING.value or current <= time.time():
+                        pipe.unwatch()
+                        return "closed", current
+                    total = int(used or 0) + seconds
+                    if total > allowance:
+                        pipe.unwatch()
+                        return "over", current
+                    new = current + seconds
+                    pipe.multi()
+                    pipe.hset(key, mapping={"deadline": repr(new), "extended": str(total)})
+                    pipe.hincrby(key, "version", 1)
+                    pipe.zadd(self.keys.deadlines, {request_id: new})
+                    pipe.execute()
+                    return "changed", new
                 except redis.WatchError:
                     continue
 

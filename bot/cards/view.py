@@ -74,6 +74,15 @@ class CardView:
     step_up: str | None = None  # "passkey": each vote needs a passkey proof (inbox only)
     step_up_within: int = 0
     step_up_url: str = ""  # the inbox's step-up page (absolute when SIGNOFF_PUBLIC_URL is set)
+    # Fewer, better decisions (signoff.standing, signoff.edits, signoff.delegation).
+    standing_line: str = ""  # "approved under a standing approval by @alice, @bob until …"
+    standing_until: float = 0.0  # this request created a standing approval, until then
+    standing_max: int = 0  # the rule allows standing approvals this long
+    editable: dict[str, Any] = field(default_factory=dict)  # param -> JSON Schema bounds
+    edits: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # who changed what
+    deny_reasons: tuple[str, ...] = ()
+    extend_max: int = 0
+    extended: int = 0
 
     def step_up_link(self, choice: str) -> str:
         """The step-up page for ``choice``, or "" when the inbox has no public address."""
@@ -118,9 +127,15 @@ class CardView:
             when = " · " + datetime.fromtimestamp(self.decided_at, tz=UTC).strftime(
                 "%H:%M UTC")
         if self.status is Status.APPROVED:
-            who = ", ".join(self.approvers) or "policy"
             revoked = f" · grant revoked by {self.grant_revoked_by}" if self.grant_revoked_by else ""
-            return f"Approved by {who}{when}{revoked}"
+            if self.standing_line:
+                return self.standing_line[:1].upper() + self.standing_line[1:] + revoked
+            who = ", ".join(self.approvers) or "policy"
+            standing = ""
+            if self.standing_until:
+                standing = " · standing approval until " + datetime.fromtimestamp(
+                    self.standing_until, tz=UTC).strftime("%H:%M UTC")
+            return f"Approved by {who}{when}{standing}{revoked}"
         if self.status is Status.DENIED:
             who = ", ".join(self.deniers) or "policy"
             reason = f": {self.decision_reason}" if self.decision_reason and not self.deniers else ""
@@ -208,4 +223,12 @@ def build_view(record: Record, *, partial: bool = False) -> CardView:
         step_up=requirement.get("step_up") or None,
         step_up_within=int(requirement.get("step_up_within") or 0),
         step_up_url=record.get("step_up_url") or "",
+        standing_line=safe_text(record.get("standing_line") or ""),
+        standing_until=record.number("standing_until"),
+        standing_max=int(requirement.get("standing_max") or 0),
+        editable=dict(requirement.get("editable") or {}),
+        edits=tuple(safe_value(record.json("edits", []) or [])),
+        deny_reasons=tuple(safe_text(str(r)) for r in requirement.get("deny_reasons") or ()),
+        extend_max=int(requirement.get("extend_max") or 0),
+        extended=int(record.number("extended")),
     )

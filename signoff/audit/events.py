@@ -36,6 +36,13 @@ class Event(str, Enum):
     PASSKEY_ENROLLED = "passkey_enrolled"
     PASSKEY_REMOVED = "passkey_removed"
     STEP_UP_REFUSED = "step_up_refused"
+    EDITED = "edited"  # an approver changed editable params before approving
+    EDIT_REFUSED = "edit_refused"
+    STANDING_CREATED = "standing_created"
+    STANDING_REVOKED = "standing_revoked"
+    DELEGATION_CREATED = "delegation_created"
+    DELEGATION_REVOKED = "delegation_revoked"
+    DEADLINE_EXTENDED = "deadline_extended"
 
 
 # Events that settle a request, and the status each one means.

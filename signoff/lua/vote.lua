@@ -7,7 +7,7 @@
 -- ARGV[1] id, ARGV[2] person, ARGV[3] vote JSON ({choice, groups, ...}), ARGV[4] nonce or '',
 -- ARGV[5] now, ARGV[6] clicks TTL seconds
 -- Returns a JSON object {result, status, version, approvals, denials}
--- result: not_found | closed | replay | already_voted | recorded | final
+-- result: not_found | closed | stale | replay | already_voted | recorded | final
 local function reply(t) return cjson.encode(t) end
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return reply({result = 'not_found'}) end
@@ -18,6 +18,15 @@ local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline') or '')
 if deadline and tonumber(ARGV[5]) >= deadline then
   return reply({result = 'closed', status = 'timed_out'})
 end
+-- A vote made on a version of the payload that an approver's edit has replaced counts for
+-- nothing (an edited request needs its quorum on the edited version).
+local cast = cjson.decode(ARGV[3])
+local seen = cast['psh']
+if type(seen) == 'string' and seen ~= '' then
+  if redis.call('HGET', KEYS[1], 'payload_sha256') ~= seen then
+    return reply({result = 'stale', status = st})
+  end
+end
 if ARGV[4] ~= '' then
   if redis.call('SADD', KEYS[3], ARGV[4]) == 0 then
     return reply({result = 'replay', status = st})
@@ -26,6 +35,16 @@ if ARGV[4] ~= '' then
 end
 if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
   return reply({result = 'already_voted', status = st})
+end
+-- One human, one vote: a delegate voting "for" someone (cast.by) and for himself counts once.
+local actor = cast['by']
+if type(actor) ~= 'string' or actor == '' then actor = ARGV[2] end
+if actor ~= ARGV[2] and redis.call('HEXISTS', KEYS[2], actor) == 1 then
+  return reply({result = 'already_voted', status = st})
+end
+for _, raw in ipairs(redis.call('HVALS', KEYS[2])) do
+  local other = cjson.decode(raw)
+  if other['by'] == actor then return reply({result = 'already_voted', status = st}) end
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 
