@@ -221,6 +221,13 @@ def _run_until_waiting(tmp_path: Path, *args: str) -> tuple[str, str, str, str]:
             "reason": "quarterly report", "context": {"environment": "prod"}})})
         agent.close()
         assert _wait_for_request(redis_url, readme_id), "the README's XADD was not taken"
+        # Slack and Teams are off: no card failure is recorded for any request.
+        from signoff.keys import Keys
+
+        audit = redis.Redis.from_url(redis_url, decode_responses=True)
+        events = [f.get("event") for _, f in audit.xrange(Keys("signoff").audit)]
+        audit.close()
+        assert events and "card_failed" not in events, events
         os.killpg(proc.pid, signal.SIGINT)
         text = out.rest(40)
         assert proc.wait(40) == 0, text
