@@ -209,3 +209,57 @@ def test_inbox_pages_and_votes_work_with_scoped_ids(srt: Runtime,
 
     asyncio.run(go())
     assert wait_reply(bot, "in-1", srt).status is Status.APPROVED
+
+
+def _victim_state(rt: Runtime, name: str) -> dict[str, bytes | None]:
+    """Every key of ``name``'s (its namespace, its requests' records, votes and audit index),
+    serialised by Redis itself (DUMP), read as Signoff."""
+    patterns = (f"{rt.keys.agent(name).base}:*", rt.keys.request(f"{name}~*"),
+                rt.keys.votes(f"{name}~*"), rt.keys.audit_for(f"{name}~*"),
+                rt.keys.cancel_early(f"{name}~*"))
+    r = rt.redis_bytes
+    keys = sorted({k for p in patterns for k in r.scan_iter(match=p, count=1000)})
+    return {k.decode(): r.dump(k) for k in keys}
+
+
+def test_every_attack_at_once_changes_nothing_of_the_victims(srt: Runtime,
+                                                            agents: dict[str, Agent]) -> None:
+    """Mallory tries everything its credentials allow against export-bot; export-bot's keys
+    are byte for byte what they were, and its request is decided as if Mallory did nothing."""
+    bot, mallory = agents["export-bot"], agents["mallory"]
+    bot.send(body("t-1", context={"environment": "prod"}))
+    drive(srt)
+    before = _victim_state(srt, "export-bot")
+    assert any(k.startswith(srt.keys.request("export-bot~")) for k in before)
+    vk = bot.keys
+    attempts = [
+        lambda: mallory.r.xadd(vk.requests, {"cancel": json.dumps({"id": "t-1"})}),
+        lambda: mallory.r.lpush(vk.reply("t-1"), "{}"),
+        lambda: mallory.r.blpop([vk.reply("t-1")], timeout=0.01),
+        lambda: mallory.r.set(vk.grant_used("x"), "1"),
+        lambda: mallory.r.xadd(vk.grant_reports, {"result": "used", "report": "{}"}),
+        lambda: mallory.r.hget(srt.keys.request("export-bot~t-1"), "ciphertext"),
+        lambda: mallory.r.set(srt.keys.cancel_early("export-bot~t-2"), "{}"),
+        lambda: mallory.r.evalsha("0" * 40, 1, vk.grant_used("x")),
+    ]
+    for attempt in attempts:
+        with pytest.raises(NOPERM):
+            attempt()
+    # What its own stream accepts: bodies and cancels naming the victim or its ids.
+    for fields in ({"body": json.dumps(body("t-1", requester="agent:export-bot"))},
+                   {"body": json.dumps(body("t-2", reply_to=vk.reply("t-1")))},
+                   {"cancel": json.dumps({"id": "t-1", "requester": "agent:export-bot"})},
+                   {"cancel": json.dumps({"id": "t-1"})},
+                   {"cancel": json.dumps({"id": "t-2"})}):
+        mallory.r.xadd(mallory.keys.requests, fields)
+    from tests.conftest import run_intake
+
+    run_intake(srt)
+    after = _victim_state(srt, "export-bot")
+    changed = [k for k in before if before[k] != after.get(k)] + [
+        k for k in after if k not in before and not k.endswith(":requests")]
+    # The intake's own read of the victim's stream moves only its consumer group.
+    assert [k for k in changed if k != vk.requests] == []
+    assert srt.store.status("export-bot~t-1") is Status.PENDING
+    bot.send(body("t-2"))
+    assert wait_reply(bot, "t-2", srt).status is Status.APPROVED
