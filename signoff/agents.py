@@ -301,12 +301,22 @@ def load_scripts(r: redis.Redis) -> str:
     return str(r.script_load(_use_script()))
 
 
+_acl_refused_logged = False
+
+
 def refresh(r: redis.Redis, keys: Keys) -> int:
     """Keep every registered agent able to work: its ACL user present, its copy of the public
     keys current, the grant-use script loaded. Run by the intake's sweep; returns how many
     agents are registered."""
+    global _acl_refused_logged
     registry = AgentRegistry(r, keys)
-    registry.ensure_acl()
+    try:
+        registry.ensure_acl()
+    except redis.ResponseError as exc:  # Signoff's own user may not manage ACLs here
+        if not _acl_refused_logged:
+            log.warning("cannot check the agents' Redis ACL users (%s): Signoff's Redis user "
+                        "needs ACL SETUSER/USERS", exc)
+            _acl_refused_logged = True
     names = registry.names()
     for name in names:
         mirror = keys.agent(name).public_keys
