@@ -92,11 +92,11 @@ class BenchStack:
         return proc
 
     def start_signoff(self, workers: int = 1, web: bool = True) -> None:
-        self.spawn("signoff.cli", "intake")
+        self.spawn("workers.cli", "intake")
         for _ in range(workers):
-            self.workers.append(self.spawn("signoff.cli", "worker"))
+            self.workers.append(self.spawn("workers.cli", "worker"))
         if web:
-            self.spawn("signoff.cli", "web")
+            self.spawn("workers.cli", "web")
             wait_until(self._web_up, 60, "web")
 
     def worker_pids(self) -> list[int]:
@@ -112,7 +112,7 @@ class BenchStack:
             except subprocess.TimeoutExpired:
                 proc.kill()
         while len(self.workers) < n:
-            self.workers.append(self.spawn("signoff.cli", "worker"))
+            self.workers.append(self.spawn("workers.cli", "worker"))
 
     def _web_up(self) -> bool:
         try:

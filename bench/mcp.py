@@ -86,7 +86,7 @@ async def run(n: int, n_remote: int, bench: BenchStack) -> bool:
         path.write_text(yaml.safe_dump(data))
         return path
 
-    gateway = ["-m", "signoff.cli", "mcp", "--config"]
+    gateway = ["-m", "workers.cli", "mcp", "--config"]
     async with AsyncExitStack() as stack:
         direct = await session(stack, [str(WAREHOUSE)])
         local = await session(stack, [*gateway, str(config("local", True))])

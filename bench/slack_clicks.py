@@ -217,7 +217,7 @@ def main() -> None:
 
         serve = stack.dir / "serve.py"
         serve.write_text(SERVE)
-        stack.spawn("signoff.cli", "worker")
+        stack.spawn("workers.cli", "worker")
         log = open(stack.dir / "web.log", "ab")
         import subprocess
 

@@ -78,7 +78,7 @@ class Lines:
 
 def start_demo(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "signoff.cli", "demo", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "demo", "--port", str(port),
                              *args], cwd=ROOT, env=demo_env(tmp_path / "data"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

@@ -123,8 +123,8 @@ def test_a_tampered_log_is_never_archived(rt: Runtime) -> None:
 def test_archive_command(rt: Runtime, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from signoff.cli_audit import audit as audit_cli
     from tests.audit.test_merkle import cli_env
+    from workers.cli.audit import audit as audit_cli
 
     fill(rt, CHUNK + 5)
     env = {**cli_env(rt, tmp_path), "SIGNOFF_AUDIT_ARCHIVE_DIR": str(tmp_path / "arch")}

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from signoff import lifecycle
-from signoff.cli_audit import audit as audit_cli
-from signoff.cli_audit import parse_time
 from signoff.runtime import Runtime
 from tests.conftest import TEST_SECRETS, run_jobs
 from tests.grants.helpers import auto_approved, body, human_approved
+from workers.cli.audit import audit as audit_cli
+from workers.cli.audit import parse_time
 
 
 def cli_env(rt: Runtime, tmp_path: Path) -> dict[str, str]:

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from signoff import audit
 from signoff.audit import QueryFilter, query
-from signoff.cli_audit import audit as audit_cli
 from signoff.runtime import Runtime
 from tests.audit.test_merkle import cli_env
+from workers.cli.audit import audit as audit_cli
 
 
 def request(rt: Runtime, rid: str, resource: str, action: str, approver: str | None,

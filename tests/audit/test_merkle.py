@@ -27,11 +27,11 @@ from signoff.audit.merkle import (
     split_point,
 )
 from signoff.audit.proofs import InclusionProof, ProofOutcome, Prover, check_proof
-from signoff.cli_audit import audit as audit_cli
 from signoff.runtime import Runtime
 from signoff.signing_keys import public_jwk
 from tests.audit.helpers import fill, raw, set_head
 from tests.conftest import TEST_SECRETS, make_settings
+from workers.cli.audit import audit as audit_cli
 
 
 def naive_mth(leaves: list[bytes]) -> bytes:

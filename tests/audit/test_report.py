@@ -16,10 +16,10 @@ from signoff.audit.controls import CONTROLS
 from signoff.audit.proofs import InclusionProof, check_proof
 from signoff.audit.report import collect
 from signoff.audit.report_render import render_html, render_json, render_pdf
-from signoff.cli_audit import audit as audit_cli
 from signoff.runtime import Runtime
 from tests.audit.helpers import load_history
 from tests.audit.test_merkle import cli_env
+from workers.cli.audit import audit as audit_cli
 
 
 def pdf_available() -> bool:

@@ -34,7 +34,7 @@ class WorkerProcess:
                "SIGNOFF_HMAC_SECRET": TEST_SECRETS["hmac_secret"],
                "SIGNOFF_MASKING_KEY": TEST_SECRETS["masking_key"], "LOG_LEVEL": "INFO"}
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "signoff.cli", "worker"], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], env=env,
                                      cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
 

@@ -37,7 +37,7 @@ def clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
 def signoff(tmp_path: Path, *args: str, timeout: float = 60,
             **env: str) -> subprocess.CompletedProcess[str]:
     # cwd is an empty folder: no .env and no examples/ beside it.
-    return subprocess.run([sys.executable, "-m", "signoff.cli", *args], cwd=tmp_path,
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], cwd=tmp_path,
                           env=clean_env(tmp_path, **env), capture_output=True, text=True,
                           timeout=timeout)
 
@@ -161,7 +161,7 @@ def test_secrets_prints_a_block_the_service_accepts(tmp_path: Path, redis_url: s
 
 
 def test_web_port_zero_picks_a_free_port_and_prints_it(tmp_path: Path, redis_url: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "signoff.cli", "web", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "web", "--port", "0"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True,
                             env=clean_env(tmp_path, REDIS_URL=redis_url, LOG_LEVEL="WARNING",

@@ -60,7 +60,7 @@ class Stack:
 
     def start(self, name: str) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "signoff.cli", name], env=self.env,
+        proc = subprocess.Popen([sys.executable, "-m", "workers.cli", name], env=self.env,
                                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
         self.procs[name] = proc
         return proc

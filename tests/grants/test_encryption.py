@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from signoff import crypto, lifecycle
-from signoff.cli_keys import keys as keys_cli
 from signoff.runtime import Runtime
 from tests.conftest import TEST_SECRETS, make_settings
 from tests.grants.helpers import auto_approved, body, human_approved
+from workers.cli.keys import keys as keys_cli
 
 SECRET = "sk_live_51HcQ9dK2eZvKYlo2C0123456789abcdefXYZ"
 

@@ -22,12 +22,12 @@ from aiohttp import web
 
 from bot.app import create_app
 from signoff import lifecycle
-from signoff.cli_run import child_environment
 from signoff.models import Status
 from signoff.runtime import Runtime
 from tests.conftest import free_port, wait_for
 from tests.inbox.conftest import IMG, SECRET_CARD, SECRET_EMAIL, export_body, iam_body
 from tests.inbox.conftest import make_pending as prepare_requests
+from workers.cli.run import child_environment
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -93,7 +93,7 @@ def app_url(rt: Runtime) -> Iterator[str]:
 def worker(rt: Runtime, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A real ``signoff worker`` on the test Redis (same secrets and policy)."""
     log = open(tmp_path / "worker.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "signoff.cli", "worker"],
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"],
                             env=child_environment(rt.settings), stdout=log,
                             stderr=subprocess.STDOUT)
     yield proc

@@ -196,7 +196,7 @@ def calls(path: Path) -> list[dict[str, Any]]:
 async def stdio_gateway(config: Path) -> AsyncIterator[ClientSession]:
     """``signoff mcp --config`` started over stdio by the real MCP client."""
     params = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "signoff.cli", "mcp", "--config", str(config)],
+                                   args=["-m", "workers.cli", "mcp", "--config", str(config)],
                                    cwd=str(ROOT))
     async with AsyncExitStack() as stack:
         read, write = await stack.enter_async_context(stdio_client(params))
@@ -248,7 +248,7 @@ def start_http_gateway(env: Env, upstream_url: str, **extra: Any
         config.write_text(yaml.safe_dump({**data, **extra}))
     port = free_port()
     with open(env.tmp / f"gateway-{port}.log", "ab") as errlog:
-        proc = subprocess.Popen([sys.executable, "-m", "signoff.cli", "mcp", "--config",
+        proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "mcp", "--config",
                                  str(config), "--http", f"127.0.0.1:{port}"], cwd=ROOT,
                                 stdout=errlog, stderr=subprocess.STDOUT)
     wait_for(lambda: _port_open(port), timeout=30, message="HTTP gateway")

@@ -55,7 +55,7 @@ def test_bad_files_say_what_is_wrong(tmp_path: Path, text: str, message: str) ->
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "signoff.cli", "mcp", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "workers.cli", "mcp", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60,
                           env={"PATH": "/usr/bin:/bin"})
 

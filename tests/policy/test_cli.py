@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from signoff.cli import main
+from workers.cli import main
 
 from .conftest import EXAMPLE, policy_text
 

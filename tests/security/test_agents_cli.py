@@ -9,10 +9,10 @@ from pathlib import Path
 import redis
 from click.testing import CliRunner
 
-from signoff.cli import main as cli_main
 from signoff.models import Status
 from signoff.runtime import Runtime
 from tests.conftest import TEST_SECRETS
+from workers.cli import main as cli_main
 
 
 def _env(rt: Runtime, tmp_path: Path, redis_url: str | None = None) -> dict[str, str]:

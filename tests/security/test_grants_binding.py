@@ -188,8 +188,8 @@ def test_a_grant_without_the_binding_claims_is_refused(rt: Runtime) -> None:
 def test_the_cli_binds_what_it_is_told(rt: Runtime) -> None:
     from click.testing import CliRunner
 
-    from signoff.cli_keys import grant as grant_cli
     from tests.conftest import EXAMPLE_POLICY, TEST_SECRETS
+    from workers.cli.keys import grant as grant_cli
 
     mine = auto_approved(rt, "b-1")
     env = {"REDIS_URL": rt.settings.redis_url, "SIGNOFF_DATA_KEYS": TEST_SECRETS["data_keys"],

@@ -9,10 +9,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from signoff import lifecycle, passkeys
-from signoff.cli import main as cli_main
 from signoff.runtime import Runtime
 from tests.conftest import TEST_SECRETS
 from tests.stepup.conftest import PUBLIC_URL, assertion, drop_body, enrol, make_pending
+from workers.cli import main as cli_main
 
 
 def run(rt: Runtime, tmp_path: Path, *args: str) -> tuple[int, str]:

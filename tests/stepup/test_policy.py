@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from policy import load_policy
 from policy.errors import PolicyError
-from signoff.cli import main as cli_main
+from workers.cli import main as cli_main
 
 BASE = """version: 1
 directory:

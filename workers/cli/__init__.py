@@ -28,28 +28,30 @@ CONFIG_EXIT = 2
 
 # name -> "module:attribute" of a click.Command. Each owner adds its own line here.
 COMMANDS: dict[str, str] = {
-    "web": "signoff.cli_run:web",
-    "worker": "signoff.cli_run:worker",
-    "intake": "signoff.cli_run:intake",
-    "run": "signoff.cli_run:run",
-    "demo": "signoff.demo:demo",
-    "agent": "signoff.cli_agents:agent",
-    "request": "signoff.cli_agent:request",
-    "status": "signoff.cli_agent:status",
-    "pending": "signoff.cli_agent:pending",
-    "cancel": "signoff.cli_agent:cancel",
-    "decide": "signoff.cli_agent:decide",
-    "token": "signoff.cli_admin:token",
+    "web": "workers.cli.run:web",
+    "worker": "workers.cli.run:worker",
+    "intake": "workers.cli.run:intake",
+    "run": "workers.cli.run:run",
+    "demo": "workers.cli.demo:demo",
+    "agent": "workers.cli.agents:agent",
+    "request": "workers.cli.agent:request",
+    "status": "workers.cli.agent:status",
+    "pending": "workers.cli.agent:pending",
+    "cancel": "workers.cli.agent:cancel",
+    "decide": "workers.cli.agent:decide",
+    "token": "workers.cli.admin:token",
     "mask": "signoff.masking.cli:mask",
-    "policy": "signoff.cli_policy:policy",
+    "policy": "workers.cli.policy:policy",
     "card": "bot.cli:card",
-    "audit": "signoff.cli_audit:audit",
-    "sink": "signoff.cli_audit:sink",
-    "keys": "signoff.cli_keys:keys",
-    "grant": "signoff.cli_keys:grant",
+    "audit": "workers.cli.audit:audit",
+    "sink": "workers.cli.audit:sink",
+    "keys": "workers.cli.keys:keys",
+    "grant": "workers.cli.keys:grant",
     "mcp": "signoff.mcp.cli:mcp",
-    "secrets": "signoff.cli_secrets:secrets",
-    "passkeys": "signoff.cli_passkeys:passkeys_cmd",
+    "secrets": "workers.cli.env_secrets:secrets",
+    "passkeys": "workers.cli.passkeys:passkeys_cmd",
+    "standing": "workers.cli.decisions:standing_cmd",
+    "delegation": "workers.cli.decisions:delegation_cmd",
 }
 
 HELP = {
@@ -102,7 +104,7 @@ class LazyGroup(click.Group):
         """Run the subcommand; a bad configuration is one line per problem and exit status 2.
 
         The one place where settings errors meet the user: every command loads its settings
-        through :mod:`signoff.cli_config` before doing anything, and whatever is wrong arrives
+        through :mod:`workers.cli.config` before doing anything, and whatever is wrong arrives
         here as a pydantic ``ValidationError`` (or a :class:`ConfigurationError` for what only
         reading a file can tell, like a policy with errors), never as a traceback.
         """
@@ -146,7 +148,3 @@ def _missing(name: str, target: str) -> click.Command:
 @click.version_option(package_name="signoff")
 def main() -> None:
     """Signoff: action-level approvals for AI agents."""
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

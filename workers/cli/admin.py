@@ -7,9 +7,9 @@ import time
 import click
 
 from signoff.audit import Event
-from signoff.cli_run import resolved_settings
 from signoff.runtime import Runtime
 from signoff.tokens import TokenKind
+from workers.cli.run import resolved_settings
 
 
 @click.group()

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from signoff.cli_config import resolved_settings
+from workers.cli.config import resolved_settings
 
 
 def _print(data: Any) -> None:

@@ -10,8 +10,9 @@ import json
 import time
 
 import click
+import redis
 
-from signoff.cli_run import resolved_settings
+from workers.cli.run import resolved_settings
 
 
 def _print_credentials(creds: object, as_json: bool) -> None:
@@ -53,6 +54,9 @@ def add(name: str, public_url: str | None, as_json: bool) -> None:
             creds = registry.add(name, public_url or settings.redis_url)
         except (AgentError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except redis.ResponseError as exc:
+            raise click.ClickException(f"Redis refused to create the agent's ACL user ({exc}); "
+                                       "Signoff's Redis user needs ACL SETUSER") from exc
         _print_credentials(creds, as_json)
         _warn_if_unknown(settings, f"agent:{creds.name}")
 
@@ -90,6 +94,9 @@ def rotate(name: str, public_url: str | None, as_json: bool) -> None:
             creds = registry.rotate(name, public_url or settings.redis_url)
         except (AgentError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except redis.ResponseError as exc:
+            raise click.ClickException(f"Redis refused to change the agent's ACL user ({exc}); "
+                                       "Signoff's Redis user needs ACL SETUSER") from exc
         _print_credentials(creds, as_json)
 
 

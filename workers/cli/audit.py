@@ -52,8 +52,8 @@ def parse_time(value: str | None, now: float | None = None) -> float | None:
 
 def _runtime() -> Any:
     """The command's runtime, built once per invocation (an embedded Redis starts once)."""
-    from signoff.cli_run import resolved_settings
     from signoff.runtime import Runtime
+    from workers.cli.run import resolved_settings
 
     click_ctx = click.get_current_context()
     if "signoff.runtime" not in click_ctx.meta:

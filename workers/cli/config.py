@@ -5,7 +5,7 @@ commands load :class:`~signoff.settings.ServiceSettings`; the agent's commands (
 load plain :class:`~signoff.settings.Settings`, which needs neither the service's secrets nor
 its policy, so the agent-only install (``pip install signoff``) can run them. Whatever is wrong
 surfaces as a pydantic ``ValidationError`` or a :class:`~signoff.settings.ConfigurationError`,
-which ``signoff.cli`` prints one line per problem (exit status 2).
+which ``workers.cli`` prints one line per problem (exit status 2).
 """
 
 from __future__ import annotations

@@ -378,7 +378,7 @@ def demo_settings(base: Settings, port: int) -> Settings:
 def demo(port: int | None, auto_after: float | None, exit_when_done: bool,
          timeout: float | None, keep: bool, redis_port: int) -> None:
     """Run everything on an embedded Redis with a scripted agent and the web inbox."""
-    from signoff.cli_run import Supervisor, resolved_settings, setup_logging
+    from workers.cli.run import Supervisor, resolved_settings, setup_logging
 
     if not EXAMPLE_POLICY.exists():
         raise click.ClickException(f"the example policy is missing: {EXAMPLE_POLICY}")

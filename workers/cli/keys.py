@@ -21,8 +21,8 @@ from signoff.grants import KeyRing, Purpose
 
 
 def _runtime() -> Any:
-    from signoff.cli_run import resolved_settings
     from signoff.runtime import Runtime
+    from workers.cli.run import resolved_settings
 
     ctx = resolved_settings()
     settings = ctx.__enter__()

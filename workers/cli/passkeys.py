@@ -12,8 +12,8 @@ import time
 import click
 
 from signoff import passkeys
-from signoff.cli_config import resolved_settings
 from signoff.runtime import Runtime
+from workers.cli.config import resolved_settings
 
 
 def _person_id(rt: Runtime, email: str) -> str:

@@ -18,8 +18,8 @@ import time
 
 import click
 
-from signoff.cli_config import resolved_settings
 from signoff.settings import Settings
+from workers.cli.config import resolved_settings
 
 log = logging.getLogger("signoff")
 
@@ -131,7 +131,7 @@ class Supervisor:
         self.restart_at: dict[str, float] = {}
 
     def _spawn(self, name: str) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "signoff.cli", name]
+        cmd = [sys.executable, "-m", "workers.cli", name]
         if self.quiet:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")
