@@ -105,7 +105,7 @@ def _fail(message: str) -> click.ClickException:
 def card(channel: str, policy_path: Path | None, compact: bool, request_file: Any) -> None:
     """REQUEST_FILE is a request v1 JSON document (``-`` reads standard input)."""
     from policy import PolicyError, load_policy
-    from signoff.masking import Masker
+    from signoff.masking import Masker, MaskingConfig
     from signoff.settings import load_settings
 
     settings = load_settings()
@@ -116,7 +116,7 @@ def card(channel: str, policy_path: Path | None, compact: bool, request_file: An
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or reason
         raise _fail(f"the request is invalid: {detail}")
     try:
-        policy = load_policy(path)
+        policy = load_policy(path, masking_validator=MaskingConfig.model_validate)
     except PolicyError as exc:
         raise _fail(f"the policy {path} cannot be loaded: {exc}") from None
     requirement = policy.evaluate(request).requirement

@@ -6,18 +6,16 @@ import dataclasses
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy.conditions import Condition, ConditionEvalError, activation_for
 from policy.directory import Directory
 from policy.globs import GlobSet
 from policy.identity import canonical_agent, canonical_context, canonical_environment
 from policy.limits import Limits
+from policy.request import PolicyRequest, RequestT
 from policy.requirement import DEFAULT_GROUP, Outcome, Requirement
 from policy.window import Window
-
-if TYPE_CHECKING:
-    from signoff.models import AgentRequest
 
 DEFAULT_RULE_ID = "default"
 # Stored explanations list at most this many earlier rules (the CLI shows them all).
@@ -118,7 +116,7 @@ class Rule:
         """``prod-data-export (line 40)``."""
         return self._label
 
-    def requirement_for(self, request: AgentRequest, directory: Directory) -> tuple[Requirement, str]:
+    def requirement_for(self, request: PolicyRequest, directory: Directory) -> tuple[Requirement, str]:
         """The requirement with the resource owner resolved, and a note saying how."""
         owner = self.resource_owner
         if owner is None:
@@ -316,7 +314,7 @@ class Policy:
 
     def evaluate(
         self,
-        request: AgentRequest,
+        request: PolicyRequest,
         now: datetime.datetime | None = None,
         *,
         explain_limit: int | None = EXPLAIN_LIMIT,
@@ -414,7 +412,7 @@ class Policy:
         )
 
 
-def canonical_request(request: AgentRequest, directory: Directory) -> AgentRequest:
+def canonical_request(request: RequestT, directory: Directory) -> RequestT:
     """``request`` with its requester, on-behalf-of person and environment in the one
     identity form (:mod:`policy.identity`), as every rule sees it; the rest as sent."""
     update: dict[str, Any] = {}
@@ -446,7 +444,7 @@ def _segments(globs: GlobSet | None) -> set[str] | None:
 class _State:
     """Per-request values, computed at most once however many rules look at them."""
 
-    def __init__(self, request: AgentRequest, directory: Directory, now: datetime.datetime):
+    def __init__(self, request: PolicyRequest, directory: Directory, now: datetime.datetime):
         self.request = request
         self.directory = directory
         self.now = now

@@ -16,7 +16,6 @@ from types import FrameType
 
 from policy.engine import Policy
 from policy.errors import PolicyError, PolicyIssue
-from policy.masking import engine_validator
 from policy.parser import MaskingValidator, parse_policy
 
 log = logging.getLogger("signoff.policy")
@@ -24,18 +23,17 @@ log = logging.getLogger("signoff.policy")
 # How often get() looks at the file's mtime and size.
 CHECK_INTERVAL_SECONDS = 1.0
 
-AUTO = "auto"
-
 
 def load_policy(
-    path: str | os.PathLike[str], *, masking_validator: MaskingValidator | str | None = AUTO
+    path: str | os.PathLike[str], *, masking_validator: MaskingValidator | None = None
 ) -> Policy:
     """Read and parse the policy file at ``path``.
 
     Args:
         path: The policy file.
-        masking_validator: Checks the ``masking:`` section; ``"auto"`` (the default) uses the
-            masking engine's model when it is importable, ``None`` checks shape only.
+        masking_validator: Checks the ``masking:`` section (the masking engine injects its
+            ``MaskingConfig.model_validate``: the engine owns what a profile means); ``None``
+            checks shape only.
 
     Raises:
         PolicyError: The file cannot be read or has errors (every error is listed).
@@ -45,10 +43,7 @@ def load_policy(
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError([PolicyIssue(0, 0, f"cannot read the policy file: {exc}")], str(file)) from None
-    validator = engine_validator() if masking_validator == AUTO else masking_validator
-    return parse_policy(
-        text, str(file), masking_validator=validator if callable(validator) else None
-    )
+    return parse_policy(text, str(file), masking_validator=masking_validator)
 
 
 class PolicyHolder:
@@ -63,7 +58,7 @@ class PolicyHolder:
         path: str | os.PathLike[str],
         on_error: Callable[[PolicyError], None] | None = None,
         *,
-        masking_validator: MaskingValidator | str | None = AUTO,
+        masking_validator: MaskingValidator | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Load the policy at ``path``.

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from policy.directory import Directory, Person
 from policy.identity import canonical_agent
+from policy.request import PolicyRequest
 from policy.requirement import Outcome
 
 if TYPE_CHECKING:
     from policy.engine import Evaluation
-    from signoff.models import AgentRequest
 
 
 class RefusalCode(str, Enum):
@@ -75,7 +75,7 @@ _REASONS = {
 
 
 def can_decide(
-    request: AgentRequest,
+    request: PolicyRequest,
     evaluation: Evaluation,
     person: Person | None,
     votes: Mapping[str, str],

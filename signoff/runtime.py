@@ -11,25 +11,23 @@ import logging
 import time
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
+from policy import Policy, PolicyHolder
 from signoff import tracing
-from signoff.audit import AuditLog, seal_after
+from signoff.audit import AuditLog, Event, seal_after
 from signoff.cards import CardLedger
 from signoff.job_names import URGENT_JOBS
+from signoff.masking import Masker, MaskingConfig
 from signoff.redis_conn import connect
-from signoff.settings import Settings
+from signoff.settings import Settings, load_settings
 from signoff.signing_keys import KeyRing, Purpose
 from signoff.store import Store
 from signoff.tokens import TokenStore
-
-if TYPE_CHECKING:
-    from policy import Policy, PolicyHolder
-    from signoff.masking import Masker, MaskingConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +76,8 @@ class Runtime:
     @cached_property
     def policies(self) -> PolicyHolder:
         """The live policy (reloaded when the file changes; a refused file is audited)."""
-        from policy import PolicyHolder
-
-        return PolicyHolder(self.settings.policy_path, on_error=self._policy_refused)
+        return PolicyHolder(self.settings.policy_path, on_error=self._policy_refused,
+                            masking_validator=MaskingConfig.model_validate)
 
     @property
     def policy(self) -> Policy:
@@ -91,8 +88,6 @@ class Runtime:
 
     def _policy_loaded(self, policy: Policy) -> None:
         """Audit a policy version once across every process (each one reloads on its own)."""
-        from signoff.audit import Event
-
         previous = self._audited_policy
         self._audited_policy = policy.version
         try:
@@ -107,8 +102,6 @@ class Runtime:
             log.warning("could not audit policy version %s: %s", policy.version, exc)
 
     def _policy_refused(self, error: Exception) -> None:
-        from signoff.audit import Event
-
         issues = getattr(error, "errors", [])
         digest = hashlib.sha256(str(error).encode()).hexdigest()
         try:
@@ -123,8 +116,6 @@ class Runtime:
     @cached_property
     def masker(self) -> Masker:
         """The masking engine, loaded once per process."""
-        from signoff.masking import Masker
-
         # Detectors declared in the policy travel with each rule's profile
         # (lifecycle.masking_profile), so a policy reload needs no new masker; one masker
         # (one spaCy model) per key and process, shared by every runtime in it.
@@ -136,8 +127,6 @@ class Runtime:
 
     def masking_config(self) -> MaskingConfig:
         """The policy's ``masking:`` section as the engine's config, rebuilt per policy version."""
-        from signoff.masking import MaskingConfig
-
         policy = self.policy
         if self._masking_config is None or self._masking_config[0] != policy.version:
             config = MaskingConfig.model_validate({
@@ -184,7 +173,5 @@ def current() -> Runtime:
     """The process-wide runtime; built from the environment on first use in a worker."""
     global _current
     if _current is None:
-        from signoff.settings import load_settings
-
         _current = Runtime(load_settings().with_generated_secrets())
     return _current

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from policy import PolicyError, PolicyHolder, load_policy, policy_version
+from signoff.masking.profile import MaskingConfig
 
 from .conftest import EXAMPLE, policy_text
 
@@ -54,7 +55,7 @@ def test_load_policy_validates_masking_through_the_engine(tmp_path: Path) -> Non
     file = tmp_path / "p.yaml"
     file.write_text(GOOD + "masking:\n  profiles:\n    strict: {strategy: scramble}\n")
     with pytest.raises(PolicyError) as info:
-        load_policy(file)
+        load_policy(file, masking_validator=MaskingConfig.model_validate)
     assert any("masking.profiles.strict.strategy" in e.message for e in info.value.errors)
     assert load_policy(file, masking_validator=None).masking_profiles["strict"]["strategy"] == "scramble"
 

@@ -28,10 +28,12 @@ def check_policy(settings: Settings) -> None:
 
     The settings only know the file is readable; its content is the policy package's to judge.
     """
+    # The policy and masking packages are the server extra's (an agent's command never gets here).
     from policy import PolicyError, load_policy
+    from signoff.masking.profile import MaskingConfig
 
     try:
-        load_policy(settings.policy_path)
+        load_policy(settings.policy_path, masking_validator=MaskingConfig.model_validate)
     except PolicyError as exc:
         env = env_name("policy_path")
         raise ConfigurationError([f"{env}: {issue.format(exc.source)}"

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from policy import Outcome, Policy, PolicyError, can_decide, load_policy
 from policy.schema import SCHEMA
+from signoff.masking.profile import MaskingConfig
 
 
 def _default_path() -> Path:
@@ -37,7 +38,7 @@ def _load(path: Path | None) -> Policy:
     """The policy at ``path`` (default: ``SIGNOFF_POLICY``), or exit 1 with its errors."""
     target = path or _default_path()
     try:
-        return load_policy(target)
+        return load_policy(target, masking_validator=MaskingConfig.model_validate)
     except PolicyError as exc:
         _print_errors(exc)
         raise SystemExit(1) from None
@@ -65,7 +66,7 @@ def check(files: tuple[Path, ...]) -> None:
     failed = False
     for file in files or (_default_path(),):
         try:
-            loaded = load_policy(file)
+            loaded = load_policy(file, masking_validator=MaskingConfig.model_validate)
         except PolicyError as exc:
             _print_errors(exc)
             failed = True
