@@ -29,6 +29,11 @@ class Verdict:
     request_id: str
     decision: Decision | None = None
 
+    @property
+    def edited_params(self) -> dict[str, Any] | None:
+        """The arguments an approver edited before approving (None: approved as asked)."""
+        return self.decision.params if self.approved and self.decision is not None else None
+
 
 def refusal_text(decision: Decision) -> str:
     """The text a model is given when its tool call was not approved."""
@@ -67,7 +72,7 @@ async def delivered_before(handle: AsyncHandle) -> Decision | None:
             rid = rid.decode() if isinstance(rid, bytes) else rid
             if rid == handle.id and got.get("body"):
                 decision = Decision.from_json(got["body"])
-                check_decision(decision, handle.id, handle.payload_sha256)
+                check_decision(decision, handle.id, handle.payload_sha256, handle.body)
                 return decision
         seen += len(entries)
         oldest = entries[-1][0]
@@ -76,12 +81,15 @@ async def delivered_before(handle: AsyncHandle) -> Decision | None:
     return None
 
 
-async def verdict_for(handle: AsyncHandle, timeout: float, *, resumed: bool = False
-                      ) -> Verdict:
-    """Wait for ``handle``'s decision and, when approved, verify and consume its grant.
+async def verdict_for(handle: AsyncHandle, timeout: float, *, resumed: bool = False,
+                      accept_edits: bool = True) -> Verdict:
+    """Wait for ``handle``'s decision and, when approved, verify and consume its grant (bound
+    to the edited arguments when an approver edited them).
 
     ``resumed``: the request may have been decided (and its reply popped) by an earlier
-    process; look in the agent's decisions stream before waiting.
+    process; look in the agent's decisions stream before waiting. ``accept_edits=False``: the
+    framework cannot run a call with other arguments, so an edited approval is declined (its
+    grant left unused) and the model is told the arguments the approver would allow.
     """
     try:
         decision = None
@@ -102,6 +110,11 @@ async def verdict_for(handle: AsyncHandle, timeout: float, *, resumed: bool = Fa
                        handle.id)
     if not decision.approved:
         return Verdict(False, refusal_text(decision), handle.id, decision)
+    if decision.params is not None and not accept_edits:
+        return Verdict(False, f"Signoff request {handle.id} was approved only with edited "
+                       f"arguments {json.dumps(decision.params, sort_keys=True)}; the tool did "
+                       "not run. Call it again with those arguments if they suit the task.",
+                       handle.id)
     try:
         # Binds everything the request carried (id, requester, action, resource, params,
         # context) and consumes the grant.

@@ -18,8 +18,9 @@ process that starts again and calls :meth:`SignoffReviewer.resume` picks up the 
     result = await reviewer.run(agent, {"messages": [...]}, config)   # first start
     result = await reviewer.resume(agent, config)                     # after a restart
 
-Editing: LangChain's ``edit`` decision is not produced: a Signoff approval is bound by its
-grant to the exact arguments asked about, and Signoff's approvers approve or deny.
+Editing: when an approver edits the call's arguments before approving (a rule's
+``require.editable``), the answer is LangChain's ``edit`` decision with the approver's
+arguments, which the grant is bound to; the tool runs with those.
 
 Needs ``pip install 'signoff[langgraph]'``.
 """
@@ -99,9 +100,20 @@ class SignoffReviewer:
         return await verdict_for(handle, self.timeout, resumed=resumed)
 
     @staticmethod
-    def _decision(verdict: Verdict) -> dict[str, Any]:
-        if verdict.approved:
+    def _decision(verdict: Verdict, name: str, allowed: list[str] | None = None
+                  ) -> dict[str, Any]:
+        """LangChain's decision: approve, edit (the approver's arguments, which the grant
+        bound), or reject with the reason."""
+        edited = verdict.edited_params
+        if verdict.approved and edited is None:
             return {"type": "approve"}
+        if verdict.approved and edited is not None:
+            if allowed is None or "edit" in allowed:
+                return {"type": "edit", "edited_action": {"name": name, "args": edited}}
+            return {"type": "reject", "message": (
+                f"An approver allowed this call only with the arguments {edited} (Signoff "
+                f"request {verdict.request_id}), and this review does not take edits. The "
+                "tool did not run.")}
         return {"type": "reject", "message": verdict.message}
 
     async def answer(self, thread_id: str, item: Interrupt, *, resumed: bool = False) -> Any:
@@ -111,7 +123,7 @@ class SignoffReviewer:
             verdict = await self.decide(thread_id, item.id, 0, str(value["name"]),
                                         dict(value.get("args") or {}),
                                         str(value.get("description") or ""), resumed=resumed)
-            return self._decision(verdict)
+            return self._decision(verdict, str(value["name"]))
         if isinstance(value, dict) and "action_requests" in value:
             decisions = []
             for index, request in enumerate(value["action_requests"]):
@@ -119,7 +131,10 @@ class SignoffReviewer:
                                             dict(request.get("args") or {}),
                                             str(request.get("description") or ""),
                                             resumed=resumed)
-                decisions.append(self._decision(verdict))
+                config = next((c for c in value.get("review_configs") or []
+                               if c.get("action_name") == request["name"]), None)
+                allowed = list(config["allowed_decisions"]) if config else None
+                decisions.append(self._decision(verdict, str(request["name"]), allowed))
             return {"decisions": decisions}
         raise ValueError(f"interrupt {item.id} is not an approval request Signoff can answer")
 

@@ -77,7 +77,9 @@ class SignoffApprovals:
             reason=f"{agent_name} calls {tool}",
             context={**self.context, "framework": "openai-agents", "agent": agent_name,
                      "tool": tool})
-        return await verdict_for(handle, self.timeout)
+        # The Agents SDK runs an approved call with the model's own arguments, so an approval
+        # with edited arguments cannot be honoured: it is declined and the model told why.
+        return await verdict_for(handle, self.timeout, accept_edits=False)
 
     async def resolve(self, state: RunState[Any], interruptions: list[ToolApprovalItem]
                       ) -> list[Verdict]:

@@ -69,7 +69,10 @@ class ToolCall:
 
     @property
     def fingerprint(self) -> str:
-        canon = json.dumps([self.action, self.resource, self.arguments], sort_keys=True,
+        """Identifies "the same call": everything the request carries (so a retry picks up the
+        request, and another client's identical-looking call does not ride on it)."""
+        canon = json.dumps([self.action, self.resource, self.arguments, self.context,
+                            self.reason, self.on_behalf_of], sort_keys=True,
                            separators=(",", ":"), ensure_ascii=False, default=str)
         return hashlib.sha256(canon.encode()).hexdigest()
 

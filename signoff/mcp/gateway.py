@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -239,10 +240,22 @@ class Gateway:
             return _error(outcome.message, status="refused", request_id=outcome.request_id)
         if background and waiting is not None:
             await waiting(0, f"approved (request {outcome.request_id}); running the tool")
+        edited = outcome.decision.params if outcome.decision is not None else None
+        arguments = call.arguments if edited is None else edited  # the grant binds these
         try:
-            return await route.upstream.call(route.tool.name, call.arguments, forward)
+            result = await route.upstream.call(route.tool.name, arguments, forward)
         except UpstreamError as exc:
             return _error(str(exc), status="upstream_failed", request_id=outcome.request_id)
+        if edited is not None:
+            # Tell the model what ran: an approver changed the arguments before approving.
+            note = types.TextContent(text=(
+                f"Note from Signoff: an approver edited the arguments before approving "
+                f"(request {outcome.request_id}); the tool ran with "
+                f"{json.dumps(edited, ensure_ascii=False, sort_keys=True)}."))
+            meta = {**(result.meta or {}), "signoff/edited_arguments": edited}
+            result = result.model_copy(update={"content": [note, *result.content],
+                                               "meta": meta})
+        return result
 
     async def _get_task(self, ctx: ServerRequestContext[Any, Any],
                         params: types.GetTaskRequestParams) -> types.GetTaskResult:

@@ -58,6 +58,31 @@ async def test_approved_review_runs_the_tool(mcp_env: Env, tmp_path: Path, mode:
     assert mcp_env.agent_id(rid).startswith("lg-")
 
 
+@pytest.mark.parametrize("mode", ["batched", "per_call"])
+async def test_edited_approval_runs_the_tool_with_the_approvers_arguments(
+        mcp_env: Env, tmp_path: Path, mode: str) -> None:
+    log = tmp_path / f"edit-{mode}.calls"
+    client = AsyncClient(mcp_env.agent_url, requester=AGENT)
+    reviewer = SignoffReviewer(client, resource=lambda tool, args: str(args["name"]), timeout=30)
+    config = {"configurable": {"thread_id": f"edit-{mode}"}}
+
+    async def edit() -> None:
+        rid = await mcp_env.pending_for(ACTION)
+        reply = await asyncio.to_thread(mcp_env.edit, rid, "alice@example.com",
+                                        {"name": "q3-draft-copy"})
+        assert reply.status_code == 200, reply.text
+
+    editor = asyncio.create_task(edit())
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / f"edit-{mode}.db")) as saver:
+        agent = build(str(log), saver, mode)
+        result = await asyncio.wait_for(reviewer.run(
+            agent, {"messages": [{"role": "user", "content": "delete the draft"}]}, config), 60)
+    await editor
+    await client.aclose()
+    assert calls(log) == [{"tool": "delete_report", "name": "q3-draft-copy"}]
+    assert "deleted q3-draft-copy" in result["messages"][-1].content
+
+
 async def test_rejected_review_gives_the_model_the_reason(mcp_env: Env, tmp_path: Path) -> None:
     result, rid, log = await _run(mcp_env, tmp_path, "reject", "batched", "deny",
                                   "legal hold on Q3 reports")

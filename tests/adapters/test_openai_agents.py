@@ -102,3 +102,25 @@ async def test_denial_reaches_the_model_with_the_reason(mcp_env: Env) -> None:
     assert mcp_env.agent_id(rid) in result.final_output
     assert "did not run" in result.final_output
     await client.aclose()
+
+
+async def test_an_edited_approval_is_declined_and_the_model_told_the_arguments(
+        mcp_env: Env) -> None:
+    """The Agents SDK runs an approved call with the model's own arguments: an approval that
+    only stands with edited arguments is not used, and the model learns what would pass."""
+    ran: list[dict[str, Any]] = []
+    model = ScriptedModel({"order": "C-3", "amount": 90})
+    client = AsyncClient(mcp_env.agent_url, requester=AGENT)
+    approvals = SignoffApprovals(client, timeout=30)
+
+    async def edit() -> None:
+        rid = await mcp_env.pending_for("agents.refund")
+        reply = await asyncio.to_thread(mcp_env.edit, rid, "alice@example.com", {"amount": 50})
+        assert reply.status_code == 200, reply.text
+
+    editor = asyncio.create_task(edit())
+    result = await asyncio.wait_for(approvals.run(make_agent(model, ran), "refund C-3"), 60)
+    await editor
+    assert ran == []
+    assert '"amount": 50' in result.final_output and "did not run" in result.final_output
+    await client.aclose()

@@ -68,7 +68,17 @@ rules:
     require: {approvers: 1 of platform, timeout: 3s}
   - id: mcp-write
     match: {action: "mcp.*", context: {mcp.annotations.destructiveHint: false}}
-    require: {approvers: 1 of platform, timeout: 10m}
+    require:
+      approvers: 1 of platform
+      timeout: 10m
+      editable: {rows: {type: integer, minimum: 1, maximum: 1000}}
+  - id: adapters
+    match: {action: ["langgraph.*", "agents.*"]}
+    require:
+      approvers: 1 of platform
+      editable:
+        name: {type: string, maxLength: 40}
+        amount: {type: integer, minimum: 1, maximum: 100}
   - id: mcp-destructive
     match: {action: "mcp.*"}
     require: {approvers: 1 of platform, deny_comment: true, timeout: 10m}
@@ -105,6 +115,12 @@ class Env:
             body["comment"] = comment
         return requests.post(f"{self.stack.url}/api/v1/requests/{self.record_id(rid)}/decision",
                              json=body,
+                             headers={"Authorization": f"Bearer {self.tokens[who]}"}, timeout=10)
+
+    def edit(self, rid: str, who: str, params: dict[str, Any]) -> requests.Response:
+        """An approver edits editable params and approves the edited version (HTTP API)."""
+        return requests.post(f"{self.stack.url}/api/v1/requests/{self.record_id(rid)}/edit",
+                             json={"params": params, "approve": True},
                              headers={"Authorization": f"Bearer {self.tokens[who]}"}, timeout=10)
 
     async def pending_for(self, action: str, timeout: float = 20,

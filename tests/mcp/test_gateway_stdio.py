@@ -181,3 +181,20 @@ async def test_a_retried_call_abandoned_by_its_client_withdraws_the_request(
             await asyncio.sleep(0.1)
         assert mcp_env.status(rid) is Status.CANCELLED
     assert calls(log) == []
+
+
+async def test_an_approver_edits_the_arguments_and_the_tool_runs_with_them(mcp_env: Env) -> None:
+    log = mcp_env.tmp / "edited.calls"
+    config = gateway_config(mcp_env, "edited", log=log)
+    async with stdio_gateway(config) as session:
+        call = asyncio.create_task(session.call_tool("export_rows",
+                                                     {"table": "orders", "rows": 900}))
+        rid = await mcp_env.pending_for("mcp.warehouse.export_rows")
+        reply = await asyncio.to_thread(mcp_env.edit, rid, "alice@example.com", {"rows": 100})
+        assert reply.status_code == 200, reply.text
+        result = await asyncio.wait_for(call, 30)
+        assert not result.is_error, text_of(result)
+        assert "exported 100 rows of orders" in text_of(result)
+        assert "edited the arguments" in text_of(result)
+        assert result.meta["signoff/edited_arguments"] == {"table": "orders", "rows": 100}
+    assert [c["arguments"] for c in calls(log)] == [{"table": "orders", "rows": 100}]
