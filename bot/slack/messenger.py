@@ -60,7 +60,7 @@ HISTORY_PAGES = 5
 LIST_PAGES = 20
 # chat.postMessage: "1 message per second per channel, short bursts allowed" (Slack's rate
 # limit documentation). The delivery keeps under it; the fake enforces it.
-SLACK_LIMIT = SendLimit(per_second=1.0, burst=4.0, per="destination")
+SLACK_LIMIT = SendLimit(per_second=1.0, burst=6.0, per="destination")
 DIGEST_EVENT = "signoff_digest"
 DIGEST_MAX_LINES = 40
 

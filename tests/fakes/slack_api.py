@@ -39,7 +39,7 @@ from tests.fakes.latency import Bucket, Latency
 BOT_TOKEN = "xoxb-signoff-test-token"
 # chat.postMessage: "1 message per second per channel, with short bursts" (Slack's rate
 # limit documentation): (per second, burst).
-POST_LIMIT = (1.0, 6.0)
+POST_LIMIT = (1.0, 8.0)
 APP_TOKEN = "xapp-1-signoff-test-app-token"
 
 # --- Block Kit limits, as Slack's reference documents them -------------------------------
