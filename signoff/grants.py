@@ -16,6 +16,7 @@ checkpoints; their public keys are kept forever so old checkpoints stay verifiab
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from policy.identity import canonical_agent
+from signoff.audit import Event
 from signoff.grant_check import (
     AUDIENCE,
     ISSUER,
@@ -39,6 +41,8 @@ from signoff.grant_check import (
     environment_of,
     unverified_claims,
 )
+from signoff.job_names import JobName
+from signoff.keys import AGENT_NAME_RE
 from signoff.signing_keys import (  # noqa: F401 - the old home of these names
     PRUNE_MARGIN_SECONDS,
     KeyInfo,
@@ -207,8 +211,6 @@ def verify(rt: Runtime, token: str, *, action: str, resource: str | None = None,
             environment_mismatch, context_mismatch, revoked, already_used). Every use and
             every refusal is audited.
     """
-    from signoff.audit import Event
-
     try:
         claims = check_grant(rt.redis, grant_keys(rt, token),  # type: ignore[arg-type]
                              token, action=action, resource=resource,
@@ -264,8 +266,6 @@ def grant_keys(rt: Runtime, token: Any) -> Any:
     is the agent's own (the one its SDK sets), so either side uses it once only. Which agent
     is read from the unverified ``sub`` only to pick the marker; the check then verifies the
     signature over it."""
-    from signoff.keys import AGENT_NAME_RE
-
     sub = str(unverified_claims(token).get("sub", "")) if isinstance(token, str) else ""
     name = sub[len("agent:"):] if sub.startswith("agent:") else ""
     if AGENT_NAME_RE.match(name) and _r(rt).hexists(rt.keys.agents, name):
@@ -340,9 +340,6 @@ def revoke(rt: Runtime, *, by: str, jti: str | None = None, request_id: str | No
         check_groups: require ``by`` to be in the request's approver groups (False only for
             a local administrator's CLI with Redis access, who could do anything anyway).
     """
-    from signoff.audit import Event
-    from signoff.lifecycle import JOB_UPDATE
-
     now = time.time() if now is None else now
     found = find_grant(rt, jti=jti, request_id=request_id)
     if found is None:
@@ -364,12 +361,10 @@ def revoke(rt: Runtime, *, by: str, jti: str | None = None, request_id: str | No
         args=[gid, repr(now), by, reason[:2000], ttl, rid])
     outcome = RevokeOutcome(result)
     if outcome is RevokeOutcome.REVOKED:
-        import hashlib
-
         rt.audit.append(Event.GRANT_REVOKED, rid, by, jti=gid, reason_given=bool(reason),
                         reason_sha256=hashlib.sha256(reason.encode()).hexdigest()
                         if reason else "")
-        rt.enqueue(JOB_UPDATE, rid)
+        rt.enqueue(JobName.UPDATE, rid)
         return RevokeResult(outcome, gid, rid, "grant revoked")
     messages = {RevokeOutcome.ALREADY_USED: "the grant was already used",
                 RevokeOutcome.ALREADY_REVOKED: "the grant was already revoked"}
@@ -402,8 +397,6 @@ def fold_reports(rt: Runtime, limit: int = 500) -> int:
     Returns:
         How many reports were folded.
     """
-    from signoff.audit import Event
-
     rows = _r(rt).xrange(rt.keys.grant_reports, "-", "+", count=limit)
     for report_id, fields in rows:
         try:

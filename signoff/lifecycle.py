@@ -19,7 +19,7 @@ import jwt
 from pydantic import ValidationError
 
 from policy.identity import canonical_agent, canonical_environment, same_agent, same_person
-from signoff import crypto, limits, merging, stepup, tracing
+from signoff import crypto, job_names, limits, merging, stepup, tracing
 from signoff.audit import Event
 from signoff.job_names import JobName
 from signoff.keys import agent_requester, scoped_id, split_id
@@ -220,7 +220,7 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
                            allowed_from=(Status.RECEIVED,), now=now)
             rt.audit.append(Event.REJECTED, rid, "intake",
                             errors=[e.model_dump() for e in errors])
-            rt.enqueue(JOB_FINALIZE, rid, job_id=f"finalize-{_job_key(rid)}")
+            rt.enqueue(JOB_FINALIZE, rid, job_id=job_names.job_id(JobName.FINALIZE, rid))
             return IngestResult("rejected", rid, errors)
         rt.audit.append(Event.DUPLICATE, rid, "intake", note="invalid body for an existing id")
         return IngestResult("duplicate", rid, errors)
@@ -273,7 +273,7 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
             return IngestResult("duplicate", rid)
     # New, or still received (a crash between create and enqueue): (re-)enqueue prepare.
     if enqueue:
-        rt.enqueue(JOB_PREPARE, rid, job_id=f"prepare-{_job_key(rid)}")
+        rt.enqueue(JOB_PREPARE, rid, job_id=job_names.job_id(JobName.PREPARE, rid))
     return IngestResult("accepted" if created else "duplicate", rid, needs_prepare=True)
 
 
@@ -311,16 +311,8 @@ def _reject_flood(rt: Runtime, rid: str, req: AgentRequest, fields: dict[str, st
     display = json.loads(fields["shown"])
     rt.audit.append(Event.REJECTED, rid, display["requester"], code=refused.code,
                     action=display["action"])
-    rt.enqueue(JOB_FINALIZE, rid, job_id=f"finalize-{_job_key(rid)}")
+    rt.enqueue(JOB_FINALIZE, rid, job_id=job_names.job_id(JobName.FINALIZE, rid))
     return IngestResult("rejected", rid, errors, refused.code)
-
-
-def _job_key(request_id: str) -> str:
-    """rq job ids allow only [A-Za-z0-9_-]; request ids allow more, so hash them."""
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", request_id)
-    if safe == request_id:
-        return request_id
-    return safe[:80] + "-" + hashlib.sha256(request_id.encode()).hexdigest()[:12]
 
 
 def original(rt: Runtime, record: Record) -> AgentRequest:
@@ -365,7 +357,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
         if changed == "changed":
             rt.audit.append(Event.REJECTED, request_id, "policy",
                             errors=[e.model_dump() for e in errors], rule=evaluation.rule_id)
-            rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+            rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
         return "rejected"
 
     fields = masked_fields(rt, req, evaluation, agent=record.get("agent") or None)
@@ -392,7 +384,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
                             masking=fields.get("masking_counts"), outcome=to.value)
             rt.audit.append(Event.DECIDED, request_id, "policy", status=to.value,
                             reason=evaluation.reason, automatic=True)
-            rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+            rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
         return to.value
 
     if requirement.standing_max and _standing_cover(rt, request_id, req, evaluation, fields, now):
@@ -408,7 +400,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
                                        deadline, [], now=now)
         if opened:
             merging.attach(rt, leader, request_id)
-            rt.enqueue(JOB_EXPIRE, request_id, job_id=f"expire-{_job_key(request_id)}",
+            rt.enqueue(JOB_EXPIRE, request_id, job_id=job_names.job_id(JobName.EXPIRE, request_id),
                        at=math.ceil(deadline))
             rt.enqueue(JOB_UPDATE, leader)
         return "merged" if opened else "unchanged"
@@ -421,7 +413,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
                     deadline=deadline)
     # rq schedules to whole seconds (it floors); rounding up keeps the timeout from firing
     # before the deadline, where the deadline-checked close would refuse it as not due.
-    rt.enqueue(JOB_EXPIRE, request_id, job_id=f"expire-{_job_key(request_id)}",
+    rt.enqueue(JOB_EXPIRE, request_id, job_id=job_names.job_id(JobName.EXPIRE, request_id),
                at=math.ceil(deadline))
     schedule_followups(rt, request_id, now, requirement)
     if requirement.channels:
@@ -476,7 +468,7 @@ def _standing_cover(rt: Runtime, request_id: str, req: AgentRequest, evaluation:
                         status=Status.APPROVED.value, standing=st.id, approvers=st.approvers,
                         standing_until=st.expires_at, standing_request=st.source_request,
                         use=uses, payload_sha256=req.payload_sha256())
-        rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+        rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
     return True
 
 
@@ -521,10 +513,10 @@ def schedule_followups(rt: Runtime, request_id: str, created: float, requirement
     """Schedule reminders and escalation steps at their times (rq scheduler)."""
     for i, delay in enumerate(requirement.reminders):
         rt.enqueue(JobName.REMIND, request_id, i, at=created + delay,
-                   job_id=f"remind-{_job_key(request_id)}-{i}")
+                   job_id=job_names.job_id(JobName.REMIND, request_id, i))
     for i, step in enumerate(requirement.escalation):
         rt.enqueue(JobName.ESCALATE, request_id, i, at=created + step.after_seconds,
-                   job_id=f"escalate-{_job_key(request_id)}-{i}")
+                   job_id=job_names.job_id(JobName.ESCALATE, request_id, i))
 
 
 def masking_profile(rt: Runtime, requirement: Any) -> Any:
@@ -748,7 +740,7 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
         rt.audit.append(Event.DECIDED, request_id, person.id, status=outcome.status.value
                         if outcome.status else "", approvals=outcome.approvals,
                         denials=outcome.denials)
-        rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+        rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
         verb = "approved" if outcome.status is Status.APPROVED else "denied"
         message = f"Request {verb}."
     else:
@@ -794,7 +786,7 @@ def extend_deadline(rt: Runtime, request_id: str, person: Person | None, seconds
     n = int(record.number("extended")) + seconds
     rt.audit.append(Event.DEADLINE_EXTENDED, request_id, person.id, channel=channel,
                     seconds=seconds, deadline=deadline, extended_total=n)
-    rt.enqueue(JOB_EXPIRE, request_id, job_id=f"expire-{_job_key(request_id)}-x{n}",
+    rt.enqueue(JOB_EXPIRE, request_id, job_id=job_names.job_id(JobName.EXPIRE, request_id, f"x{n}"),
                at=math.ceil(deadline))
     rt.enqueue(JOB_UPDATE, request_id)
     return VoteReply(True, "Deadline extended.", "extended", record=rt.store.get(request_id))
@@ -821,14 +813,6 @@ def step_up_options(rt: Runtime, request_id: str, person: Person | None, choice:
     return stepup.begin(rt, record, person.id, choice, evaluation.requirement.step_up_within)
 
 
-def identity_request(record: Record) -> AgentRequest:
-    """The identity fields of a stored request (no payload), for separation-of-duties checks."""
-    return AgentRequest.model_construct(
-        id=record.id, action=record.action, resource="(masked)", params={},
-        requester=record.requester, on_behalf_of=record.on_behalf_of, reason=None,
-        context={"environment": record.get("environment") or None}, reply_to=None)
-
-
 def check_decider(record: Record, person: Person | None, directory: Any,
                   evaluation: Any = None) -> Allowed | Refused:
     """The separation-of-duties answer for ``person`` on a stored pending request: the one
@@ -837,7 +821,7 @@ def check_decider(record: Record, person: Person | None, directory: Any,
 
     if evaluation is None:
         evaluation = Evaluation.from_dict(record.json("evaluation"))
-    return can_decide(identity_request(record), evaluation, person,
+    return can_decide(record.identity_request(), evaluation, person,
                       {p: v.choice for p, v in record.votes.items()}, directory,
                       extra_groups=record.json("extra_groups", []) or [])
 
@@ -851,7 +835,7 @@ def expire(rt: Runtime, request_id: str, now: float | None = None) -> str:
                                     allowed_from=(Status.PENDING,), only_if_due=True, now=now)
     if result == "changed":
         rt.audit.append(Event.EXPIRED, request_id, "clock")
-        rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+        rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
     return result
 
 
@@ -933,9 +917,8 @@ def escalate(rt: Runtime, request_id: str, index: int, now: float | None = None
 
 def followup_job_ids(request_id: str, requirement: Any) -> list[str]:
     """The rq job ids of a request's scheduled timeout, reminders and escalation steps."""
-    key = _job_key(request_id)
-    return ([f"expire-{key}"] + [f"remind-{key}-{i}" for i in range(len(requirement.reminders))]
-            + [f"escalate-{key}-{i}" for i in range(len(requirement.escalation))])
+    return job_names.followup_job_ids(request_id, len(requirement.reminders),
+                                      len(requirement.escalation))
 
 
 def unschedule(rt: Runtime, record: Record) -> int:
@@ -1009,7 +992,7 @@ def cancel(rt: Runtime, request_id: str, by: str, reason: str = "", *,
         rt.audit.append(Event.CANCELLED, request_id, by, reason_given=bool(reason),
                         reason_sha256=hashlib.sha256(reason.encode()).hexdigest()
                         if reason else "")
-        rt.enqueue(JOB_FINALIZE, request_id, job_id=f"finalize-{_job_key(request_id)}")
+        rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
     return result
 
 

@@ -29,7 +29,10 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
+from policy import Evaluation, Refused, can_decide
 from signoff.audit import Event
+from signoff.grant_check import context_sha256
+from signoff.job_names import JobName, job_id
 from signoff.models import Status, canonical_json
 
 if TYPE_CHECKING:
@@ -46,8 +49,6 @@ def fingerprint(record: Record, req: AgentRequest, evaluation: Any) -> str:
     ``record`` holds the canonical identity fields stored at intake (requester, on-behalf-of
     person, environment); ``req`` the body as sent; ``evaluation`` the policy's verdict.
     """
-    from signoff.grant_check import context_sha256
-
     doc = {
         "requester": record.requester,
         "on_behalf_of": record.on_behalf_of or "",
@@ -111,9 +112,6 @@ def follower_refusal(rt: Runtime, leader: Record, follower: Record) -> str | Non
     run for each person whose vote decided the leader (its approvers when approved, its
     deniers when denied) against the follower itself.
     """
-    from policy import Evaluation, Refused, can_decide
-    from signoff.lifecycle import identity_request
-
     raw = follower.json("evaluation")
     if not raw:
         return "it has no policy evaluation of its own"
@@ -121,7 +119,7 @@ def follower_refusal(rt: Runtime, leader: Record, follower: Record) -> str | Non
     if evaluation.rule_id != leader.get("rule_id"):
         return "it was matched by another rule"
     directory = rt.policy.directory
-    request = identity_request(follower)
+    request = follower.identity_request()
     extra = leader.json("extra_groups", []) or []
     deciders = leader.approvers if leader.status is Status.APPROVED else leader.deniers
     verb = "approved" if leader.status is Status.APPROVED else "denied"
@@ -141,8 +139,6 @@ def settle_followers(rt: Runtime, leader: Record) -> int:
     may decide; any other follower is cancelled with the reason (it never gets a grant on
     those votes).
     """
-    from signoff.lifecycle import JOB_FINALIZE, _job_key
-
     settled = 0
     approvers = [{"person": v.person, "at": v.at, "channel": v.channel}
                  for v in leader.approvers]
@@ -179,5 +175,5 @@ def settle_followers(rt: Runtime, leader: Record) -> int:
             rt.audit.append(Event.DECIDED, rid, "signoff", status=to.value, merged_into=leader.id,
                             approvers=[a["person"] for a in approvers]
                             if to is Status.APPROVED else [])
-            rt.enqueue(JOB_FINALIZE, rid, job_id=f"finalize-{_job_key(rid)}")
+            rt.enqueue(JobName.FINALIZE, rid, job_id=job_id(JobName.FINALIZE, rid))
             settled += 1

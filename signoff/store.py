@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from signoff.keys import Keys
-from signoff.models import Status, Vote
+from signoff.models import AgentRequest, Status, Vote
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,14 @@ class Record:
     @property
     def deniers(self) -> list[Vote]:
         return sorted((v for v in self.votes.values() if v.choice == "deny"), key=lambda v: v.at)
+
+    def identity_request(self) -> AgentRequest:
+        """The identity fields of the stored request (no payload), for separation-of-duties
+        checks (``policy.can_decide``)."""
+        return AgentRequest.model_construct(
+            id=self.id, action=self.action, resource="(masked)", params={},
+            requester=self.requester, on_behalf_of=self.on_behalf_of, reason=None,
+            context={"environment": self.get("environment") or None}, reply_to=None)
 
 
 class Store:

@@ -26,6 +26,7 @@ import time
 import redis
 
 from signoff import agents, audit, grant_reports, lifecycle
+from signoff.job_names import JobName, job_id
 from signoff.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class Janitor:
     def _prepare(self, now: float) -> int:
         n = 0
         for rid in self.rt.store.stale_received(now - self.stale_after):
-            self.rt.enqueue(lifecycle.JOB_PREPARE, rid)
+            self.rt.enqueue(JobName.PREPARE, rid, job_id=job_id(JobName.PREPARE, rid))
             n += 1
         return n
 
@@ -107,7 +108,7 @@ class Janitor:
     def _finalize(self, now: float) -> int:
         n = 0
         for rid in self.rt.store.undelivered(now - self.stale_after):
-            self.rt.enqueue(lifecycle.JOB_FINALIZE, rid)
+            self.rt.enqueue(JobName.FINALIZE, rid, job_id=job_id(JobName.FINALIZE, rid))
             n += 1
         return n
 
@@ -118,7 +119,7 @@ class Janitor:
             # The claim is renewed, not dropped: notify removes it, and finding it tells that
             # run the job before it was cut short (it then looks for unrecorded cards).
             rt.cards.renew_claim(rid, now)
-            rt.enqueue(lifecycle.JOB_NOTIFY, rid)
+            rt.enqueue(JobName.NOTIFY, rid)
             n += 1
         return n
 
