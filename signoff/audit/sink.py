@@ -59,7 +59,14 @@ EVENT_TYPE_PREFIX = "com.signoff.audit."
 
 
 class DeliveryError(Exception):
-    """A destination did not acknowledge a batch (it is retried, never skipped)."""
+    """A destination did not acknowledge a batch (it is retried, never skipped).
+
+    ``delivered``: how many entries at the start of the batch it did acknowledge.
+    """
+
+    def __init__(self, message: str, delivered: int = 0) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 def cloud_event(entry: Entry, source: str) -> CloudEvent:
@@ -104,16 +111,21 @@ class WebhookDestination:
 
     async def deliver(self, entries: Sequence[Entry]) -> None:
         http = await self._http()
-        for e in entries:
+        for i, e in enumerate(entries):
             msg = structured(e, self.source)
             body = msg.body.decode()
             now = datetime.now(tz=UTC)
             headers = {**msg.headers, "webhook-id": e.hash,
                        "webhook-timestamp": str(int(now.timestamp())),
                        "webhook-signature": self.signer.sign(e.hash, now, body)}
-            async with http.post(self.cfg.url, data=msg.body, headers=headers) as resp:
-                if not 200 <= resp.status < 300:
-                    raise DeliveryError(f"{self.name}: HTTP {resp.status} for seq {e.seq}")
+            try:
+                async with http.post(self.cfg.url, data=msg.body, headers=headers) as resp:
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise DeliveryError(f"{self.name}: {type(exc).__name__} for seq {e.seq}",
+                                    delivered=i) from exc
+            if not 200 <= status < 300:
+                raise DeliveryError(f"{self.name}: HTTP {status} for seq {e.seq}", delivered=i)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -296,18 +308,26 @@ class Sink:
         if not entries:
             await self._sleep(self.poll)
             return
-        if not await self._deliver(dest, entries):
-            return  # stopped while retrying: the cursor stays, the next run repeats
-        last = entries[-1]
+        await self._deliver(dest, entries)
+
+    async def _move(self, dest: Destination, done: Sequence[Entry]) -> bool:
+        """Record ``done`` as delivered (only while this process holds the lease)."""
+        last = done[-1]
         moved = await asyncio.to_thread(
-            self._advance, keys=[key, self.rt.keys.audit_sink_lease(dest.name)],
-            args=[self.token, last.stream_id, last.seq, len(entries), repr(time.time())])
+            self._advance, keys=[self.rt.keys.audit_sink(dest.name),
+                                 self.rt.keys.audit_sink_lease(dest.name)],
+            args=[self.token, last.stream_id, last.seq, len(done), repr(time.time())])
         if not moved:
             log.warning("sink %s: lease lost before seq %d was recorded; another process "
                         "delivers from here", dest.name, last.seq)
+        return bool(moved)
 
-    async def _deliver(self, dest: Destination, entries: Sequence[Entry]) -> bool:
+    async def _deliver(self, dest: Destination, entries: Sequence[Entry]) -> None:
+        """Deliver until acknowledged (or stopped). A destination that took the first part of
+        a batch before failing (``DeliveryError.delivered``) has that part recorded, so a retry
+        repeats only the rest."""
         key = self.rt.keys.audit_sink(dest.name)
+        pending = list(entries)
         first, longest = self.backoff
         async for attempt in AsyncRetrying(
                 wait=wait_exponential_jitter(initial=first, max=longest),
@@ -316,23 +336,28 @@ class Sink:
                 reraise=True):
             with attempt:
                 if self._stop.is_set():
-                    return False
+                    return  # the cursor stays where it is: the next run repeats the rest
                 n = attempt.retry_state.attempt_number
-                if n > 1:
-                    await asyncio.to_thread(self._lease, dest.name)
+                if n > 1 and not await asyncio.to_thread(self._lease, dest.name):
+                    return  # another process took the destination over
                 try:
-                    await dest.deliver(entries)
+                    await dest.deliver(pending)
                 except (DeliveryError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    done = getattr(exc, "delivered", 0)
+                    if done:
+                        if not await self._move(dest, pending[:done]):
+                            return
+                        pending = pending[done:]
                     why = str(exc) or type(exc).__name__
                     log.warning("sink %s: seq %d..%d not delivered (attempt %d): %s",
-                                dest.name, entries[0].seq, entries[-1].seq, n, why)
+                                dest.name, pending[0].seq, pending[-1].seq, n, why)
                     pipe = self.r.pipeline(transaction=False)
                     pipe.hset(key, "last_error", why[:300])
                     pipe.hsetnx(key, "failing_since", repr(time.time()))
                     pipe.hincrby(key, "failures", 1)
                     await asyncio.to_thread(pipe.execute)
                     raise
-        return True
+        await self._move(dest, pending)
 
 
 class SinkCollector(Collector):

@@ -184,7 +184,9 @@ async def test_every_entry_arrives_in_order_through_failures_slowness_and_restar
     assert hook.rejected == 0 and hec.rejected == 0
     assert in_order(hook.seqs, n), hook.seqs
     assert in_order(hec.seqs, n), hec.seqs
-    assert len(hook.seqs) > n  # the slow answers were retried: at least once, not exactly
+    # The slow answers were retried (at least once, not exactly once), but only the entry that
+    # was in flight: what the receiver acknowledged before a failure is not sent again.
+    assert n < len(hook.seqs) <= n + 4  # two slow answers, and perhaps one cut by the restart
     files = files_in_order(file_cfg.path, file_cfg.keep)
     assert len(files) > 2  # rotated
     lines = [json.loads(x) for f in files for x in f.read_text().splitlines()]
