@@ -35,6 +35,7 @@ chromium:
 test: $(TEST_STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # The README's inbox pictures (docs/img/): the browser tests, saving their screenshots there.

@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from signoff import crypto
-from signoff.audit.events import Event
 from signoff.grant_check import GrantError
 
 if TYPE_CHECKING:
@@ -143,8 +142,7 @@ class KeyRing:
         return SigningKey(kid, private, now)
 
     def _audit_rotation(self, kid: str, now: float) -> None:
-        self.rt.audit.append(Event.KEY_ROTATED, "", "signoff", purpose=self.purpose.value,
-                             kid=kid, at=now)
+        self.rt.audit.key_rotated(self.purpose.value, kid, now)
 
     def active(self) -> SigningKey:
         """The signing key; the first one is created on first use (exactly once)."""

@@ -81,6 +81,11 @@ class AuditLog:
         raw = self.r.hgetall(self.keys.audit_head)
         return int(raw.get("seq", "0")), raw.get("hash", GENESIS), raw.get("id", "")
 
+    def key_rotated(self, purpose: str, kid: str, at: float) -> Entry:
+        """A signing key was created or rotated (the key ring reports it here, so it needs
+        neither the event vocabulary nor the audit package)."""
+        return self.append(Event.KEY_ROTATED, "", "signoff", purpose=purpose, kid=kid, at=at)
+
     def append(self, event: Event | str, request_id: str = "", actor: str = "",
                **details: Any) -> Entry:
         """Append one entry to the chain (retrying while other writers move the head)."""
