@@ -93,6 +93,7 @@ class Card:
 
     def to_json(self) -> str:
         data = asdict(self)
+        data["posted_at"] = round(self.posted_at, 3)
         if self.digest is None:
             data.pop("digest")
         return json.dumps(data, separators=(",", ":"))

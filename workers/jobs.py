@@ -16,7 +16,6 @@ from typing import Any
 from bot.cards.view import build_view
 from bot.messenger import Messenger
 from signoff import lifecycle, tracing
-from signoff.audit import Event
 from signoff.cards import Card, slot
 from signoff.job_names import JobName
 from signoff.models import Status
@@ -164,8 +163,9 @@ def _web_card(rt: Runtime, record: Any, web: Messenger, dest: str) -> None:
         return
     version = int(record.get("version") or 0)
     _announce(web, build_view(record), "posted")
+    # Not audited: nothing leaves Signoff (the inbox lists every request it may show anyway);
+    # the audit records what reaches Slack and Teams.
     rt.cards.record(record.id, Card("web", dest, {"inbox": dest}, version, time.time()))
-    rt.audit.append(Event.CARD_POSTED, record.id, "signoff", channel="web", destination=dest)
 
 
 def _announce(web: Messenger, view: Any, event: str) -> None:
