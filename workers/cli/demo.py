@@ -31,7 +31,7 @@ import click
 
 from signoff.settings import Settings, load_service_settings
 
-EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
+EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
 AGENT_WAIT = 3600.0
 # An agent the demo registers, so the README's redis-cli example runs against it as written.
 README_AGENT = "export-bot"
