@@ -78,3 +78,26 @@ def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     done = _cli("--config", str(tmp_path / "nope.yaml"))
     assert done.returncode == 1 and "cannot read" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("annotations", "rule"), [
+    ({"readOnlyHint": True}, "mcp-read-only — auto-approved"),
+    ({"readOnlyHint": False, "destructiveHint": False}, "mcp-write — 1 of platform"),
+    ({"readOnlyHint": False, "destructiveHint": True}, "mcp-destructive — 1 of platform"),
+    ({}, "mcp-destructive — 1 of platform"),  # MCP's default: not read-only, destructive
+])
+def test_policy_explain_for_mcp_actions_with_the_example_policy(
+        tmp_path: Path, annotations: dict, rule: str) -> None:
+    import json
+
+    request = {"id": "mcp-1", "action": "mcp.warehouse.drop_table", "resource": "customers",
+               "params": {"table": "customers"}, "requester": "agent:claude-desktop",
+               "context": {"environment": "prod", "mcp": {
+                   "server": "warehouse", "tool": "drop_table", "annotations": annotations}}}
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request))
+    done = subprocess.run([sys.executable, "-m", "workers.cli", "policy", "explain", str(path),
+                           "--policy", str(ROOT / "examples" / "policy.yaml")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert rule in done.stdout.splitlines()[0], done.stdout
