@@ -70,6 +70,12 @@ def slot(kind: str, destination: str) -> str:
     return f"{kind}:{destination}"
 
 
+def rate_scope(kind: str, name: str, per_app: bool) -> str:
+    """Whose send-rate bucket a destination's calls take from: the platform app's own
+    (``teams:app``, a per-app limit) or the destination's (``slack:#ops``)."""
+    return slot(kind, "app") if per_app else name
+
+
 def split_slot(name: str) -> tuple[str, str]:
     """(messenger kind, destination) of a slot name."""
     kind, _, destination = name.partition(":")

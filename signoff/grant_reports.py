@@ -110,7 +110,7 @@ def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
         # One audit entry per grant and outcome: a repeated claim is dropped (its first copy
         # is in the chain), so an agent cannot flood the audit with its own reports.
         ttl = max(int(rt.redis.ttl(rt.keys.grant(jti))), 60)
-        if not rt.redis.set(rt.keys.grant_reported(jti, f"{result}:{code}"), entry_id, nx=True,
+        if not rt.redis.set(rt.keys.grant_reported(jti, result, code), entry_id, nx=True,
                             ex=ttl):
             return "repeated"
     common: dict[str, Any] = {

@@ -310,6 +310,11 @@ class Keys:
         """Sorted set of index rows where ``person`` acted, scored by time."""
         return f"{self.prefix}:audit:ix:who:{person}"
 
+    @property
+    def audit_index_keys(self) -> str:
+        """Sorted set of every audit index key, scored by its newest row's time (retention)."""
+        return f"{self.prefix}:audit:ix:keys"
+
     def audit_sink(self, destination: str) -> str:
         """Hash with one SIEM destination's cursor (last delivered stream id, seq, counts)."""
         return f"{self.prefix}:audit:sink:{destination}"
@@ -326,10 +331,10 @@ class Keys:
         """Hash describing an issued grant (for revocation and listing)."""
         return f"{self.prefix}:grant:{jti}"
 
-    def grant_reported(self, jti: str, outcome: str) -> str:
-        """Marker that an agent's report of ``outcome`` for grant ``jti`` is in the audit
-        (each claim is recorded once: repeating it cannot flood the audit chain)."""
-        return f"{self.prefix}:grant:reported:{jti}:{outcome}"
+    def grant_reported(self, jti: str, result: str, code: str) -> str:
+        """Marker that an agent's report of ``result`` (with its ``code``) for grant ``jti`` is
+        in the audit (each claim is recorded once: repeating it cannot flood the audit chain)."""
+        return f"{self.prefix}:grant:reported:{jti}:{result}:{code}"
 
     @property
     def grant_reports(self) -> str:

@@ -49,8 +49,9 @@ class _StateCollector(Collector):
         pipe.zcard(keys.pending)
         pipe.zcard(keys.outbox)
         pipe.xlen(keys.dead)
-        pipe.llen(f"rq:queue:{keys.queue}")
-        pipe.llen(f"rq:queue:{keys.urgent_queue}")
+        # rq owns its queues' key names (Queue.key); Signoff names only the queues.
+        pipe.llen(self.rt.queue.key)
+        pipe.llen(self.rt.urgent_queue.key)
         pending, outbox, dead, queued, urgent = pipe.execute()
         queued += urgent
         yield GaugeMetricFamily("signoff_pending_requests", "Requests waiting for a decision",

@@ -43,7 +43,7 @@ from bot.cards.view import CardView, build_view
 from bot.messenger import DeliveryError, DigestMessenger, Messenger, RateLimited, SendLimit
 from signoff import tracing
 from signoff.audit import Event
-from signoff.cards import Card, CardLedger, Digest, Op, split_slot
+from signoff.cards import Card, CardLedger, Digest, Op, rate_scope, slot, split_slot
 from signoff.models import Status
 from signoff.runtime import Runtime
 from signoff.store import Record
@@ -201,7 +201,7 @@ class Delivery:
 
     @staticmethod
     def _scope(name: str, kind: str, limit: SendLimit | None) -> str:
-        return f"{kind}:app" if limit is not None and limit.per == "app" else name
+        return rate_scope(kind, name, limit is not None and limit.per == "app")
 
     def _plan_posts(self, name: str, destination: str, messenger: Messenger,
                     posts: list[_Item], limit: SendLimit | None, scope: str
@@ -418,7 +418,7 @@ def may_send(rt: Runtime, messenger: Messenger, destination: str) -> bool:
     limit = getattr(messenger, "limit", None)
     if limit is None:
         return True
-    name = f"{messenger.kind}:{destination}"
+    name = slot(messenger.kind, destination)
     scope = Delivery._scope(name, messenger.kind, limit)
     if rt.cards.take(scope, 1, limit.per_second, limit.burst).granted:
         return True
