@@ -487,7 +487,12 @@ def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
     r = rt.redis
     for n in counts:
         stack.set_workers(n)
-        time.sleep(4)  # the workers load the policy and the masking engine
+        # Ready once each has registered with rq (after loading the policy and the masker).
+        from rq import Worker
+
+        wait_until(lambda: len(Worker.all(connection=rt.redis_bytes)) == n, 120,
+                   f"{n} workers registered")
+        time.sleep(1)
         ids = [f"sc{n}-{i}" for i in range(burst)]
         pipe = r.pipeline(transaction=False)
         for i, rid in enumerate(ids):
@@ -516,6 +521,81 @@ def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
     return out
 
 
+# --- traces ---------------------------------------------------------------------------------
+class SpanSink:
+    """A minimal OTLP/HTTP receiver on loopback: the processes export their spans here
+    (``SIGNOFF_OTLP_ENDPOINT``), and the stage figures are read from them."""
+
+    def __init__(self) -> None:
+        from bench._stack import free_port
+
+        self.port = free_port()
+        self.spans: list[tuple[str, str, float]] = []  # name, channel, duration ms
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> SpanSink:
+        self.thread.start()
+        wait_until(lambda: self._up(), 10, "the span receiver")
+        return self
+
+    def _up(self) -> bool:
+        try:
+            requests.get(self.url + "/up", timeout=0.5)
+            return True
+        except requests.RequestException:
+            return False
+
+    def _serve(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        async def traces(request: web.Request) -> web.Response:
+            msg = ExportTraceServiceRequest()
+            msg.ParseFromString(await request.read())
+            got = []
+            for rs in msg.resource_spans:
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        attrs = {a.key: a.value.string_value for a in span.attributes}
+                        got.append((span.name, attrs.get("channel", ""),
+                                    (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6))
+            with self.lock:
+                self.spans += got
+            return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
+                                content_type="application/x-protobuf")
+
+        async def up(request: web.Request) -> web.Response:
+            return web.Response(text="up")
+
+        async def run() -> None:
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+            app.router.add_post("/v1/traces", traces)
+            app.router.add_get("/up", up)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            await asyncio.Event().wait()
+
+        asyncio.run(run())
+
+    def stages(self) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        with self.lock:
+            for name, channel, ms in self.spans:
+                out.setdefault(f"{name} {channel}".strip(), []).append(ms)
+        return out
+
+
 # --- main -----------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
@@ -535,6 +615,9 @@ def main() -> None:
     ap.add_argument("--scale-requests", type=int, default=300)
     ap.add_argument("--no-latency", action="store_true",
                     help="fakes answer at once (default: the platforms' latency profiles)")
+    ap.add_argument("--trace", action="store_true",
+                    help="the processes export OpenTelemetry spans to a receiver here; the "
+                         "stage figures are read from them (costs some CPU)")
     args = ap.parse_args()
 
     slack_latency = None if args.no_latency else SLACK
@@ -549,6 +632,9 @@ def main() -> None:
            "SIGNOFF_TEAMS_LOGIN_URL": bf.login_url, "SIGNOFF_TEAMS_ALLOWED_TENANTS": TENANT,
            "REQUESTS_CA_BUNDLE": str(bf.ca_path), "SIGNOFF_DEMO_SIGN_IN": "1",
            "SIGNOFF_TRUSTED_STREAM": "true"}
+    sink = SpanSink().start() if args.trace else None
+    if sink is not None:
+        env["SIGNOFF_OTLP_ENDPOINT"] = sink.url
     stack = BenchStack(policy(args.agents), env=env)
     results: dict[str, Any] = {}
     try:
@@ -590,8 +676,11 @@ def main() -> None:
             print("scale-out ...", flush=True)
             scale = scale_phase(stack, rt, [int(x) for x in args.scale.split(",")],
                                 args.scale_requests, args.agents)
+        if sink is not None:
+            time.sleep(6)  # the processes' batch exporters flush every 5 s
         results = {"base": base, "normal": normal, "clicks": clicks, "storm": storm,
-                   "memory": (per_pending, record_bytes), "scale": scale}
+                   "memory": (per_pending, record_bytes), "scale": scale,
+                   "stages": sink.stages() if sink is not None else {}}
         report(args, results, fake, bf)
         rt.close()
     finally:
@@ -655,6 +744,10 @@ def report(args: argparse.Namespace, res: dict[str, Any], fake: FakeSlack,
     p(f"{'requests/s carded in the normal phase (offered rate)':58} {cards_per_s:8.1f}  "
       f"rq no-op jobs/s (1 worker): {base['throughput']:.1f}, ratio "
       f"{cards_per_s / base['throughput']:.2f}")
+    if res["stages"]:
+        p("-- stages, from the processes' OpenTelemetry spans (every phase)")
+        for name, values in sorted(res["stages"].items()):
+            row(f"span {name}, ms", values)
     for n, pend, cards in res["scale"]:
         p(f"{f'scale-out, {n} worker(s): requests/s to pending / to every card':58} "
           f"{pend:8.1f} {cards:8.1f}")
