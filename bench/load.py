@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 import requests
-from rq import Queue
+from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from bench._stack import SECRETS, BenchStack, summary, wait_until
@@ -488,8 +488,6 @@ def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
     for n in counts:
         stack.set_workers(n)
         # Ready once each has registered with rq (after loading the policy and the masker).
-        from rq import Worker
-
         wait_until(lambda: len(Worker.all(connection=rt.redis_bytes)) == n, 120,
                    f"{n} workers registered")
         time.sleep(1)
