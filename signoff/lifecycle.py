@@ -210,6 +210,17 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
             f"must start with {rt.keys.reply('')!r} (decisions are written to reply lists "
             "only)"))]
         req = None
+    if req is not None:
+        from signoff.masking.display import reveals
+
+        found = reveals(rt.masker, req.id)
+        if found:
+            # The id is shown as it is on every card, page and audit entry (it is the
+            # request's handle), so one that carries a credential or personal data is refused.
+            errors = [FieldError(field="id", message=(
+                f"looks like it holds {', '.join(found)}; request ids are shown to approvers "
+                "as they are: use an opaque id (a UUID)"))]
+            req = None
     if req is None:
         created, status, _ = rt.store.create(rid, {
             "id": rid, "client_id": client_id, "agent": agent or "",

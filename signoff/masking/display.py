@@ -64,3 +64,12 @@ def shown_text(masker: Masker, text: str, profile: MaskingProfile | None = None)
     if not text:
         return text
     return str(masker.mask_text(text, profile=profile).masked)
+
+
+def reveals(masker: Masker, text: str) -> list[str]:
+    """The entities the pattern detectors find in ``text`` (an identifier that every surface
+    shows as it is and that therefore must not carry any); empty when it is clean."""
+    if not text:
+        return []
+    result = masker.mask_text(text, profile=PATTERNS_ONLY)
+    return sorted({f.entity for f in result.findings})
