@@ -51,6 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 import requests
+from opentelemetry import propagate
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
@@ -313,9 +317,13 @@ class Clicker:
         return teams.post(activity)
 
 
+AGENT_TRACER: Any = None  # set with --trace: the agents' own spans (their XADD)
+
+
 def send_paced(rt: Runtime, obs: Observer, prefix: str, rate: float, seconds: float,
                agents: int) -> list[str]:
-    """XADD ``rate`` requests per second for ``seconds`` (open loop)."""
+    """XADD ``rate`` requests per second for ``seconds`` (open loop). With ``--trace`` each
+    XADD is an agent's span and carries its ``traceparent`` next to the body."""
     r = redis.Redis.from_url(rt.settings.redis_url or "", decode_responses=True)
     ids: list[str] = []
     start = time.time()
@@ -328,7 +336,14 @@ def send_paced(rt: Runtime, obs: Observer, prefix: str, rate: float, seconds: fl
             time.sleep(pause)
         rid = f"{prefix}-{i}"
         obs.sending(rid, time.time())
-        r.xadd(rt.keys.requests, {"body": request_body(rid, f"agent:load-{i % agents}")})
+        fields = {"body": request_body(rid, f"agent:load-{i % agents}")}
+        if AGENT_TRACER is not None:
+            with AGENT_TRACER.start_as_current_span("agent xadd",
+                                                    attributes={"signoff.request_id": rid}):
+                propagate.inject(fields)
+                r.xadd(rt.keys.requests, fields)
+        else:
+            r.xadd(rt.keys.requests, fields)
         ids.append(rid)
     return ids
 
@@ -633,6 +648,11 @@ def main() -> None:
     sink = SpanSink().start() if args.trace else None
     if sink is not None:
         env["SIGNOFF_OTLP_ENDPOINT"] = sink.url
+        global AGENT_TRACER
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=sink.url + "/v1/traces")))
+        AGENT_TRACER = provider.get_tracer("bench-agent")
     stack = BenchStack(policy(args.agents), env=env)
     results: dict[str, Any] = {}
     try:
