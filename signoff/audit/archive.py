@@ -163,7 +163,10 @@ class Archive:
             c_last = c
         if c_last < c_first:
             return None
-        return self._write(done, (c_last + 1) * CHUNK, chunks, now)
+        seg = self._write(done, (c_last + 1) * CHUNK, chunks, now)
+        # The index keeps what the live stream keeps: rows older than the archived part go.
+        self.rt.audit.index.drop_before(_id_time(seg.last_id))
+        return seg
 
     def _delivered_floor(self) -> int:
         """The highest seq the index and every configured sink destination have read (entries

@@ -142,15 +142,22 @@ class AuditIndex:
                 key = self.keys.audit_index_request(rid)
                 pipe.hset(key, mapping=f)
                 pipe.expire(key, self.request_ttl)
+        newest: dict[str, float] = {}  # index key -> its newest row's time (for retention)
         for e in rows:
             f = facts.get(e.request_id, {})
             row = IndexRow(e.seq, e.stream_id, e.ts, e.event, e.request_id, e.actor,
                            f.get("action", ""), f.get("resource", ""), _outcome(e))
             member = row.to_json()
+            targets = []
             if row.resource:
-                pipe.zadd(self.keys.audit_index_resource(row.resource), {member: e.ts})
+                targets.append(self.keys.audit_index_resource(row.resource))
             if e.event in BY_PERSON and canonical(e.actor) not in SYSTEM_ACTORS:
-                pipe.zadd(self.keys.audit_index_person(canonical(e.actor)), {member: e.ts})
+                targets.append(self.keys.audit_index_person(canonical(e.actor)))
+            for key in targets:
+                pipe.zadd(key, {member: e.ts})
+                newest[key] = max(newest.get(key, 0.0), e.ts)
+        if newest:
+            pipe.zadd(self.keys.audit_index_keys, newest, gt=True)
         pipe.execute()
 
     # --- questions ----------------------------------------------------------------------
@@ -174,13 +181,41 @@ class AuditIndex:
         hi = "+inf" if until is None else repr(until)
         return [IndexRow.from_json(m) for m in self.r.zrange(key, lo, hi, byscore=True)]
 
-    def drop_before(self, resource_or_person_keys: Iterable[str], ts: float) -> None:
-        """Forget rows older than ``ts`` (retention) in the given index keys."""
-        pipe = self.r.pipeline(transaction=False)
-        for key in resource_or_person_keys:
-            pipe.zremrangebyscore(key, "-inf", f"({ts!r}")
-        pipe.execute()
+    def drop_before(self, ts: float, batch: int = 1000) -> int:
+        """Retention: forget rows older than ``ts`` (the archive calls this with its cutoff,
+        so the index covers what the live stream holds; older answers are in the archive
+        files). Keys whose newest row is older go whole.
+
+        Returns:
+            How many index keys were looked at.
+        """
+        r = self.r
+        gone = r.zrange(self.keys.audit_index_keys, "-inf", f"({ts!r}", byscore=True)
+        for i in range(0, len(gone), batch):
+            part = gone[i:i + batch]
+            pipe = r.pipeline(transaction=False)
+            pipe.delete(*part)
+            pipe.zrem(self.keys.audit_index_keys, *part)
+            pipe.execute()
+        start = 0
+        while True:
+            part = r.zrange(self.keys.audit_index_keys, start, start + batch - 1)
+            if not part:
+                break
+            pipe = r.pipeline(transaction=False)
+            for key in part:
+                pipe.zremrangebyscore(key, "-inf", f"({ts!r}")
+            pipe.execute()
+            start += batch
+        r.hset(self.keys.audit_index_state, "since", repr(ts))
+        return len(gone) + start
+
+    def since(self) -> float | None:
+        """The time before which rows were dropped (None: the index holds everything)."""
+        raw = self.r.hget(self.keys.audit_index_state, "since")
+        return float(raw) if raw else None
 
     def reset(self) -> None:
-        """Drop the cursor so the next update re-reads the log (rows are idempotent)."""
-        self.r.delete(self.keys.audit_index_state)
+        """Drop the cursor so the next update re-reads the log (rows are idempotent); the
+        retention mark stays."""
+        self.r.hdel(self.keys.audit_index_state, "id", "seq")

@@ -42,6 +42,10 @@ def test_archive_moves_whole_old_chunks_and_verification_spans_both(archived: Ru
     assert report.ok, report.to_dict()
     assert report.first_seq == 1 and report.checked == live[-1].seq
     assert report.roots_checked >= 2
+    # The index keeps what the live stream keeps.
+    kept = rt.audit.index.for_person("alice@example.com")
+    assert kept and min(r.seq for r in kept) > 2 * CHUNK - 50
+    assert rt.audit.index.since() is not None
     # Nothing new is old enough: no second segment.
     assert Archive(rt).archive(older_than_days=7, now=LATER) is None
     # Without the files, the live stream is anchored on the archive's signed checkpoint.

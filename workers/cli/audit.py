@@ -339,6 +339,11 @@ def approvals_cmd(resource: str, since: str, until: str | None, as_json: bool) -
                    f"{row.request_id[:24]:24}  {row.seq}")
     click.echo(f"{len(rows)} approval(s) on {resource}; indexed through seq "
                f"{rt.audit.index.cursor()[1]}")
+    kept_from = rt.audit.index.since()
+    start = parse_time(since)
+    if kept_from is not None and start is not None and start < kept_from:
+        click.echo(f"note: entries before {datetime.fromtimestamp(kept_from, tz=UTC):%Y-%m-%d} "
+                   "are archived; 'signoff audit report' and the archive files cover them")
 
 
 @audit.command("reindex")
