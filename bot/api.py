@@ -24,10 +24,10 @@ from typing import Any
 from aiohttp import web
 
 from bot.appkeys import METRICS, RT
-from bot.cards.view import CardView, build_view
 from policy.identity import canonical_agent, same_agent
 from signoff import lifecycle, stepup
 from signoff.agents import AgentRegistry
+from signoff.cardview.view import CardView, build_view
 from signoff.keys import AGENT_NAME_RE, scoped_id
 from signoff.models import RECORD_ID_PATTERN, Status
 from signoff.runtime import Runtime

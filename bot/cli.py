@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from bot.cards.view import CardView, build_view
 from policy.identity import canonical_agent, canonical_environment
 from signoff import lifecycle
+from signoff.cardview.view import CardView, build_view
 from signoff.models import AgentRequest, Status
 from signoff.store import Record
 

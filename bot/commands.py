@@ -3,7 +3,7 @@
 Slack's ``/signoff`` and the Teams bot's text commands parse nothing themselves: they pass the
 person (already resolved through the policy directory, ``None`` when unknown) and the raw
 text to :func:`answer`, and render the :class:`CommandResult` it returns in their own format.
-Everything in a result is masked (it holds :class:`~bot.cards.view.CardView` objects, built
+Everything in a result is masked (it holds :class:`~signoff.cardview.view.CardView` objects, built
 from stored records only), so a renderer cannot leak what masking removed.
 
 :func:`answer` is synchronous (it reads Redis with the sync client); call it from async code
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from bot.cards.view import CardView, build_view
+from signoff.cardview.view import CardView, build_view
 from signoff.lifecycle import check_decider
 from signoff.models import RECORD_ID_PATTERN, Status
 from signoff.store import Record

@@ -25,9 +25,9 @@ from aiohttp import web
 
 from bot.api import _auth, problem, view_json
 from bot.appkeys import RT
-from bot.cards.view import build_view
 from policy.durations import parse_duration
 from signoff import batch, edits, history, lifecycle
+from signoff.cardview.view import build_view
 from signoff.delegation import Delegations, delegate_as, revoke_delegation_as
 from signoff.models import RECORD_ID_PATTERN
 from signoff.runtime import Runtime

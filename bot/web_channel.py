@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from bot.cards.view import CardView
+from signoff.cardview.view import CardView
 
 
 class WebMessenger:

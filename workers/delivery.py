@@ -18,7 +18,7 @@ polls the due index, so held work resumes when the platform allows it, on whiche
 gets there first (a lease keeps one worker per destination).
 
 A destination is never sent more than its platform's documented rate
-(:class:`~bot.messenger.SendLimit`, a token bucket in Redis shared by every worker): when more
+(:class:`~signoff.messenger.SendLimit`, a token bucket in Redis shared by every worker): when more
 cards are waiting than the rate allows, they are coalesced into one digest message, which
 later requests join and which is updated as they are decided, instead of queueing for minutes.
 
@@ -39,11 +39,11 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot.cards.view import CardView, build_view
-from bot.messenger import DeliveryError, DigestMessenger, Messenger, RateLimited, SendLimit
 from signoff import tracing
 from signoff.audit import Event
 from signoff.cards import Card, CardLedger, Digest, Op, rate_scope, slot, split_slot
+from signoff.cardview.view import CardView, build_view
+from signoff.messenger import DeliveryError, DigestMessenger, Messenger, RateLimited, SendLimit
 from signoff.models import Status
 from signoff.runtime import Runtime
 from signoff.store import Record

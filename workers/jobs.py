@@ -13,11 +13,11 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from bot.cards.view import build_view
-from bot.messenger import Messenger
 from signoff import lifecycle, tracing
 from signoff.cards import Card, slot
+from signoff.cardview.view import build_view
 from signoff.job_names import JobName
+from signoff.messenger import Messenger
 from signoff.models import Status
 from signoff.runtime import Runtime, current
 from workers import delivery

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from bot.messenger import Messenger
 from bot.web_channel import WebMessenger
+from signoff.messenger import Messenger
 
 if TYPE_CHECKING:
     from signoff.runtime import Runtime

@@ -1,5 +1,6 @@
-"""Card rendering: one channel-neutral view model, pure renderers per platform."""
+"""The card view moved to the core (:mod:`signoff.cardview`): the workers and every channel
+read one view model there. These names stay importable from here for code written before."""
 
-from bot.cards.view import CardView, VoteLine, build_view
+from signoff.cardview import CardView, VoteLine, build_view
 
 __all__ = ["CardView", "VoteLine", "build_view"]

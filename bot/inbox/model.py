@@ -1,6 +1,6 @@
 """What the inbox shows one person: which requests, what they may do with each, and why.
 
-Built from stored records only, through :func:`bot.cards.view.build_view` (masked data; the
+Built from stored records only, through :func:`signoff.cardview.view.build_view` (masked data; the
 partial view only for members of the partial groups), and the same
 :func:`policy.can_decide` that :func:`signoff.lifecycle.submit_vote` enforces, so a page never
 offers a button the vote would refuse. Synchronous: callers run it in a thread.
@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.cards.view import CardView, build_view
 from signoff.audit import Entry
+from signoff.cardview.view import CardView, build_view
 from signoff.lifecycle import check_decider
 from signoff.models import Status
 from signoff.store import Record

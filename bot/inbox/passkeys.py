@@ -25,12 +25,12 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.appkeys import METRICS
-from bot.cards.view import build_view
 from bot.inbox.context import INBOX, InboxContext, safe_next
 from bot.inbox.model import load_detail
 from bot.inbox.sessions import Session
 from bot.web_channel import WebMessenger
 from signoff import lifecycle, passkeys, stepup
+from signoff.cardview.view import build_view
 
 log = logging.getLogger(__name__)
 # Any id the store may hold (agent-scoped ids included); an unknown one is a 404.

@@ -17,7 +17,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from bot.cards.display import safe_name, safe_text
+from signoff.cardview.display import safe_name, safe_text
 
 MASK_RE = re.compile(
     r"\[[A-Z][A-Z0-9_]{1,40}\]"  # redacted: [EMAIL]
@@ -101,7 +101,7 @@ IDENTITY_KEYS = frozenset({"on_behalf_of", "requester", "person", "by", "revoked
 
 def detail_text(details: dict[str, Any]) -> str:
     """An audit entry's details as short ``key: value`` text (scalars and small maps), made
-    display-safe like card text (:mod:`bot.cards.display`): audit entries quote the agent."""
+    display-safe like card text (:mod:`signoff.cardview.display`): audit entries quote the agent."""
     details = {k: safe_name(v) if k in IDENTITY_KEYS and isinstance(v, str) else v
                for k, v in details.items()}
     return safe_text(_detail_text(details))

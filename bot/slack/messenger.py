@@ -1,10 +1,10 @@
 """The outbound side of Slack: post, update and find approval cards, and send short messages.
 
-Workers use :class:`SlackMessenger` through :class:`bot.messenger.Messenger`. Every call goes
+Workers use :class:`SlackMessenger` through :class:`signoff.messenger.Messenger`. Every call goes
 through slack_sdk's ``AsyncWebClient`` (``base_url`` = ``SIGNOFF_SLACK_API_URL``, so a local
 fake or proxy can stand in for Slack) with slack_sdk's own retry handlers:
 
-- HTTP 429: never waited out here. The call raises :class:`~bot.messenger.RateLimited` with
+- HTTP 429: never waited out here. The call raises :class:`~signoff.messenger.RateLimited` with
   Slack's ``Retry-After``, and the delivery reschedules that channel's work for then (a 429
   means Slack did nothing, so trying again later is safe for every method). A worker never
   sleeps through a rate limit, and other channels' cards go on meanwhile.
@@ -20,7 +20,7 @@ Slack allows about one message per second per channel, with short bursts
 (:data:`SLACK_LIMIT`); a channel that would get more cards than that gets a digest
 (:meth:`SlackMessenger.post_digest`) that lists them, updated as they are decided.
 
-Whatever still fails is raised as :class:`~bot.messenger.DeliveryError` (``retryable`` tells
+Whatever still fails is raised as :class:`~signoff.messenger.DeliveryError` (``retryable`` tells
 the job whether rq should try again); tokens never appear in messages.
 """
 
@@ -42,9 +42,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.cards.view import CardView
-from bot.messenger import DeliveryError, RateLimited, SendLimit
 from bot.slack import render
+from signoff.cardview.view import CardView
+from signoff.messenger import DeliveryError, RateLimited, SendLimit
 from signoff.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class SlackMessenger:
         hmac_key: key for Signoff's own HMAC on button values.
         timeout: seconds per Slack API call.
         rate_limit_retries: 429s waited out per call (each honours ``Retry-After``); 0 (the
-            default) raises :class:`~bot.messenger.RateLimited` at once.
+            default) raises :class:`~signoff.messenger.RateLimited` at once.
         post_attempts: attempts at posting one message after ambiguous failures (5xx,
             timeouts), each preceded by a search for the message the last attempt may
             have posted.

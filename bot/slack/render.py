@@ -4,7 +4,7 @@ This module owns Slack's limits and truncation; nothing else in Signoff knows th
 string that came from an agent or a payload is escaped (``&``, ``<``, ``>``), so a request
 cannot smuggle ``<!channel>`` pings or disguised links into a card, and is clipped to the
 limit of the element that holds it without splitting an escape sequence. Inputs are
-:class:`~bot.cards.view.CardView` objects, which hold masked data only.
+:class:`~signoff.cardview.view.CardView` objects, which hold masked data only.
 
 No I/O and no clock: ``now`` is passed in; ``mention`` maps a person (email) to a Slack user
 id when the caller knows one.
@@ -18,9 +18,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.cards.view import CardView
 from bot.commands import CommandKind, CommandResult
 from signoff import clicks
+from signoff.cardview.view import CardView
 from signoff.models import Status
 
 # --- Slack's documented limits (Block Kit reference, api.slack.com/reference/block-kit) -------------

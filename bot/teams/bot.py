@@ -17,11 +17,11 @@ from botbuilder.core import ActivityHandler, InvokeResponse, MessageFactory, Tur
 from botbuilder.schema import Activity, ActivityTypes, AdaptiveCardInvokeResponse, Attachment
 
 from bot import commands
-from bot.cards.view import build_view
 from bot.teams.actions import CardActions
 from bot.teams.conversations import ConversationBook, conversation_id_of
 from bot.teams.render import CONTENT_TYPE, render_command
 from bot.teams.tenants import TenantPolicy, activity_tenant
+from signoff.cardview.view import build_view
 
 if TYPE_CHECKING:
     from policy import Person

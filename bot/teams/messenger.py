@@ -1,15 +1,15 @@
 """Proactive Teams cards: post, update in place, short messages.
 
-The workers call this through :class:`bot.messenger.Messenger`. Each call is one proactive
+The workers call this through :class:`signoff.messenger.Messenger`. Each call is one proactive
 turn through botbuilder's ``CloudAdapter.continue_conversation`` with a saved conversation
 reference (:mod:`bot.teams.conversations`); posting uses ``send_activity`` and updating uses
 ``update_activity`` on the posted activity id.
 
 Faults: Signoff's own retry policy (tenacity) covers every Bot Connector call: 5xx and
 network errors are retried with a short backoff; what is still failing becomes a retryable
-:class:`~bot.messenger.DeliveryError`, so the delivery tries again later and, after its last
+:class:`~signoff.messenger.DeliveryError`, so the delivery tries again later and, after its last
 try, records the failure on the request (shown on every card and in the audit log). A 429 is
-never waited out here: it raises :class:`~bot.messenger.RateLimited` with ``Retry-After`` and
+never waited out here: it raises :class:`~signoff.messenger.RateLimited` with ``Retry-After`` and
 the delivery reschedules the work for then (Teams allows 50 requests per second per app per
 tenant, :data:`TEAMS_LIMIT`). botbuilder's connector client would otherwise retry PUT but not
 POST (urllib3 2 ignores msrest's method list), so its built-in retries are switched off per
@@ -40,11 +40,11 @@ from botframework.connector.auth import BotFrameworkAuthentication
 from msrest.exceptions import ClientRequestError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from bot.cards.view import CardView
-from bot.messenger import DeliveryError, RateLimited, SendLimit
 from bot.teams.auth import build_authentication
 from bot.teams.conversations import ConversationBook, SavedConversation
 from bot.teams.render import CONTENT_TYPE, render_card
+from signoff.cardview.view import CardView
+from signoff.messenger import DeliveryError, RateLimited, SendLimit
 from signoff.settings import Settings
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from bot.cards.view import CardView, VoteLine
 from signoff import clicks
+from signoff.cardview.view import CardView, VoteLine
 from signoff.models import Status
 
 if TYPE_CHECKING:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from bot.cards.view import build_view
 from signoff import lifecycle
+from signoff.cardview.view import build_view
 from signoff.models import Status
 from signoff.runtime import Runtime
 from tests.conftest import run_intake, run_jobs

@@ -18,10 +18,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.api import view_json
-from bot.cards.view import build_view
 from bot.slack import render as slack_render
 from bot.teams import render as teams_render
 from signoff import lifecycle
+from signoff.cardview.view import build_view
 from signoff.runtime import Runtime
 from signoff.settings import Settings
 from tests.conftest import make_settings

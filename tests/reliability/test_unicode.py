@@ -1,6 +1,6 @@
 """Unicode tricks in what an agent writes (right-to-left overrides, zero-width characters,
 look-alike letters) are shown escaped on every card: Slack, Teams and the web inbox, all fed
-by the one display helper in ``bot.cards.display``."""
+by the one display helper in ``signoff.cardview.display``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.cards.display import HIDDEN_CATEGORIES, safe_name, safe_text, safe_value
+from signoff.cardview.display import HIDDEN_CATEGORIES, safe_name, safe_text, safe_value
 from signoff.runtime import Runtime
 from tests.conftest import run_intake, run_jobs
 from tests.fakes.slack_api import FakeSlack, iter_blocks_text

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from bot.cards.view import CardView
 from bot.cli import preview_view
-from bot.messenger import DeliveryError, RateLimited
 from bot.slack.messenger import SlackMessenger
 from signoff import lifecycle
+from signoff.cardview.view import CardView
+from signoff.messenger import DeliveryError, RateLimited
 from signoff.models import AgentRequest, Status
 from signoff.runtime import Runtime
 from tests.conftest import run_jobs

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.cards.view import CardView, VoteLine
 from bot.commands import CommandKind, CommandResult
 from bot.slack import render
 from signoff import clicks
+from signoff.cardview.view import CardView, VoteLine
 from signoff.models import Status
 from tests.conftest import ROOT
 from tests.fakes.slack_api import block_errors, iter_blocks_text, view_errors

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from bot.cards.view import build_view
 from bot.slack import render
 from bot.teams import render as teams_render
 from signoff import clicks
+from signoff.cardview.view import build_view
 from signoff.models import Status
 from signoff.runtime import Runtime, set_current
 from signoff.tokens import TokenKind

@@ -276,8 +276,8 @@ def test_one_proof_counts_once_under_racing_submissions(rt: Runtime) -> None:
 
 def test_without_a_public_address_step_up_fails_closed(rt: Runtime, redis_url: str,
                                                        tmp_path: Any, caplog: Any) -> None:
-    from bot.cards.view import build_view
     from bot.slack import render
+    from signoff.cardview.view import build_view
     from tests.conftest import make_settings
     from tests.stepup.conftest import POLICY
 

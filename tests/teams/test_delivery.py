@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from bot.cards.view import build_view
-from bot.messenger import DeliveryError, Messenger
 from bot.teams.conversations import ConversationBook, normalize_name, parse_configured
 from bot.teams.messenger import TeamsMessenger
+from signoff.cardview.view import build_view
+from signoff.messenger import DeliveryError, Messenger
 from signoff.runtime import Runtime
 from tests.conftest import run_jobs, wait_for
 from tests.fakes.teams_connector import FakeBotFramework

@@ -11,7 +11,6 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bot.cards.view import CardView, VoteLine, progress_text
 from bot.commands import CommandKind, CommandResult, help_result
 from bot.teams.render import (
     MAX_CARD_BYTES,
@@ -24,6 +23,7 @@ from bot.teams.render import (
     time_left_text,
 )
 from signoff import clicks
+from signoff.cardview.view import CardView, VoteLine, progress_text
 from signoff.models import Status
 from tests.conftest import DATA
 from tests.teams.conftest import button_data, texts, verbs

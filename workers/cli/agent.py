@@ -73,7 +73,7 @@ def request(action: str, resource: str, params: str, requester: str | None,
 def status(request_id: str) -> None:
     """Show one request (masked)."""
     from bot.api import view_json
-    from bot.cards.view import build_view
+    from signoff.cardview.view import build_view
     from signoff.runtime import Runtime
 
     with resolved_settings() as settings:
@@ -89,7 +89,7 @@ def status(request_id: str) -> None:
 @click.option("--limit", default=20, show_default=True)
 def pending(person: str | None, limit: int) -> None:
     """List pending requests, newest first."""
-    from bot.cards.view import build_view
+    from signoff.cardview.view import build_view
     from signoff.runtime import Runtime
 
     with resolved_settings() as settings:

@@ -212,7 +212,7 @@ class Demo:
 
     # --- watching -----------------------------------------------------------------------
     def watch_once(self) -> None:
-        from bot.cards.view import build_view
+        from signoff.cardview.view import build_view
 
         for step in self.steps:
             record = self.rt.store.get(step.id)

@@ -4,7 +4,7 @@ A request is written by an agent, and a hostile or confused one can use Unicode 
 approver: a right-to-left override (U+202E) reverses what follows it on screen,
 zero-width characters hide inside names, and look-alike letters (Cyrillic U+0430 for Latin
 ``a``) make a name read as a trusted agent's. Every renderer (Slack, Teams, the web
-inbox, the API view) takes its text from :func:`bot.cards.view.build_view`, which passes it
+inbox, the API view) takes its text from :func:`signoff.cardview.view.build_view`, which passes it
 through here once, so no renderer needs its own copy of these rules:
 
 - :func:`safe_text` (prose: reason, resource, payload strings, comments): invisible and

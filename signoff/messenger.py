@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from bot.cards.view import CardView
+from signoff.cardview.view import CardView
 
 
 class DeliveryError(Exception):
