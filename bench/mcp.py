@@ -10,6 +10,8 @@ warehouse server's read-only ``count_rows`` tool:
 * gateway: the client starts ``signoff mcp``, which starts the warehouse server; the gateway's
   config names the deployment's policy, whose ``mcp-read-only`` rule auto-approves the call,
   so the gateway decides locally and records the request in Signoff in the background;
+* relay: a bare MCP relay (``bench/_mcp_relay.py``, the SDK's server forwarding to the
+  upstream, no approval logic): what one more process hop costs any MCP proxy;
 * gateway, round trip: the same gateway without ``policy:``, so every call waits for
   Signoff's own decision (intake, prepare, finalize, reply) before it is forwarded.
 
@@ -40,6 +42,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
 from bench._stack import ROOT, BenchStack, summary  # noqa: E402
 
 WAREHOUSE = ROOT / "examples" / "mcp" / "warehouse_server.py"
+RELAY = ROOT / "bench" / "_mcp_relay.py"
 LIMIT_MS = 5.0
 POLICY = """
 version: 1
@@ -77,25 +80,33 @@ async def timed(s: ClientSession) -> float:
     return elapsed
 
 
-async def interleaved(direct: ClientSession, local: ClientSession, n: int
-                      ) -> tuple[list[float], list[float]]:
-    base: list[float] = []
-    gw: list[float] = []
+async def interleaved(sessions: list[ClientSession], n: int) -> list[list[float]]:
+    times: list[list[float]] = [[] for _ in sessions]
     for _ in range(n):
-        base.append(await timed(direct))
-        gw.append(await timed(local))
-    return base, gw
+        for s, out in zip(sessions, times, strict=True):
+            out.append(await timed(s))
+    return times
 
 
-def report(label: str, base: list[float], gw: list[float]) -> float:
+def report(label: str, base: list[float], gw: list[float],
+           relay: list[float] | None = None) -> float:
     b, g = summary(base), summary(gw)
+    rows = [("direct to upstream (baseline)", b)]
+    if relay is not None:
+        rows.append(("through a bare MCP relay (no approvals)", summary(relay)))
+    rows.append(("through signoff mcp", g))
     print(label)
-    print(f"  {'':38}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
-    for name, s in (("direct to upstream (baseline)", b), ("through signoff mcp", g)):
-        print(f"  {name:38}{s['p50']:9.2f}{s['p99']:9.2f}{s['max']:9.2f}")
+    print(f"  {'':42}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    for name, s in rows:
+        print(f"  {name:42}{s['p50']:9.2f}{s['p99']:9.2f}{s['max']:9.2f}")
     added99 = g["p99"] - b["p99"]
     print(f"  gateway adds: p50 {g['p50'] - b['p50']:.2f} ms, p99 {added99:.2f} ms "
           f"(x{g['p50'] / b['p50']:.2f} at p50)")
+    if relay is not None:
+        r = summary(relay)
+        print(f"  the relay hop alone adds: p50 {r['p50'] - b['p50']:.2f} ms, "
+              f"p99 {r['p99'] - b['p99']:.2f} ms; the gateway over the relay: "
+              f"p50 {g['p50'] - r['p50']:.2f} ms, p99 {g['p99'] - r['p99']:.2f} ms")
     return added99
 
 
@@ -114,6 +125,7 @@ async def run(n: int, n_remote: int, bench: BenchStack) -> bool:
     gateway = ["-m", "workers.cli", "mcp", "--config"]
     async with AsyncExitStack() as stack:
         direct = await session(stack, [str(WAREHOUSE)])
+        relay = await session(stack, [str(RELAY), sys.executable, str(WAREHOUSE)])
         local = await session(stack, [*gateway, str(config("local", True))])
         remote = await session(stack, [*gateway, str(config("remote", False))])
         # The round trip first: every locally approved call below is also recorded in Signoff
@@ -121,10 +133,10 @@ async def run(n: int, n_remote: int, bench: BenchStack) -> bool:
         for _ in range(10):
             await timed(remote)
         rt = summary([await timed(remote) for _ in range(n_remote)])
-        for s in (direct, local):
+        for s in (direct, relay, local):
             for _ in range(30):
                 await timed(s)
-        shared = await interleaved(direct, local, n)
+        shared = await interleaved([direct, local], n)
         # Then without Signoff's own processes on these 2 cores: in a deployment they run on
         # the service's hosts, not beside the agent. The gateway still sends its record
         # (an XADD) for every call; only nobody processes it during this loop.
@@ -132,12 +144,12 @@ async def run(n: int, n_remote: int, bench: BenchStack) -> bool:
             proc.terminate()
         for proc in bench.procs:
             proc.wait(15)
-        alone = await interleaved(direct, local, n)
+        alone = await interleaved([direct, relay, local], n)
     print(f"count_rows (read-only, auto-approved), {n} calls each way per loop, interleaved\n")
     report("with Signoff's intake and worker processing every recorded call on the same cores",
            *shared)
     added99 = report("gateway and upstream alone (Signoff's processes stopped, records still "
-                     "sent)", *alone)
+                     "sent)", alone[0], alone[2], alone[1])
     print(f"\nround trip through Signoff ({n_remote} calls, no policy: in the gateway): "
           f"p50 {rt['p50']:.2f} ms, p99 {rt['p99']:.2f} ms, max {rt['max']:.2f} ms")
     ok = added99 <= LIMIT_MS
