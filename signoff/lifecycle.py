@@ -778,8 +778,9 @@ def extend_deadline(rt: Runtime, request_id: str, person: Person | None, seconds
     if not allowance:
         return VoteReply(False, "This rule does not allow extending the deadline.",
                          "not_extendable", record=record)
+    # Whoever may decide it (or has voted on it already: they wait for the others too).
     verdict = check_decider(record, person, rt.policy.directory, evaluation)
-    if isinstance(verdict, Refused):
+    if isinstance(verdict, Refused) and verdict.code.value != "already_voted":
         return VoteReply(False, verdict.reason, verdict.code.value, record=record)
     assert person is not None
     if seconds < 60:

@@ -68,6 +68,8 @@ def parse_window(value: Any) -> int | None:
         return None
     if isinstance(value, bool):
         return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())  # seconds, as the inbox's form sends them
     try:
         seconds = parse_duration(value)
     except (TypeError, ValueError):

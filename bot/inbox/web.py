@@ -20,12 +20,13 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from bot.appkeys import METRICS
 from bot.cards.view import build_view
-from bot.inbox import auth
+from bot.inbox import auth, decisions
 from bot.inbox import passkeys as passkey_pages
 from bot.inbox.config import InboxConfig
 from bot.inbox.context import CSP, INBOX, InboxContext, middleware
@@ -36,6 +37,7 @@ from bot.web_channel import WebMessenger
 from signoff import lifecycle
 from signoff.models import RECORD_ID_PATTERN
 from signoff.runtime import Runtime
+from signoff.standing import parse_window
 
 RID = "{rid:" + RECORD_ID_PATTERN.strip("^$") + "}"
 STATIC = Path(__file__).parent / "static"
@@ -66,8 +68,9 @@ async def request_page(request: web.Request) -> web.StreamResponse:
     detail = await asyncio.to_thread(load_detail, ctx.rt, person, rid)
     if detail is None:
         return await ctx.render(request, "missing.html", status=404, person=person, rid=rid)
+    extras = await asyncio.to_thread(_extras, ctx.rt, person, rid)
     return await ctx.render(request, "request.html", person=person, detail=detail,
-                            item=detail.item, view=detail.item.view)
+                            item=detail.item, view=detail.item.view, extras=extras)
 
 
 async def request_fragment(request: web.Request) -> web.StreamResponse:
@@ -78,8 +81,13 @@ async def request_fragment(request: web.Request) -> web.StreamResponse:
     detail = await asyncio.to_thread(load_detail, ctx.rt, found[1], request.match_info["rid"])
     if detail is None:
         raise web.HTTPNotFound()
+    extras = await asyncio.to_thread(_extras, ctx.rt, found[1], request.match_info["rid"])
     return await ctx.render(request, "_request_live.html", person=found[1], detail=detail,
-                            item=detail.item, view=detail.item.view)
+                            item=detail.item, view=detail.item.view, extras=extras)
+
+
+def _extras(rt: Runtime, person: Any, rid: str) -> decisions.Extras:
+    return decisions.load_extras(rt, person, rt.store.get(rid))
 
 
 async def decide(request: web.Request) -> web.StreamResponse:
@@ -89,7 +97,12 @@ async def decide(request: web.Request) -> web.StreamResponse:
     rid = request.match_info["rid"]
     back = "/inbox" if form.get("back") == "list" else f"/inbox/r/{rid}"
     choice = form.get("choice", "")
-    comment = (form.get("comment") or "").strip()
+    # A preset deny reason from the policy (deny_reasons) stands in for a typed one.
+    comment = (form.get("comment") or "").strip() or (form.get("preset") or "").strip()
+    standing = parse_window(form.get("standing")) if form.get("standing") else None
+    if form.get("standing") and standing is None:
+        await ctx.flash(session, "error", "Choose how long the approval stands.")
+        raise web.HTTPSeeOther(back)
     if len(comment) > MAX_COMMENT:
         await ctx.flash(session, "error", f"Keep the reason under {MAX_COMMENT} characters.")
         raise web.HTTPSeeOther(back)
@@ -97,7 +110,8 @@ async def decide(request: web.Request) -> web.StreamResponse:
     def _vote() -> lifecycle.VoteReply:
         person = ctx.rt.policy.directory.person(session.person)
         return lifecycle.submit_vote(ctx.rt, rid, person, choice, comment or None,
-                                     channel="web", actor_label=session.person or "")
+                                     channel="web", actor_label=session.person or "",
+                                     standing=standing, seen_sha256=form.get("seen") or None)
 
     reply = await asyncio.to_thread(_vote)
     request.app[METRICS].votes.labels("web", reply.code).inc()
@@ -176,6 +190,7 @@ def setup(app: web.Application, rt: Runtime) -> None:
     app.on_shutdown.append(_end_streams)
     auth.setup_routes(app)
     passkey_pages.setup_routes(app)
+    decisions.setup_routes(app)
     app.router.add_get("/inbox", index)
     app.router.add_get("/inbox/_list", list_fragment)
     app.router.add_get("/inbox/events", events)
