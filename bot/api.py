@@ -282,11 +282,11 @@ async def cancel(request: web.Request) -> web.Response:
     rid = request.match_info["rid"]
     internal = await asyncio.to_thread(record_id, rt, who, rid)
     result = await asyncio.to_thread(lifecycle.cancel, rt, internal, who.subject)
-    if result == "not_found":
+    if result is lifecycle.Cancel.NOT_FOUND:
         return problem(404, "Not Found", f"no request {rid}")
-    if result == "forbidden":
+    if result is lifecycle.Cancel.FORBIDDEN:
         return problem(403, "Forbidden", "only the requesting agent or its human may cancel")
-    if result != "changed":
+    if result is not lifecycle.Cancel.CHANGED:
         return problem(409, "Conflict", "the request is already closed")
     return web.json_response({"result": "cancelled", "id": rid, "status": Status.CANCELLED.value})
 

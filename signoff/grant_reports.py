@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import json
 import logging
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from policy.identity import canonical_agent
+from signoff.audit import Event
 from signoff.keys import agent_requester
 
 if TYPE_CHECKING:
@@ -38,6 +40,14 @@ log = logging.getLogger(__name__)
 MAX_REPORT_BYTES = 8192
 DEAD_MAXLEN = 100_000
 RESULTS = frozenset({"used", "refused", "revoked", "already_used"})
+
+
+class Folded(str, Enum):
+    """What became of one grant report."""
+
+    AUDITED = "audited"  # appended to the audit chain as the agent's claim
+    REPEATED = "repeated"  # the same claim is already in the chain
+    DEAD = "dead"  # unreadable or not about the reporter's grant: dead-lettered
 
 
 def _dead(rt: Runtime, stream: str, entry_id: str, agent: str | None, reason: str) -> None:
@@ -72,14 +82,12 @@ def _read(fields: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
 
 
 def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
-             fields: dict[str, Any]) -> str:
-    """Check and audit one report; returns ``audited``, ``repeated`` or ``dead``."""
-    from signoff.audit import Event
-
+             fields: dict[str, Any]) -> Folded:
+    """Check and audit one report."""
     parsed = _read(fields)
     if isinstance(parsed, str):
         _dead(rt, stream, entry_id, agent, parsed)
-        return "dead"
+        return Folded.DEAD
     result, body = parsed
     jti = body["jti"]
     grant = rt.redis.hgetall(rt.keys.grant(jti)) if jti else {}
@@ -91,19 +99,19 @@ def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
             rt.audit.append(Event.GRANT_REFUSED, "", reporter, claim=True,
                             reported_by=reporter, code=str(body.get("code") or result)[:64],
                             grant_known=False, report_id=entry_id)
-            return "audited"
+            return Folded.AUDITED
         # A registered agent's report about no grant of Signoff's (a token that did not
         # verify, or a made-up id) is kept with the dead letters, never in the audit chain.
         _dead(rt, stream, entry_id, agent, f"report about grant {jti[:64]!r}, which Signoff "
               "did not issue (or has forgotten)" + (
                   f"; the agent's check said {str(body.get('code'))[:64]!r}"
                   if body.get("code") else ""))
-        return "dead"
+        return Folded.DEAD
     owner = grant.get("sub", "")
     if agent is not None and canonical_agent(owner) != agent_requester(agent):
         _dead(rt, stream, entry_id, agent, f"report about grant {jti!r}, which was issued to "
               f"{owner!r}, not to {agent_requester(agent)!r}")
-        return "dead"
+        return Folded.DEAD
     rid = grant.get("record") or grant.get("rid", "")
     code = str(body.get("code") or result)[:64]
     if agent is not None:
@@ -112,7 +120,7 @@ def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
         ttl = max(int(rt.redis.ttl(rt.keys.grant(jti))), 60)
         if not rt.redis.set(rt.keys.grant_reported(jti, result, code), entry_id, nx=True,
                             ex=ttl):
-            return "repeated"
+            return Folded.REPEATED
     common: dict[str, Any] = {
         "jti": jti, "claim": True, "reported_by": reporter, "report_id": entry_id,
         "action": grant.get("act", ""),
@@ -129,7 +137,7 @@ def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
         rt.audit.append(Event.GRANT_USED, rid, reporter, **common)
     else:
         rt.audit.append(Event.GRANT_REFUSED, rid, reporter, code=code, **common)
-    return "audited"
+    return Folded.AUDITED
 
 
 def streams(rt: Runtime) -> dict[str, str | None]:

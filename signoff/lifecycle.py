@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -32,7 +33,7 @@ from signoff.models import (
     Vote,
     canonical_json,
 )
-from signoff.store import Record, VoteOutcome, VoteResult
+from signoff.store import Change, Record, VoteOutcome, VoteResult
 
 if TYPE_CHECKING:
     from policy import Allowed, Person, Refused
@@ -50,6 +51,48 @@ JOB_NOTIFY = JobName.NOTIFY
 JOB_FINALIZE = JobName.FINALIZE
 JOB_EXPIRE = JobName.EXPIRE
 JOB_UPDATE = JobName.UPDATE
+
+
+class Prepared(str, Enum):
+    """What :func:`prepare` did with a received request."""
+
+    PENDING = "pending"  # open, waiting for people
+    APPROVED = "approved"  # decided by the policy or a standing approval
+    DENIED = "denied"
+    REJECTED = "rejected"  # the rule requires a reason the request lacks
+    MERGED = "merged"  # rides on an identical pending request's card
+    UNCHANGED = "unchanged"  # not (or no longer) a received request
+
+
+class FollowUp(str, Enum):
+    """What a reminder or an escalation step did (:func:`remind`, :func:`escalate`)."""
+
+    REMINDED = "reminded"
+    ESCALATED = "escalated"
+    DONE = "done"  # already sent
+    CLOSED = "closed"  # the request is no longer pending
+    LATE = "late"  # due after the deadline: timed out instead
+    NO_STEP = "no_step"  # the policy has no such escalation step (any more)
+
+
+class Cancel(str, Enum):
+    """What a cancel did (:func:`cancel`, :func:`cancel_message`)."""
+
+    CHANGED = "changed"  # cancelled
+    UNCHANGED = "unchanged"  # already closed
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"  # neither its agent nor the person it acts for
+    DEFERRED = "deferred"  # remembered until the request arrives
+    DEAD = "dead"  # a malformed cancel message, dead-lettered
+
+
+class Finalized(str, Enum):
+    """What :func:`finalize` did."""
+
+    DELIVERED = "delivered"
+    ALREADY_DELIVERED = "already_delivered"
+    NOT_FOUND = "not_found"
+    OPEN = "open"  # not decided yet
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,7 +382,7 @@ def original(rt: Runtime, record: Record) -> AgentRequest:
 # prepare
 # --------------------------------------------------------------------------------------------
 def prepare(rt: Runtime, request_id: str, now: float | None = None,
-            notify: bool = True) -> str:
+            notify: bool = True) -> Prepared:
     """Evaluate policy, mask, and open the request (or decide it automatically).
 
     ``now`` is the clock (default: the wall clock); the deadline, reminders and escalation
@@ -351,7 +394,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
     """
     record = rt.store.get(request_id, with_votes=False)
     if record is None or record.status is not Status.RECEIVED:
-        return "unchanged"
+        return Prepared.UNCHANGED
     req = original(rt, record)
     policy = rt.policy
     evaluation = policy.evaluate(req)
@@ -369,7 +412,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
             rt.audit.append(Event.REJECTED, request_id, "policy",
                             errors=[e.model_dump() for e in errors], rule=evaluation.rule_id)
             rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
-        return "rejected"
+        return Prepared.REJECTED
 
     fields = masked_fields(rt, req, evaluation, agent=record.get("agent") or None)
     fields["evaluation"] = json.dumps(evaluation.to_dict())
@@ -396,10 +439,10 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
             rt.audit.append(Event.DECIDED, request_id, "policy", status=to.value,
                             reason=evaluation.reason, automatic=True)
             rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
-        return to.value
+        return Prepared(to.value)
 
     if requirement.standing_max and _standing_cover(rt, request_id, req, evaluation, fields, now):
-        return Status.APPROVED.value
+        return Prepared.APPROVED
     deadline = now + requirement.timeout_seconds
     fp = merging.fingerprint(record, req, evaluation)
     leader = merging.leader_for(rt, request_id, fp, deadline)
@@ -414,11 +457,11 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
             rt.enqueue(JOB_EXPIRE, request_id, job_id=job_names.job_id(JobName.EXPIRE, request_id),
                        at=math.ceil(deadline))
             rt.enqueue(JOB_UPDATE, leader)
-        return "merged" if opened else "unchanged"
+        return Prepared.MERGED if opened else Prepared.UNCHANGED
     opened, _status = rt.store.open(request_id, fields, deadline,
                                    list(requirement.eligible_groups), now=now)
     if not opened:
-        return "unchanged"
+        return Prepared.UNCHANGED
     rt.audit.append(Event.PREPARED, request_id, "policy", rule=evaluation.rule_id,
                     summary=evaluation.summary, masking=json.loads(fields["masking_counts"]),
                     deadline=deadline)
@@ -434,7 +477,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
         rt.cards.claim_request(request_id)
         if notify:
             rt.enqueue(JOB_NOTIFY, request_id)
-    return "pending"
+    return Prepared.PENDING
 
 
 def _standing_cover(rt: Runtime, request_id: str, req: AgentRequest, evaluation: Any,
@@ -841,7 +884,7 @@ def check_decider(record: Record, person: Person | None, directory: Any,
 # --------------------------------------------------------------------------------------------
 # closing without votes
 # --------------------------------------------------------------------------------------------
-def expire(rt: Runtime, request_id: str, now: float | None = None) -> str:
+def expire(rt: Runtime, request_id: str, now: float | None = None) -> Change:
     """Time a request out if its deadline has passed (fail closed: the agent is told)."""
     result, _status = rt.store.close(request_id, Status.TIMED_OUT, "no decision before the deadline",
                                     allowed_from=(Status.PENDING,), only_if_due=True, now=now)
@@ -879,7 +922,7 @@ def _late(rt: Runtime, record: Record, now: float) -> bool:
     return False
 
 
-def remind(rt: Runtime, request_id: str, index: int, now: float | None = None) -> str:
+def remind(rt: Runtime, request_id: str, index: int, now: float | None = None) -> FollowUp:
     """Decide and audit reminder ``index`` (the job then re-announces the cards).
 
     Returns:
@@ -888,18 +931,18 @@ def remind(rt: Runtime, request_id: str, index: int, now: float | None = None) -
     now = time.time() if now is None else now
     record = rt.store.get(request_id, with_votes=False)
     if record is None or record.status is not Status.PENDING:
-        return "closed"
+        return FollowUp.CLOSED
     if _late(rt, record, now):
-        return "late"
+        return FollowUp.LATE
     stamp = repr(now)
     if rt.store.set_once(request_id, f"reminded_{index}", stamp) != stamp:
-        return "done"
+        return FollowUp.DONE
     rt.audit.append(Event.REMINDED, request_id, "clock", index=index)
-    return "reminded"
+    return FollowUp.REMINDED
 
 
 def escalate(rt: Runtime, request_id: str, index: int, now: float | None = None
-             ) -> tuple[str, Any]:
+             ) -> tuple[FollowUp, Any]:
     """Apply escalation step ``index``: make its groups eligible, and audit it.
 
     Returns:
@@ -911,20 +954,20 @@ def escalate(rt: Runtime, request_id: str, index: int, now: float | None = None
     now = time.time() if now is None else now
     record = rt.store.get(request_id, with_votes=False)
     if record is None or record.status is not Status.PENDING:
-        return "closed", None
+        return FollowUp.CLOSED, None
     if _late(rt, record, now):
-        return "late", None
+        return FollowUp.LATE, None
     steps = Evaluation.from_dict(record.json("evaluation")).requirement.escalation
     if index >= len(steps):
-        return "no_step", None
+        return FollowUp.NO_STEP, None
     stamp = repr(now)
     if rt.store.set_once(request_id, f"escalated_{index}", stamp) != stamp:
-        return "done", None
+        return FollowUp.DONE, None
     step = steps[index]
     added = rt.store.add_groups(request_id, list(step.add_groups))
     rt.audit.append(Event.ESCALATED, request_id, "clock", index=index, added=added,
                     paged=list(step.page_groups))
-    return "escalated", step
+    return FollowUp.ESCALATED, step
 
 
 def followup_job_ids(request_id: str, requirement: Any) -> list[str]:
@@ -961,7 +1004,7 @@ def unschedule(rt: Runtime, record: Record) -> int:
 
 
 def cancel(rt: Runtime, request_id: str, by: str, reason: str = "", *,
-           now: float | None = None, early_ok: bool = False) -> str:
+           now: float | None = None, early_ok: bool = False) -> Cancel:
     """Cancel an open request (only its agent or the person it acts for may).
 
     Args:
@@ -985,13 +1028,13 @@ def cancel(rt: Runtime, request_id: str, by: str, reason: str = "", *,
             rt.redis.set(rt.keys.cancel_early(request_id), json.dumps(
                 {"requester": by, "reason": reason, "at": now}), nx=True,
                 ex=rt.settings.reply_ttl)
-            return "deferred"
-        return "not_found"
+            return Cancel.DEFERRED
+        return Cancel.NOT_FOUND
     if not same_agent(by, record.requester) and not same_person(
             by, record.on_behalf_of, rt.policy.directory):
         rt.audit.append(Event.CANCEL_REFUSED, request_id, by,
                         reason="only the requesting agent or the person it acts for may cancel")
-        return "forbidden"
+        return Cancel.FORBIDDEN
     from signoff.masking.display import shown_text
 
     # The reason is the agent's text: cards and the inbox show it, so it is masked first.
@@ -1005,7 +1048,7 @@ def cancel(rt: Runtime, request_id: str, by: str, reason: str = "", *,
                         reason_sha256=hashlib.sha256(reason.encode()).hexdigest()
                         if reason else "")
         rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
-    return result
+    return Cancel(result.value)
 
 
 def _apply_early_cancel(rt: Runtime, request_id: str, requester: str, now: float) -> bool:
@@ -1019,7 +1062,7 @@ def _apply_early_cancel(rt: Runtime, request_id: str, requester: str, now: float
 
 
 def cancel_message(rt: Runtime, raw: bytes | str | None, source: str = "stream",
-                   agent: str | None = None) -> str:
+                   agent: str | None = None) -> Cancel:
     """Handle a ``cancel`` message from the request stream: ``{"id", "requester", "reason"}``.
 
     A malformed one goes to the dead-letter stream with the reason, like a malformed request.
@@ -1057,7 +1100,7 @@ def cancel_message(rt: Runtime, raw: bytes | str | None, source: str = "stream",
                                      "agent": agent or ""},
                       maxlen=100_000, approximate=True)
         log.warning("dead-lettered a cancel: %s", problem)
-        return "dead"
+        return Cancel.DEAD
     if agent is not None:
         return cancel(rt, scoped_id(agent, data["id"]), agent_requester(agent),
                       data.get("reason") or "", early_ok=True)
@@ -1104,13 +1147,13 @@ def _edited(rt: Runtime, record: Record) -> dict[str, Any]:
 
 
 @tracing.traced("finalize")
-def finalize(rt: Runtime, request_id: str) -> str:
+def finalize(rt: Runtime, request_id: str) -> Finalized:
     """Issue the grant (once), deliver the reply (once), and refresh every card."""
     record = rt.store.get(request_id)
     if record is None:
-        return "not_found"
+        return Finalized.NOT_FOUND
     if not record.status.final:
-        return "open"
+        return Finalized.OPEN
     if not record.get("replied_at"):
         complete_audit(rt, record)
     grant: str | None = None
@@ -1139,7 +1182,7 @@ def finalize(rt: Runtime, request_id: str) -> str:
         unschedule(rt, record)
     if record.get("merged_count"):
         merging.settle_followers(rt, record)
-    return "delivered" if delivered else "already_delivered"
+    return Finalized.DELIVERED if delivered else Finalized.ALREADY_DELIVERED
 
 
 def reply_keys(rt: Runtime, record: Record) -> tuple[str, str | None]:

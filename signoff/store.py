@@ -51,6 +51,19 @@ class VoteResult(str, Enum):
     FINAL = "final"
 
 
+class Change(str, Enum):
+    """What a guarded change of a stored request did (:meth:`Store.close`, ``edit``,
+    ``extend``). A ``str`` enum: the Lua scripts answer with these words."""
+
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"  # not in a state the change applies to (already closed, ...)
+    NOT_FOUND = "not_found"
+    NOT_DUE = "not_due"  # a timeout asked for before the deadline
+    CLOSED = "closed"  # no longer pending
+    STALE = "stale"  # the payload was edited by someone else meanwhile
+    OVER = "over"  # more than the allowance asked for
+
+
 @dataclass(frozen=True)
 class VoteOutcome:
     """The result of one vote attempt, straight from the atomic script."""
@@ -227,7 +240,7 @@ class Store:
     def close(self, request_id: str, to: Status, reason: str, *,
               allowed_from: tuple[Status, ...] = OPEN, only_if_due: bool = False,
               extra: dict[str, str] | None = None, now: float | None = None
-              ) -> tuple[str, Status | None]:
+              ) -> tuple[Change, Status | None]:
         """Move an open request to a final state without a vote.
 
         Returns:
@@ -241,7 +254,7 @@ class Store:
             args=[request_id, ",".join(s.value for s in allowed_from), to.value, repr(now),
                   reason, "1" if only_if_due else "0", json.dumps(extra or {})],
         )
-        return result, Status(status) if status else None
+        return Change(result), Status(status) if status else None
 
     def deliver(self, request_id: str, reply_key: str, agent_decisions: str | None,
                 decision_json: str, reply_ttl: int, now: float | None = None) -> bool:
@@ -303,7 +316,7 @@ class Store:
                 except redis.WatchError:
                     continue
 
-    def edit(self, request_id: str, seen_sha256: str, fields: dict[str, str]) -> str:
+    def edit(self, request_id: str, seen_sha256: str, fields: dict[str, str]) -> Change:
         """Replace a pending request's payload with an approver's edit (``fields``: the new
         ciphertext, payload hash, masked views, edit history), atomically: only while it is
         pending and its payload is still the one the editor saw; every vote on the earlier
@@ -323,23 +336,23 @@ class Store:
                     status, current = pipe.hmget(key, "status", "payload_sha256")
                     if status is None:
                         pipe.unwatch()
-                        return "not_found"
+                        return Change.NOT_FOUND
                     if status != Status.PENDING.value:
                         pipe.unwatch()
-                        return "closed"
+                        return Change.CLOSED
                     if current != seen_sha256:
                         pipe.unwatch()
-                        return "stale"
+                        return Change.STALE
                     pipe.multi()
                     pipe.hset(key, mapping=fields)
                     pipe.delete(votes)
                     pipe.hincrby(key, "version", 1)
                     pipe.execute()
-                    return "changed"
+                    return Change.CHANGED
                 except redis.WatchError:
                     continue
 
-    def extend(self, request_id: str, seconds: int, allowance: int) -> tuple[str, float]:
+    def extend(self, request_id: str, seconds: int, allowance: int) -> tuple[Change, float]:
         """Move a pending request's deadline ``seconds`` later, within ``allowance`` seconds
         of extensions in total.
 
@@ -354,22 +367,22 @@ class Store:
                     status, deadline, used = pipe.hmget(key, "status", "deadline", "extended")
                     if status is None:
                         pipe.unwatch()
-                        return "not_found", 0.0
+                        return Change.NOT_FOUND, 0.0
                     current = float(deadline or 0)
                     if status != Status.PENDING.value or current <= time.time():
                         pipe.unwatch()
-                        return "closed", current
+                        return Change.CLOSED, current
                     total = int(used or 0) + seconds
                     if total > allowance:
                         pipe.unwatch()
-                        return "over", current
+                        return Change.OVER, current
                     new = current + seconds
                     pipe.multi()
                     pipe.hset(key, mapping={"deadline": repr(new), "extended": str(total)})
                     pipe.hincrby(key, "version", 1)
                     pipe.zadd(self.keys.deadlines, {request_id: new})
                     pipe.execute()
-                    return "changed", new
+                    return Change.CHANGED, new
                 except redis.WatchError:
                     continue
 

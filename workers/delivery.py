@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any
 
 from signoff import tracing
@@ -76,6 +77,14 @@ class _Item:
         return self._view
 
 
+class Drained(str, Enum):
+    """How one drain of a destination ended."""
+
+    DRAINED = "drained"  # nothing left to do
+    HELD = "held"  # the platform or the rate asks to wait: resumed from the due index
+    BUSY = "busy"  # another worker holds the destination's lease
+
+
 class Delivery:
     """Drains destinations' card work (one instance per process).
 
@@ -91,26 +100,25 @@ class Delivery:
         self._cache: dict[str, CardView] = {}
 
     # --- one destination ----------------------------------------------------------------------
-    async def drain(self, name: str) -> str:
-        """Do the destination's due work; returns ``drained``, ``held`` (the platform or the
-        rate asks to wait: resumed from the due index), ``busy`` (another worker has it)."""
+    async def drain(self, name: str) -> Drained:
+        """Do the destination's due work (see :class:`Drained` for how it ends)."""
         ledger = self.ledger
         kind, destination = split_slot(name)
         messenger = self.messengers.get(kind)
         lease = ledger.lease(name, LEASE_MS)
         if lease is None:
-            return "busy"
+            return Drained.BUSY
         keeper = asyncio.ensure_future(self._keep(name, lease))
         try:
             while True:
                 now = time.time()
                 due = ledger.due_at(name)
                 if due is not None and due > now + 0.001:
-                    return "held"
+                    return Drained.HELD
                 ops = ledger.ops(name)
                 if not ops:
                     if ledger.settle(name):
-                        return "drained"
+                        return Drained.DRAINED
                     continue
                 if messenger is None:
                     for op in ops:
@@ -119,9 +127,9 @@ class Delivery:
                 ready = [op for op in ops if op.not_before <= now]
                 if not ready:
                     ledger.hold(name, min(op.not_before for op in ops))
-                    return "held"
+                    return Drained.HELD
                 if await self._round(name, kind, destination, messenger, ready):
-                    return "held"
+                    return Drained.HELD
         finally:
             keeper.cancel()
             ledger.release(name, lease)

@@ -28,6 +28,7 @@ import redis
 from signoff import agents, audit, grant_reports, lifecycle
 from signoff.job_names import JobName, job_id
 from signoff.runtime import Runtime
+from signoff.store import Change
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Janitor:
         n = 0
         for rid in self.rt.store.due_ids(now - self.deadline_grace):
             try:
-                if lifecycle.expire(self.rt, rid, now=now) == "changed":
+                if lifecycle.expire(self.rt, rid, now=now) is Change.CHANGED:
                     n += 1
             except (redis.ConnectionError, redis.TimeoutError):
                 raise

@@ -20,6 +20,7 @@ from signoff.job_names import JobName
 from signoff.messenger import Messenger
 from signoff.models import Status
 from signoff.runtime import Runtime, current
+from signoff.store import Change
 from workers import delivery
 from workers.messengers import CHANNEL_MESSENGER, build_messengers, destinations
 
@@ -43,7 +44,7 @@ def reset_messengers() -> None:
     _messengers = None
 
 
-def prepare(request_id: str) -> str:
+def prepare(request_id: str) -> lifecycle.Prepared:
     """Policy, masking, encryption done at intake; open the request or decide it."""
     return lifecycle.prepare(current(), request_id)
 
@@ -53,7 +54,7 @@ def prepare(request_id: str) -> str:
 BATCH_CHUNK = 8
 
 
-def prepare_batch(request_ids: list[str]) -> dict[str, str]:
+def prepare_batch(request_ids: list[str]) -> dict[str, lifecycle.Prepared]:
     """Prepare many requests in one job (the intake enqueues one per stream read), and queue
     their cards at once: one rq round trip instead of three per request is what keeps intake
     throughput near rq's own. A request's notify claim covers it until its cards are queued
@@ -74,19 +75,19 @@ def prepare_batch(request_ids: list[str]) -> dict[str, str]:
     return out
 
 
-def finalize(request_id: str) -> str:
+def finalize(request_id: str) -> lifecycle.Finalized:
     """Grant, reply to the agent exactly once, refresh the cards."""
     return lifecycle.finalize(current(), request_id)
 
 
-def expire(request_id: str, now: float | None = None) -> str:
+def expire(request_id: str, now: float | None = None) -> Change:
     """At the deadline: time the request out (no-op when decided or not yet due).
 
     ``now`` is for a controllable clock (tests drive the scheduled jobs with it). Run early
     (another host's clock is behind), it schedules itself again at the deadline."""
     rt = current()
     result = lifecycle.expire(rt, request_id, now=now)
-    if result == "not_due":
+    if result is Change.NOT_DUE:
         deadline = rt.store.get(request_id, with_votes=False)
         if deadline is not None and deadline.deadline:
             rt.enqueue(JobName.EXPIRE, request_id, at=math.ceil(deadline.deadline) + 1)
@@ -229,7 +230,7 @@ def _tell_requester(rt: Runtime, record: Any, view: Any, ms: dict[str, Messenger
         delivery.run_task(ms["slack"].tell(person.slack_id, text))
 
 
-def remind(request_id: str, index: int, now: float | None = None) -> str:
+def remind(request_id: str, index: int, now: float | None = None) -> lifecycle.FollowUp:
     """Re-announce a still-pending request (reminder ``index`` of the policy).
 
     The lifecycle decides and audits (a reminder due after the deadline times the request
@@ -237,7 +238,7 @@ def remind(request_id: str, index: int, now: float | None = None) -> str:
     rt = current()
     outcome = lifecycle.remind(rt, request_id, index, now=now)
     record = rt.store.get(request_id, with_votes=False)
-    if outcome != "reminded" or record is None:
+    if outcome is not lifecycle.FollowUp.REMINDED or record is None:
         return outcome
     ms = messengers(rt)
     text = (f"Reminder: request {request_id} ({build_view(record).action}) is still waiting "
@@ -247,17 +248,17 @@ def remind(request_id: str, index: int, now: float | None = None) -> str:
         if m is None or card.kind == "web" or not delivery.may_send(rt, m, card.destination):
             continue
         delivery.run_task(m.tell(card.destination, text))
-    return "reminded"
+    return outcome
 
 
-def escalate(request_id: str, index: int, now: float | None = None) -> str:
+def escalate(request_id: str, index: int, now: float | None = None) -> lifecycle.FollowUp:
     """Apply escalation step ``index``: add approver groups and page others (the lifecycle
     decides and audits; a step due after the deadline times the request out instead)."""
     rt = current()
     outcome, step = lifecycle.escalate(rt, request_id, index, now=now)
     if step is None:
-        return str(outcome)
+        return outcome
     for group in list(step.add_groups) + list(step.page_groups):
         rt.enqueue(JobName.NOTIFY, request_id, "slack_dm", group)
     rt.enqueue(JobName.UPDATE, request_id)
-    return "escalated"
+    return outcome

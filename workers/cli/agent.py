@@ -124,8 +124,8 @@ def cancel(request_id: str, by: str, reason: str) -> None:
 
     with resolved_settings() as settings:
         result = lifecycle.cancel(Runtime(settings), request_id, by, reason)
-        if result != "changed":
-            raise click.ClickException(f"not cancelled: {result}")
+        if result is not lifecycle.Cancel.CHANGED:
+            raise click.ClickException(f"not cancelled: {result.value}")
         click.echo(f"cancelled {request_id}")
 
 
