@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import sys
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
-import anyio
-import mcp_types as types
-from mcp import ClientSession, StdioServerParameters, stdio_client
-from mcp.server.lowlevel import Server
-from mcp.server.stdio import stdio_server
+# bench/mcp.py would shadow the `mcp` package: drop this folder from the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import anyio  # noqa: E402
+import mcp_types as types  # noqa: E402
+from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
+from mcp.server.lowlevel import Server  # noqa: E402
+from mcp.server.stdio import stdio_server  # noqa: E402
 
 
 async def main(command: list[str]) -> None:
