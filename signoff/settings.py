@@ -17,6 +17,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -532,6 +533,15 @@ _QUIET_INPUT = frozenset({*SECRET_ENV.values(), "REDIS_URL", "SLACK_BOT_TOKEN",
                           "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "MICROSOFT_APP_PASSWORD",
                           "SIGNOFF_OIDC_CLIENT_SECRET"})
 _ENV_BY_FIELD: dict[str, str] = {}
+
+
+def describe_settings_error(exc: Exception) -> list[str]:
+    """The line for a value pydantic-settings could not even parse (a structured setting,
+    such as ``SIGNOFF_AUDIT_SINKS``, that is not JSON)."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    env = env_name(match.group(1)) if match else "a setting"
+    return [f"{env}: must be JSON (a list or object as documented in .env.example); this "
+            "value could not be parsed"]
 
 
 def describe_errors(exc: ValidationError) -> list[str]:

@@ -198,3 +198,9 @@ def test_policy_commands_resolve_the_default_policy_or_say_where_they_looked(
     assert named.returncode == 1 and f"SIGNOFF_POLICY names {tmp_path / 'p.yaml'}" in named.stderr
     found = signoff(tmp_path, "policy", "check", SIGNOFF_POLICY=str(EXAMPLE_POLICY))
     assert found.returncode == 0 and "OK" in found.stdout, found.stderr
+
+
+def test_a_structured_setting_that_is_not_json(tmp_path: Path) -> None:
+    lines = by_variable(refused(signoff(tmp_path, "worker", SIGNOFF_AUDIT_SINKS="not json",
+                                        SIGNOFF_POLICY=str(EXAMPLE_POLICY))))
+    assert list(lines) == ["SIGNOFF_AUDIT_SINKS"] and "JSON" in lines["SIGNOFF_AUDIT_SINKS"]

@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
-from signoff.settings import ConfigurationError, describe_errors
+from signoff.settings import ConfigurationError, describe_errors, describe_settings_error
 
 # Top-level modules of the `server` extra: a command that needs one, run from the agent-only
 # install (`pip install signoff`), says so in one line instead of a traceback.
@@ -116,6 +117,8 @@ class LazyGroup(click.Group):
             _refuse(describe_errors(exc))
         except ConfigurationError as exc:
             _refuse(exc.problems)
+        except SettingsError as exc:
+            _refuse(describe_settings_error(exc))
         except ModuleNotFoundError as exc:
             top = (exc.name or "").split(".")[0]
             if top not in SERVER_MODULES:
