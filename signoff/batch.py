@@ -75,3 +75,54 @@ def summary(items: list[BatchItem]) -> str:
         if len(refused) > 10:
             text += f" (and {len(refused) - 10} more)"
     return text
+
+
+# --- a chat digest's buttons ------------------------------------------------------------------
+DIGEST_PREFIX = "digest:"
+
+
+def digest_target(slot: str, digest_id: str) -> str:
+    """The signed button target of a digest (``clicks.sign`` ``request_id``): the card
+    ledger's destination slot and the digest's id."""
+    return f"{DIGEST_PREFIX}{slot}|{digest_id}"
+
+
+def parse_digest_target(value: str) -> tuple[str, str] | None:
+    """(slot, digest id) of a digest button's target, or None when it is not one."""
+    if not value.startswith(DIGEST_PREFIX) or "|" not in value:
+        return None
+    slot, _, digest_id = value[len(DIGEST_PREFIX):].rpartition("|")
+    return (slot, digest_id) if slot and digest_id else None
+
+
+def decide_digest(rt: Runtime, target: str, shown: int, person: Person | None, choice: str,
+                  *, channel: str, nonce: str = "", actor_label: str = ""
+                  ) -> list[BatchItem] | None:
+    """"Approve all I may decide" / "Deny all" on a digest card: the first ``shown`` members
+    (the ones the clicked rendering listed; a digest only grows, so later ones are never
+    decided by an older button), each through ``submit_vote``. A request an approver edited
+    is left for its own review; step-up requests are never approved in bulk. None: no such
+    digest."""
+    found = parse_digest_target(target)
+    if found is None:
+        return None
+    digest = rt.cards.digest(*found)
+    if digest is None:
+        return None
+    ids = digest.ids[:max(shown, 0)]
+    edited = [rid for rid in ids
+              if rt.redis.hexists(rt.keys.request(rid), "original_payload_sha256")]
+    items = submit_many(rt, [rid for rid in ids if rid not in edited], person, choice,
+                        channel=channel, nonce=nonce, actor_label=actor_label)
+    return items + [BatchItem(rid, False, "edited",
+                              "Edited since it was listed: review it on its own.")
+                    for rid in edited]
+
+
+def group_lines(titles: list[tuple[str, str]]) -> list[str]:
+    """"14 × db.export from agent:etl-bot" per (action, requester), largest first."""
+    counts: dict[tuple[str, str], int] = {}
+    for key in titles:
+        counts[key] = counts.get(key, 0) + 1
+    return [f"{n} × {action} from {requester}"
+            for (action, requester), n in sorted(counts.items(), key=lambda kv: -kv[1])]

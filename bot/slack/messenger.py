@@ -43,6 +43,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import render
+from signoff import batch, clicks
+from signoff.cards import slot
 from signoff.cardview.view import CardView
 from signoff.messenger import DeliveryError, RateLimited, SendLimit
 from signoff.settings import Settings
@@ -196,7 +198,8 @@ class SlackMessenger:
         """One message listing several requests (the channel's rate has no room for a card
         each). Returns ``{"channel", "ts"}``."""
         channel = await self._resolve(destination)
-        content = digest_content(views, now=self._clock())
+        content = digest_content(views, now=self._clock(),
+                                 **self._digest_buttons(views, destination, digest_id))
         meta = {"event_type": DIGEST_EVENT, "event_payload": {"digest": digest_id}}
 
         async def find() -> dict[str, Any] | None:
@@ -206,9 +209,19 @@ class SlackMessenger:
         ts = await self._post_once(channel, views[0], content, meta, find)
         return {"channel": channel, "ts": ts}
 
+    def _digest_buttons(self, views: Sequence[CardView], destination: str,
+                        digest_id: str) -> dict[str, Any]:
+        """What a digest's buttons need: Signoff's key, the signed target (the ledger's
+        slot and the digest), and the inbox's address for *Review each*."""
+        base = (self.settings.public_url or "").rstrip("/")
+        return {"key": self._key, "target": batch.digest_target(slot(self.kind, destination),
+                                                                digest_id),
+                "inbox": f"{base}/inbox" if base.startswith(("https://", "http://")) else ""}
+
     async def update_digest(self, views: Sequence[CardView], destination: str,
                             ref: dict[str, Any], digest_id: str) -> None:
-        content = digest_content(views, now=self._clock())
+        content = digest_content(views, now=self._clock(),
+                                 **self._digest_buttons(views, destination, digest_id))
         await self._call(self._client, "chat.update", channel=str(ref["channel"]),
                          ts=str(ref["ts"]), **content,
                          metadata={"event_type": DIGEST_EVENT,
@@ -380,13 +393,18 @@ class SlackMessenger:
         return found.slack_id if found is not None else None
 
 
-def digest_content(views: Sequence[CardView], now: float) -> dict[str, Any]:
-    """``text`` and ``blocks`` of a digest: one line per request (what, who asks, its state),
-    newest decisions shown as they happen. Decisions are made on the requests' own pages (the
-    inbox, the API, ``/signoff pending``); the digest has no buttons, so it never offers a
-    decision it could show stale."""
+def digest_content(views: Sequence[CardView], now: float, key: bytes | None = None,
+                   target: str = "", inbox: str = "") -> dict[str, Any]:
+    """``text`` and ``blocks`` of a digest: the groups of similar requests ("14 × db.export
+    from agent:etl-bot"), one line per request (what, who asks, its state), newest decisions
+    shown as they happen. With ``key`` and ``target`` it has *Approve all I may decide* and
+    *Deny all* (signed like every button; their value names how many requests this rendering
+    lists, so a click never decides one it did not show; each goes through ``submit_vote``),
+    and *Review each* (the inbox) when ``inbox`` is set."""
     waiting = sum(1 for v in views if v.open)
-    head = f"{len(views)} approval requests arrived faster than one card each"
+    groups = batch.group_lines([(v.action, v.requester) for v in views])
+    head = (groups[0] if len(groups) == 1 else
+            f"{len(views)} approval requests arrived faster than one card each")
     lines = []
     for v in list(views)[:DIGEST_MAX_LINES]:
         state = f"waiting · {v.progress}" if v.open else v.final_line()
@@ -408,6 +426,27 @@ def digest_content(views: Sequence[CardView], now: float) -> dict[str, Any]:
         size += len(line) + 1
     if chunk:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
+    if len(groups) > 1:
+        blocks.insert(1, {"type": "section", "text": {"type": "mrkdwn", "text": render.escape(
+            "; ".join(groups))[:2900]}})
+    buttons: list[dict[str, Any]] = []
+    if inbox:
+        buttons.append({"type": "button", "action_id": render.DIGEST_REVIEW, "url": inbox,
+                        "text": {"type": "plain_text", "text": "Review each"}})
+    if key is not None and target and waiting:
+        shown = len(views)
+        buttons.append(render.button("Approve all I may decide", render.DIGEST_APPROVE,
+                                     clicks.sign(key, target, shown, "approve"), "primary"))
+        buttons.append(render.button(
+            "Deny all", render.DIGEST_DENY, clicks.sign(key, target, shown, "deny"), "danger",
+            confirm={"title": {"type": "plain_text", "text": "Deny them all?"},
+                     "text": {"type": "plain_text",
+                              "text": f"Deny every one of the {waiting} waiting requests "
+                                      "you may decide."},
+                     "confirm": {"type": "plain_text", "text": "Deny all"},
+                     "deny": {"type": "plain_text", "text": "Cancel"}}))
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
         f"{waiting} still waiting. Decide each in the Signoff inbox or with `/signoff pending`.")}]})
     return {"text": render.clip_escaped(f"{head}: {waiting} waiting", render.FALLBACK_TEXT),

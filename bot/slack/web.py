@@ -44,7 +44,7 @@ from bot import commands
 from bot.appkeys import RT
 from bot.slack import render
 from bot.slack.messenger import client_for
-from signoff import clicks, lifecycle
+from signoff import batch, clicks, lifecycle
 from signoff.audit import Event
 
 if TYPE_CHECKING:
@@ -103,8 +103,10 @@ class SlackHandlers:
                                  code="bad_button", reason=str(exc))
             return _Outcome(say=NOT_OURS)
         person = self.person(user)
+        # The card's version: a click on a card drawn before an approver's edit is stale.
         reply = lifecycle.submit_vote(self.rt, click.request_id, person, click.choice, comment,
-                                      channel="slack", nonce=nonce, actor_label=f"slack:{user}")
+                                      channel="slack", nonce=nonce, actor_label=f"slack:{user}",
+                                      card_version=click.version)
         if reply.code == "comment_required" and comment is None:
             return _Outcome(modal=click.request_id)
         return _Outcome(say=reply.message, ok=reply.ok)
@@ -123,6 +125,38 @@ class SlackHandlers:
             log.exception("vote from Slack user %s failed", user)
             outcome = _Outcome(say=TRY_AGAIN)
         context["signoff"] = {"say": outcome.say, "modal": outcome.modal}
+        await ack()
+
+    def _digest_sync(self, user: str, value: str, expected: str, nonce: str) -> _Outcome:
+        """A digest's *Approve all I may decide* / *Deny all*: verify the signed button, then
+        each listed request through ``submit_vote`` (:func:`signoff.batch.decide_digest`)."""
+        try:
+            click = clicks.verify(self.key, value)
+            if click.choice != expected or batch.parse_digest_target(click.request_id) is None:
+                raise clicks.ClickError("the button's choice or target does not match")
+        except clicks.ClickError as exc:
+            self.rt.audit.append(Event.CLICK_REFUSED, "", f"slack:{user}", channel="slack",
+                                 code="bad_button", reason=str(exc))
+            return _Outcome(say=NOT_OURS)
+        items = batch.decide_digest(self.rt, click.request_id, click.version, self.person(user),
+                                    click.choice, channel="slack", nonce=nonce,
+                                    actor_label=f"slack:{user}")
+        if items is None:
+            return _Outcome(say="That digest is no longer available; decide in the inbox.")
+        return _Outcome(say=batch.summary(items), ok=any(i.ok for i in items))
+
+    async def digest_ack(self, ack: Any, body: dict[str, Any], context: Any) -> None:
+        action = (body.get("actions") or [{}])[0]
+        user = str((body.get("user") or {}).get("id") or "")
+        expected = "approve" if action.get("action_id") == render.DIGEST_APPROVE else "deny"
+        nonce = f"slack:{user}:{action.get('action_ts') or body.get('trigger_id') or ''}"
+        try:
+            outcome = await asyncio.to_thread(self._digest_sync, user,
+                                              str(action.get("value") or ""), expected, nonce)
+        except Exception:
+            log.exception("digest decision from Slack user %s failed", user)
+            outcome = _Outcome(say=TRY_AGAIN)
+        context["signoff"] = {"say": outcome.say, "modal": ""}
         await ack()
 
     async def vote_after(self, body: dict[str, Any], client: AsyncWebClient,
@@ -299,6 +333,9 @@ def build_bolt_app(rt: Runtime, client: AsyncWebClient | None = None) -> AsyncAp
     bolt.action(render.STEP_UP_APPROVE)(h.details_ack)
     bolt.action(render.STEP_UP_DENY)(h.details_ack)
     bolt.action(render.PAGE)(ack=h.page_ack, lazy=[h.page_respond])
+    bolt.action(render.DIGEST_APPROVE)(ack=h.digest_ack, lazy=[h.vote_after])
+    bolt.action(render.DIGEST_DENY)(ack=h.digest_ack, lazy=[h.vote_after])
+    bolt.action(render.DIGEST_REVIEW)(h.details_ack)
     bolt.view(render.DENY_CALLBACK)(ack=h.deny_submit, lazy=[h.deny_after])
     bolt.command(COMMAND)(h.command_ack)
     bolt.error(_on_error)

@@ -27,6 +27,8 @@ from bot.teams.render import (
     MAX_COMMENT_CHARS,
     VERB_APPROVE,
     VERB_DENY,
+    VERB_DIGEST_APPROVE,
+    VERB_DIGEST_DENY,
     VERB_REFRESH,
     Notice,
     Tone,
@@ -34,7 +36,7 @@ from bot.teams.render import (
     render_notice_card,
 )
 from bot.teams.tenants import TenantPolicy, activity_tenant
-from signoff import clicks, lifecycle
+from signoff import batch, clicks, lifecycle
 from signoff.audit import Event
 from signoff.lifecycle import check_decider
 from signoff.models import Status
@@ -47,7 +49,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ERROR_TYPE = "application/vnd.microsoft.error"
-VERB_CHOICE = {VERB_APPROVE: "approve", VERB_DENY: "deny", VERB_REFRESH: "details"}
+VERB_CHOICE = {VERB_APPROVE: "approve", VERB_DENY: "deny", VERB_REFRESH: "details",
+               VERB_DIGEST_APPROVE: "approve", VERB_DIGEST_DENY: "deny"}
+DIGEST_VERBS = (VERB_DIGEST_APPROVE, VERB_DIGEST_DENY)
 # Refusals worth telling a viewer on refresh; others (unknown account, already voted, not
 # an approver) would only be noise on every card a channel member opens.
 _EXPLAINED_ON_REFRESH = frozenset({"requester", "on_behalf_of", "agent_owner",
@@ -123,7 +127,8 @@ class CardActions:
         except clicks.ClickError:
             log.warning("Teams click with a bad Signoff signature refused")
             return card_response(render_notice_card("Button not valid", BAD_BUTTON))
-        if click.choice != VERB_CHOICE[verb]:
+        if click.choice != VERB_CHOICE[verb] or (verb in DIGEST_VERBS) != (
+                batch.parse_digest_target(click.request_id) is not None):
             return card_response(render_notice_card("Button not valid", BAD_BUTTON))
         aad = (activity.from_property.aad_object_id if activity.from_property else None) or ""
         actor = f"teams:{aad or 'unknown'}"
@@ -149,12 +154,24 @@ class CardActions:
                 "This click was already received.", Tone.BAD))
         if verb == VERB_REFRESH:
             return await self._current(click.request_id, person, None, refresh=True)
+        if verb in DIGEST_VERBS:
+            # A digest's "Approve all I may decide" / "Deny all": each listed request through
+            # submit_vote; the answer says which went through and why the others did not.
+            items = await asyncio.to_thread(
+                batch.decide_digest, self.rt, click.request_id, click.version, person,
+                click.choice, channel="teams", nonce=nonce, actor_label=actor)
+            if items is None:
+                return card_response(render_notice_card(
+                    "Not available", "That digest is no longer available; decide in the inbox."))
+            return card_response(render_notice_card(
+                "Decided" if any(i.ok for i in items) else "Nothing decided",
+                batch.summary(items)))
         comment = data.get(COMMENT_INPUT_ID)
         comment = str(comment).strip()[:MAX_COMMENT_CHARS] if comment else None
         # 5. Separation of duties and the atomic vote.
         reply = await asyncio.to_thread(
             lifecycle.submit_vote, self.rt, click.request_id, person, click.choice, comment,
-            channel="teams", nonce=nonce, actor_label=actor)
+            channel="teams", nonce=nonce, actor_label=actor, card_version=click.version)
         tone = Tone.GOOD if reply.ok else Tone.BAD
         text = reply.message if reply.ok else f"Not recorded: {reply.message}"
         return await self._current(click.request_id, person, Notice(text, tone))

@@ -42,7 +42,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from bot.teams.auth import build_authentication
 from bot.teams.conversations import ConversationBook, SavedConversation
-from bot.teams.render import CONTENT_TYPE, render_card
+from bot.teams.render import (
+    CONTENT_TYPE,
+    VERB_DIGEST_APPROVE,
+    VERB_DIGEST_DENY,
+    render_card,
+)
+from signoff import batch, clicks
+from signoff.cards import slot
 from signoff.cardview.view import CardView
 from signoff.messenger import DeliveryError, RateLimited, SendLimit
 from signoff.settings import Settings
@@ -157,6 +164,7 @@ class TeamsMessenger:
             raise ValueError("MICROSOFT_APP_ID is not set")
         self.app_id = settings.microsoft_app_id
         self.hmac_key = rt.hmac_key
+        self._public_url = settings.public_url
         self.book = ConversationBook(rt.redis, rt.keys, settings.teams_conversations)
         self.adapter = CloudAdapter(authentication or build_authentication(settings))
 
@@ -196,7 +204,7 @@ class TeamsMessenger:
                           digest_id: str) -> dict[str, Any]:
         """One card listing several requests (more than the rate allows one card each)."""
         saved = await self._resolve(destination)
-        activity = digest_activity(views)
+        activity = digest_activity(views, **self._digest_buttons(destination, digest_id))
 
         async def send(context: TurnContext) -> str:
             response = await context.send_activity(activity)
@@ -211,9 +219,17 @@ class TeamsMessenger:
                 "tenant_id": reference.conversation.tenant_id if reference.conversation
                 else None}
 
+    def _digest_buttons(self, destination: str, digest_id: str) -> dict[str, Any]:
+        """Signoff's key, the signed target and the inbox's address for a digest's buttons."""
+        base = (self._public_url or "").rstrip("/")
+        return {"key": self.hmac_key,
+                "target": batch.digest_target(slot(self.kind, destination), digest_id),
+                "inbox": f"{base}/inbox" if base.startswith(("https://", "http://")) else ""}
+
     async def update_digest(self, views: Sequence[CardView], destination: str,
                             ref: dict[str, Any], digest_id: str) -> None:
-        await self._replace(ref, digest_activity(views))
+        await self._replace(ref, digest_activity(
+            views, **self._digest_buttons(destination, digest_id)))
 
     async def tell(self, destination: str, text: str) -> None:
         saved = await self._resolve(destination)
@@ -301,13 +317,20 @@ def card_activity(card: dict[str, Any], view: CardView) -> Activity:
     return activity
 
 
-def digest_activity(views: Sequence[CardView]) -> Activity:
-    """A card listing several requests, one line each, with no buttons (decisions are made
-    on each request's own card in the inbox, or with the ``pending`` command)."""
+def digest_activity(views: Sequence[CardView], key: bytes | None = None, target: str = "",
+                    inbox: str = "") -> Activity:
+    """A card for several requests: the groups of similar ones ("14 × db.export from
+    agent:etl-bot"), one line each, and (with ``key`` and ``target``) *Approve all I may
+    decide* and *Deny all*, signed like every button and naming how many requests this
+    rendering lists (each goes through ``submit_vote``); *Review each* opens the inbox."""
     waiting = sum(1 for v in views if v.open)
+    groups = batch.group_lines([(v.action, v.requester) for v in views])
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True,
-         "text": f"{len(views)} approval requests arrived faster than one card each"}]
+         "text": groups[0] if len(groups) == 1 else
+         f"{len(views)} approval requests arrived faster than one card each"}]
+    if len(groups) > 1:
+        body.append({"type": "TextBlock", "wrap": True, "text": "; ".join(groups)[:600]})
     for v in list(views)[:DIGEST_MAX_LINES]:
         state = f"waiting · {v.progress}" if v.open else v.final_line()
         body.append({"type": "TextBlock", "wrap": True, "spacing": "Small",
@@ -317,8 +340,21 @@ def digest_activity(views: Sequence[CardView]) -> Activity:
         body.append({"type": "TextBlock", "text": f"… and {len(views) - DIGEST_MAX_LINES} more"})
     body.append({"type": "TextBlock", "isSubtle": True, "wrap": True,
                  "text": f"{waiting} still waiting: decide each in the Signoff inbox."})
-    card = {"type": "AdaptiveCard", "version": "1.5",
-            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "body": body}
+    card: dict[str, Any] = {"type": "AdaptiveCard", "version": "1.5",
+                            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                            "body": body}
+    actions: list[dict[str, Any]] = []
+    if inbox:
+        actions.append({"type": "Action.OpenUrl", "title": "Review each", "url": inbox})
+    if key is not None and target and waiting:
+        actions.append({"type": "Action.Execute", "title": "Approve all I may decide",
+                        "verb": VERB_DIGEST_APPROVE, "style": "positive",
+                        "data": clicks.sign_dict(key, target, len(views), "approve")})
+        actions.append({"type": "Action.Execute", "title": "Deny all",
+                        "verb": VERB_DIGEST_DENY, "style": "destructive",
+                        "data": clicks.sign_dict(key, target, len(views), "deny")})
+    if actions:
+        card["actions"] = actions
     activity = MessageFactory.attachment(Attachment(content_type=CONTENT_TYPE, content=card))
     activity.type = ActivityTypes.message
     activity.summary = f"{len(views)} approval requests ({waiting} waiting)"

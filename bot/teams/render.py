@@ -49,6 +49,8 @@ COMMENT_INPUT_ID = "comment"
 VERB_APPROVE = "approve"
 VERB_DENY = "deny"
 VERB_REFRESH = "refresh"
+VERB_DIGEST_APPROVE = "digest_approve"  # "Approve all I may decide" on a digest card
+VERB_DIGEST_DENY = "digest_deny"
 
 REFRESH_HINT = (
     "Approvers see Approve and Deny on this card. If you should and do not, "
