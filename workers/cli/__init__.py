@@ -15,6 +15,7 @@ import click
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from signoff.redis_conn import RedisUnavailable
 from signoff.settings import ConfigurationError, describe_errors, describe_settings_error
 
 # Top-level modules of the `server` extra: a command that needs one, run from the agent-only
@@ -119,6 +120,9 @@ class LazyGroup(click.Group):
             _refuse(exc.problems)
         except SettingsError as exc:
             _refuse(describe_settings_error(exc))
+        except RedisUnavailable as exc:
+            # Only the embedded Redis is started here (REDIS_URL unset): say why it is not.
+            _refuse([f"REDIS_URL: not set, and the embedded Redis cannot start: {exc}"])
         except ModuleNotFoundError as exc:
             top = (exc.name or "").split(".")[0]
             if top not in SERVER_MODULES:
