@@ -174,6 +174,13 @@ class SlackMessenger:
         self._client.session = session
         self._post_client.session = session
 
+    async def unbind_loop(self) -> None:
+        """Close the session :meth:`bind_loop` opened (the loop is ending)."""
+        session = self._client.session
+        self._client.session = self._post_client.session = None
+        if session is not None:
+            await session.close()
+
     # --- Messenger ------------------------------------------------------------------------
     async def post(self, view: CardView, destination: str) -> dict[str, Any]:
         """Post the card; returns ``{"channel": id, "ts": ts}`` for updates."""
@@ -446,7 +453,8 @@ def digest_content(views: Sequence[CardView], now: float, key: bytes | None = No
                      "confirm": {"type": "plain_text", "text": "Deny all"},
                      "deny": {"type": "plain_text", "text": "Cancel"}}))
     if buttons:
-        blocks.append({"type": "actions", "elements": buttons})
+        blocks.append({"type": "actions", "block_id": "signoff_digest_actions",
+                       "elements": buttons})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
         f"{waiting} still waiting. Decide each in the Signoff inbox or with `/signoff pending`.")}]})
     return {"text": render.clip_escaped(f"{head}: {waiting} waiting", render.FALLBACK_TEXT),
