@@ -466,9 +466,27 @@ class DeliveryLoop:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking work (what is queued stays in the ledger for the next worker)."""
         self._stopping = True
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            done = asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
+            try:
+                done.result(timeout)
+            except Exception as exc:  # stopping anyway
+                log.warning("delivery loop shutdown: %r", exc)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout)
+
+    async def _shutdown(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for messenger in self.delivery.messengers.values():
+            unbind = getattr(messenger, "unbind_loop", None)
+            if unbind is not None:
+                await unbind()
 
     def kick(self, names: Iterable[str]) -> None:
         """Drain these destinations now (from any thread)."""
