@@ -55,6 +55,10 @@ STEP_UP_APPROVE = "signoff_step_up_approve"  # link buttons to the inbox's step-
 STEP_UP_DENY = "signoff_step_up_deny"
 DENY = "signoff_deny"
 DETAILS = "signoff_details"
+EDIT = "signoff_edit"  # "Edit…": a modal with the rule's editable params
+EDIT_CALLBACK = "signoff_edit_modal"
+EDIT_BLOCK = "signoff_edit_"  # + the param's name
+EDIT_INPUT = "value"
 DIGEST_APPROVE = "signoff_digest_approve"  # "Approve all I may decide" on a digest
 DIGEST_DENY = "signoff_digest_deny"
 DIGEST_REVIEW = "signoff_digest_review"  # a link to the inbox
@@ -293,6 +297,9 @@ def _actions(view: CardView, hmac_key: bytes) -> dict[str, Any]:
                                style="primary", confirm=_confirm_approve(view)))
         elements.append(button("Deny", DENY, clicks.sign(hmac_key, rid, ver, "deny"),
                                style="danger"))
+        if view.editable:
+            # Opens a modal with the rule's editable params (signoff.edits).
+            elements.append(button("Edit…", EDIT, clicks.sign(hmac_key, rid, ver, "approve")))
     elements.append(button("View details", DETAILS, clicks.sign(hmac_key, rid, ver, "details")))
     return {"type": "actions", "block_id": _block_id("actions", view),
             "elements": elements[:ACTIONS_ELEMENTS]}
@@ -477,6 +484,41 @@ def deny_modal(view: CardView, signed_value: str, channel_id: str | None) -> dic
                          "placeholder": plain("The agent and the requester will see this.",
                                               150)}},
         ],
+    }
+
+
+def edit_modal(view: CardView, signed_value: str, channel_id: str | None) -> dict[str, Any]:
+    """The modal that edits a request's editable params (each within its bounds, shown) and
+    approves the edited version. ``private_metadata`` carries the signed button value
+    (re-verified on submission, and its card version: a card drawn before someone else's
+    edit is refused) and the channel."""
+    meta = json.dumps({"v": signed_value, "c": channel_id or ""}, separators=(",", ":"))
+    if len(meta) > PRIVATE_METADATA:
+        raise ValueError("private_metadata would exceed Slack's limit")
+    params = view.params if isinstance(view.params, dict) else {}
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": mrkdwn(
+            f"*{clip_escaped(view.action, 200)}* on {clip_escaped(view.resource, 800)}\n"
+            f"request {_code(clip(view.request_id, 200))} · approvals given before an edit "
+            "no longer count")}]
+    for name, bounds in list(view.editable.items())[:20]:
+        current = params.get(name)
+        element: dict[str, Any] = {"type": "plain_text_input", "action_id": EDIT_INPUT,
+                                   "max_length": 2000}
+        if current is not None:
+            element["initial_value"] = clip(current if isinstance(current, str)
+                                            else json.dumps(current), 2000)
+        blocks.append({"type": "input", "block_id": clip(EDIT_BLOCK + name, 255, suffix=""),
+                       "label": plain(name, INPUT_LABEL), "element": element,
+                       "hint": plain("allowed: " + json.dumps(bounds, sort_keys=True), 150)})
+    return {
+        "type": "modal",
+        "callback_id": EDIT_CALLBACK,
+        "private_metadata": meta,
+        "title": plain("Edit, then approve", MODAL_TITLE),
+        "submit": plain("Approve edited", MODAL_BUTTON),
+        "close": plain("Cancel", MODAL_BUTTON),
+        "blocks": blocks,
     }
 
 

@@ -44,8 +44,9 @@ from bot import commands
 from bot.appkeys import RT
 from bot.slack import render
 from bot.slack.messenger import client_for
-from signoff import batch, clicks, lifecycle
+from signoff import batch, clicks, edits, lifecycle
 from signoff.audit import Event
+from signoff.models import Status
 
 if TYPE_CHECKING:
     from policy import Person
@@ -125,6 +126,76 @@ class SlackHandlers:
             log.exception("vote from Slack user %s failed", user)
             outcome = _Outcome(say=TRY_AGAIN)
         context["signoff"] = {"say": outcome.say, "modal": outcome.modal}
+        await ack()
+
+    async def edit_open(self, body: dict[str, Any], client: AsyncWebClient,
+                        respond: Any) -> None:
+        """"Edit…": the modal with the rule's editable params (for people who may decide)."""
+        action = (body.get("actions") or [{}])[0]
+        user = str((body.get("user") or {}).get("id") or "")
+        value = str(action.get("value") or "")
+
+        def load() -> tuple[str, dict[str, Any] | None]:
+            try:
+                click = clicks.verify(self.key, value)
+            except clicks.ClickError:
+                return NOT_OURS, None
+            record = self.rt.store.get(click.request_id)
+            if record is None or record.status is not Status.PENDING:
+                return "This request is no longer waiting for a decision.", None
+            view = commands.view_for(record, self.person(user))
+            if not view.editable:
+                return "This request has nothing an approver may edit.", None
+            return "", render.edit_modal(view, value, _channel_of(body))
+
+        say, modal = await asyncio.to_thread(load)
+        if modal is not None:
+            await _slack(client.views_open(trigger_id=body.get("trigger_id"), view=modal))
+        elif say:
+            await _tell_clicker(body, client, respond, say)
+
+    def _edit_sync(self, user: str, value: str, changes: dict[str, str], nonce: str
+                   ) -> _Outcome:
+        try:
+            click = clicks.verify(self.key, value)
+            if click.choice != "approve":
+                raise clicks.ClickError("not an edit button")
+        except clicks.ClickError as exc:
+            self.rt.audit.append(Event.CLICK_REFUSED, "", f"slack:{user}", channel="slack",
+                                 code="bad_button", reason=str(exc))
+            return _Outcome(say=NOT_OURS)
+        reply = edits.submit_edit(self.rt, click.request_id, self.person(user), changes,
+                                  channel="slack", nonce=nonce, actor_label=f"slack:{user}",
+                                  card_version=click.version)
+        return _Outcome(say=reply.message, ok=reply.ok)
+
+    async def edit_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any],
+                          context: Any) -> None:
+        """The edit modal: re-verify the signed value, edit within the bounds and approve, or
+        show why not in the modal."""
+        user = str((body.get("user") or {}).get("id") or "")
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+        except json.JSONDecodeError:
+            meta = {}
+        values = ((view.get("state") or {}).get("values") or {})
+        changes = {block[len(render.EDIT_BLOCK):]: str((inputs.get(render.EDIT_INPUT) or {}
+                                                        ).get("value") or "")
+                   for block, inputs in values.items()
+                   if block.startswith(render.EDIT_BLOCK) and isinstance(inputs, dict)}
+        nonce = f"slack:{user}:view:{view.get('id') or body.get('trigger_id') or ''}"
+        try:
+            outcome = await asyncio.to_thread(self._edit_sync, user, str(meta.get("v") or ""),
+                                              changes, nonce)
+        except Exception:
+            log.exception("edit from Slack user %s failed", user)
+            outcome = _Outcome(say=TRY_AGAIN)
+        if not outcome.ok:
+            first = next(iter(values), None)
+            await ack(response_action="errors",
+                      errors={first or render.EDIT_BLOCK: outcome.say[:150]})
+            return
+        context["signoff"] = {"say": outcome.say, "channel": str(meta.get("c") or "")}
         await ack()
 
     def _digest_sync(self, user: str, value: str, expected: str, nonce: str) -> _Outcome:
@@ -333,6 +404,8 @@ def build_bolt_app(rt: Runtime, client: AsyncWebClient | None = None) -> AsyncAp
     bolt.action(render.STEP_UP_APPROVE)(h.details_ack)
     bolt.action(render.STEP_UP_DENY)(h.details_ack)
     bolt.action(render.PAGE)(ack=h.page_ack, lazy=[h.page_respond])
+    bolt.action(render.EDIT)(ack=h.details_ack, lazy=[h.edit_open])
+    bolt.view(render.EDIT_CALLBACK)(ack=h.edit_submit, lazy=[h.deny_after])
     bolt.action(render.DIGEST_APPROVE)(ack=h.digest_ack, lazy=[h.vote_after])
     bolt.action(render.DIGEST_DENY)(ack=h.digest_ack, lazy=[h.vote_after])
     bolt.action(render.DIGEST_REVIEW)(h.details_ack)

@@ -8,6 +8,7 @@ cannot approve the edited request."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,46 @@ def test_a_card_drawn_before_an_edit_cannot_approve_the_edited_request(
                  what="the answer")
     assert "edited after you saw it" in said[-1]
     assert list(srt.store.get("ed-1").votes) == ["alice@example.com"]  # type: ignore[union-attr]
+
+
+def edit_submission(user: str, modal: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """A view_submission of the edit modal with ``values`` typed in."""
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0SIGNOFF", "domain": "signoff-test"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0SIGNOFF"},
+        "api_app_id": "A0SIGNOFF", "token": "legacy-verification-token",
+        "trigger_id": f"{time.time():.6f}.1.trigger",
+        "view": {**modal, "id": f"V0EDIT{time.time_ns()}", "team_id": "T0SIGNOFF",
+                 "hash": "1.abc", "app_id": "A0SIGNOFF", "bot_id": "B0SIGNBOT",
+                 "state": {"values": {render.EDIT_BLOCK + k: {render.EDIT_INPUT: {
+                     "type": "plain_text_input", "value": v}} for k, v in values.items()}}},
+        "response_urls": [],
+    }
+
+
+def test_edit_in_the_slack_modal_within_bounds(
+        srt: Runtime, fake_slack: FakeSlack, web: SlackClient) -> None:
+    submit(srt, export("sm-1", params={"rows": 50000, "format": "csv"}))
+    card = until(lambda: fake_slack.cards("sm-1"), what="the card")[0]
+    status, _ = click(web, fake_slack, "U0ALICE", card, render.EDIT)
+    assert status == 200
+    modal = until(lambda: fake_slack.views(), what="the edit modal")[-1]
+    assert modal["callback_id"] == render.EDIT_CALLBACK
+    labels = [b["label"]["text"] for b in modal["blocks"] if b["type"] == "input"]
+    assert labels == ["rows"]
+    # Outside the bounds: the modal shows why; nothing changes.
+    status, body = web.interact(edit_submission("U0ALICE", modal, {"rows": "20000"}))
+    assert status == 200 and "maximum of 10000" in json.loads(body)["errors"][
+        render.EDIT_BLOCK + "rows"]
+    assert srt.store.get("sm-1").get("original_payload_sha256") is None  # type: ignore[union-attr]
+    # Someone who may not decide it (Dave is no DBA) cannot edit it either.
+    status, body = web.interact(edit_submission("U0DAVE", modal, {"rows": "10"}))
+    assert status == 200 and "errors" in json.loads(body)
+    status, body = web.interact(edit_submission("U0ALICE", modal, {"rows": "9000"}))
+    assert status == 200 and body == ""
+    record = srt.store.get("sm-1")
+    assert record is not None and list(record.votes) == ["alice@example.com"]
+    assert record.json("edits")[0]["changes"] == [{"param": "rows", "from": "50000",
+                                                   "to": "9000"}]
+    assert record.json("edits")[0]["channel"] == "slack"
