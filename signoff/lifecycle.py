@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,12 +19,22 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 from pydantic import ValidationError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
 
+from policy import Allowed, Evaluation, Outcome, Refused, can_decide, quorum_met
+from policy.durations import format_duration
 from policy.identity import canonical_agent, canonical_environment, same_agent, same_person
+from policy.separation import RefusalCode
 from signoff import crypto, job_names, limits, merging, stepup, tracing
 from signoff.audit import Event
+from signoff.delegation import Delegations
+from signoff.grants import GrantIssuer
 from signoff.job_names import JobName
 from signoff.keys import agent_requester, scoped_id, split_id
+from signoff.masking.display import reveals, shown_fields, shown_text
 from signoff.models import (
     ID_PATTERN,
     AgentRequest,
@@ -33,13 +44,12 @@ from signoff.models import (
     Vote,
     canonical_json,
 )
+from signoff.standing import Scope, StandingApprovals
 from signoff.store import Change, Record, VoteOutcome, VoteResult
 
 if TYPE_CHECKING:
-    from policy import Allowed, Person, Refused
+    from policy import Person
     from signoff.runtime import Runtime
-
-import re
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +264,6 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
             "only)"))]
         req = None
     if req is not None:
-        from signoff.masking.display import reveals
-
         found = reveals(rt.masker, req.id)
         if found:
             # The id is shown as it is on every card, page and audit entry (it is the
@@ -426,8 +434,6 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
     if requirement.step_up:  # chat cards link to the inbox's step-up page
         fields["step_up_url"] = stepup.step_up_url(rt.settings.public_url, request_id)
 
-    from policy import Outcome
-
     if evaluation.outcome in (Outcome.AUTO_APPROVE, Outcome.AUTO_DENY):
         rt.store.set_fields(request_id, {**fields, "auto": "1"})
         to = Status.APPROVED if evaluation.outcome is Outcome.AUTO_APPROVE else Status.DENIED
@@ -486,9 +492,6 @@ def _standing_cover(rt: Runtime, request_id: str, req: AgentRequest, evaluation:
     agent, action, resource, on-behalf-of person, environment, context and rule; params
     identical or within the bounds, :mod:`signoff.standing`) and the people behind it may
     still decide it and still make its quorum. True when it did."""
-    from policy import Allowed, can_decide, quorum_met
-    from signoff.standing import Scope, StandingApprovals
-
     standing = StandingApprovals(rt.redis, rt.keys)
     directory = rt.policy.directory
     st, misses = standing.match(Scope.of(evaluation.rule_id, req, directory), req.params, now)
@@ -530,9 +533,6 @@ def create_standing(rt: Runtime, record: Record) -> str | None:
     """After an approval: create the standing approval the votes asked for, once. Only when
     every approving vote chose a window (the quorum approved *for a while*); the smallest
     window wins, never beyond the rule's ``standing.max``. Returns its id, or None."""
-    from policy import Evaluation
-    from signoff.standing import Scope, StandingApprovals
-
     votes = record.approvers
     if record.status is not Status.APPROVED or not votes or any(
             not v.standing for v in votes):
@@ -597,8 +597,6 @@ def shown(rt: Runtime, req: AgentRequest, who: CanonicalIdentity | None = None,
     masked by the engine (:func:`signoff.masking.display.shown_fields`), except a requester
     that is a registered agent (it came from the agent's own stream) or an agent the
     directory knows, and an ``on_behalf_of`` the directory knows: those are closed sets."""
-    from signoff.masking.display import shown_fields
-
     who = who or canonical_identity(rt, req)
     trusted = []
     if agent or rt.policy.directory.agent(who.requester) is not None:
@@ -684,9 +682,6 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
     ``standing.max``, :mod:`signoff.standing`). ``seen_sha256`` / ``card_version``: the payload
     hash or the card version the voter saw; a vote on a version an edit replaced is refused.
     """
-    from policy import Evaluation, Refused
-    from policy.separation import RefusalCode
-
     if choice not in ("approve", "deny"):
         return VoteReply(False, "Choose approve or deny.", "bad_choice")
     record = rt.store.get(request_id)
@@ -703,8 +698,6 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
         return VoteReply(False, STALE_TEXT, VoteResult.STALE.value, record=record)
     delegate: Person | None = None
     if for_person:
-        from signoff.delegation import Delegations
-
         principal = rt.policy.directory.person(for_person)
         if person is None or principal is None or Delegations(rt.redis, rt.keys).active_from_to(
                 principal.id, person.id) is None:
@@ -748,8 +741,6 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
             return VoteReply(False, "This rule does not allow standing approvals.",
                              "bad_standing", record=record)
         if not 60 <= standing <= limit:
-            from policy.durations import format_duration
-
             return VoteReply(False, "A standing approval for this rule lasts between 1 minute "
                              f"and {format_duration(limit)}.", "bad_standing", record=record)
     if choice == "deny" and evaluation.requirement.require_deny_comment and not (
@@ -808,8 +799,6 @@ def extend_deadline(rt: Runtime, request_id: str, person: Person | None, seconds
                     channel: str = "api") -> VoteReply:
     """Move a pending request's deadline later, where its rule allows (``extend: {max}``, in
     total), by someone who may decide it. The timeout is re-scheduled at the new deadline."""
-    from policy import Evaluation, Refused
-
     record = rt.store.get(request_id)
     if record is None:
         return VoteReply(False, f"There is no request {request_id}.", "not_found")
@@ -830,8 +819,6 @@ def extend_deadline(rt: Runtime, request_id: str, person: Person | None, seconds
         return VoteReply(False, "Extend by at least a minute.", "bad_extension", record=record)
     result, deadline = rt.store.extend(request_id, seconds, allowance)
     if result == "over":
-        from policy.durations import format_duration
-
         left = allowance - int(record.number("extended"))
         return VoteReply(False, f"This rule allows {format_duration(allowance)} of extensions "
                          f"in total; {format_duration(max(left, 0))} left.", "over",
@@ -851,8 +838,6 @@ def step_up_options(rt: Runtime, request_id: str, person: Person | None, choice:
                     ) -> tuple[str, int] | stepup.Refusal:
     """WebAuthn options for ``person`` to prove a ``choice`` on a step-up request (only for
     someone who may decide it now), bound as :func:`stepup.begin` describes."""
-    from policy import Evaluation, Refused
-
     record = rt.store.get(request_id)
     if record is None:
         return stepup.Refusal(stepup.Code.NOT_FOUND, f"There is no request {request_id}.")
@@ -872,8 +857,6 @@ def check_decider(record: Record, person: Person | None, directory: Any,
                   evaluation: Any = None) -> Allowed | Refused:
     """The separation-of-duties answer for ``person`` on a stored pending request: the one
     check every channel shows and every vote gets (``policy.can_decide`` on the record)."""
-    from policy import Evaluation, can_decide
-
     if evaluation is None:
         evaluation = Evaluation.from_dict(record.json("evaluation"))
     return can_decide(record.identity_request(), evaluation, person,
@@ -949,8 +932,6 @@ def escalate(rt: Runtime, request_id: str, index: int, now: float | None = None
         (``escalated`` with the policy's step, or ``done`` / ``closed`` / ``late`` /
         ``no_step`` with None). The job pages the step's groups.
     """
-    from policy import Evaluation
-
     now = time.time() if now is None else now
     record = rt.store.get(request_id, with_votes=False)
     if record is None or record.status is not Status.PENDING:
@@ -979,13 +960,6 @@ def followup_job_ids(request_id: str, requirement: Any) -> list[str]:
 def unschedule(rt: Runtime, record: Record) -> int:
     """Drop a closed request's timers from the rq scheduler (they would only run as no-ops,
     each costing a job slot). Returns how many were removed."""
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
-    from rq.registry import ScheduledJobRegistry
-    from rq.serializers import JSONSerializer
-
-    from policy import Evaluation
-
     raw = record.json("evaluation")
     if not raw:
         return 0
@@ -1035,7 +1009,6 @@ def cancel(rt: Runtime, request_id: str, by: str, reason: str = "", *,
         rt.audit.append(Event.CANCEL_REFUSED, request_id, by,
                         reason="only the requesting agent or the person it acts for may cancel")
         return Cancel.FORBIDDEN
-    from signoff.masking.display import shown_text
 
     # The reason is the agent's text: cards and the inbox show it, so it is masked first.
     result, _ = rt.store.close(request_id, Status.CANCELLED,
@@ -1240,8 +1213,6 @@ def complete_audit(rt: Runtime, record: Record) -> int:
 
 def issue_grant(rt: Runtime, record: Record) -> str:
     """Mint the grant for an approved request once; a retried finalize reuses it."""
-    from signoff.grants import GrantIssuer
-
     req = original(rt, record)
     issuer = GrantIssuer(rt)
     token, claims = issuer.mint(record, req)
@@ -1262,8 +1233,6 @@ def record_grant(rt: Runtime, request_id: str, token: str,
     Returns:
         Whether it was recorded now.
     """
-    from signoff.grants import GrantIssuer
-
     if claims is None:
         claims = jwt.decode(token, options={"verify_signature": False})
     if check and any(e.event == Event.GRANT_ISSUED.value and e.details.get("jti") == claims["jti"]
