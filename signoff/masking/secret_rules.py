@@ -220,9 +220,9 @@ def find_cli_flags(text: str) -> Iterator[tuple[int, int, float, str]]:
     lower = text.lower()
     for m in CLI_FLAG_RE.finditer(text):
         name = m.group("name")
-        if m.group("dash") == "-" and len(name) > 1 and m.group("op") != "=":
-            continue  # "-abc value": bundled short options, not a name
         entity = classify_key(name)
+        if m.group("dash") == "-" and len(name) > 1 and m.group("op") != "=" and entity != "SECRET":
+            continue  # "-abc value": bundled short options (a Go/Java/openssl "-password x" is not)
         if entity is None or entity == "ADDRESS" or (key_words(name)[-1:] and key_words(name)[-1] in _FLAG_NOT_VALUE):
             continue
         for g in ("dq", "sq", "raw"):
@@ -288,6 +288,10 @@ XML_NAME_VALUE_RE = re.compile(
 )
 
 
+XML_OPEN_RE = re.compile(r"<(?P<tag>(?:[\w.-]+:)?(?P<name>[A-Za-z_][\w.-]{0,80}))(?:\s[^<>]{0,500})?>")
+XML_TEXT_NODE_RE = re.compile(r">(?P<text>[^<>]*[^<>\s][^<>]*)<")
+
+
 def find_markup(text: str) -> Iterator[tuple[int, int, float, str]]:
     """``<password>…</password>``, ``<ns:ApiKey><![CDATA[…]]></ns:ApiKey>``,
     ``<property name="db.password" value="…"/>``, ``<add key="ClientSecret" value="…"/>``."""
@@ -307,6 +311,22 @@ def find_markup(text: str) -> Iterator[tuple[int, int, float, str]]:
             continue
         lead = len(value) - len(value.lstrip())
         yield (m.start(g) + lead, m.start(g) + len(value.rstrip()), 0.9 if entity == "SECRET" else 0.8, entity)
+    if text.count("<") >= 4:
+        # <credentials><value>…</value></credentials>: every text node inside a credential
+        # element, however deep.
+        for m in XML_OPEN_RE.finditer(text):
+            if classify_key(m.group("name").rsplit(".", 1)[-1]) != "SECRET":
+                continue
+            close = text.find(f"</{m.group('tag')}", m.end(), m.end() + 8000)
+            if close < 0 or "<" not in text[m.end() : close]:
+                continue  # no close tag near, or a flat element (handled above)
+            base = m.end()
+            for node in XML_TEXT_NODE_RE.finditer(text, base - 1, close + 1):
+                value = node.group("text")
+                lead = len(value) - len(value.lstrip())
+                start, end = node.start("text") + lead, node.end("text") - (len(value) - len(value.rstrip()))
+                if end > start and not _PLACEHOLDER.match(text[start:end]):
+                    yield (start, end, 0.85, "SECRET")
     for m in XML_NAME_VALUE_RE.finditer(text):
         entity = classify_key(m.group("name").rsplit(".", 1)[-1])
         if entity is None or entity == "ADDRESS":

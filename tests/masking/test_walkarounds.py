@@ -106,6 +106,8 @@ COMMANDS = [
     f"docker login -u bot --password {PASSWORD} registry.example.com",
     f"PGPASSWORD={PASSWORD} pg_dump -h db shop",
     f"curl -u admin:{PASSWORD} https://api.internal/v1",
+    f"./server -password {PASSWORD} -port 8080",
+    f"az login -u bot@example.com --password {PASSWORD}",
 ]
 
 
@@ -133,6 +135,7 @@ MARKUP = [
     f'<property name="db.password" value="{PASSWORD}"/>',
     f'<add key="ClientSecret" value="{PASSWORD}" />',
     f"<soap:Header><wsse:Password Type=\"PasswordText\">{PASSWORD}</wsse:Password></soap:Header>",
+    f"<credentials>\n  <user>svc</user>\n  <value>{PASSWORD}</value>\n</credentials>",
 ]
 QUERIES = [
     f"https://api.example.com/v1/cb?access_token={PASSWORD}&state=ok",
