@@ -24,11 +24,13 @@ from bot.commands import view_for
 from bot.teams.render import (
     COMMENT_INPUT_ID,
     CONTENT_TYPE,
+    EDIT_INPUT_PREFIX,
     MAX_COMMENT_CHARS,
     VERB_APPROVE,
     VERB_DENY,
     VERB_DIGEST_APPROVE,
     VERB_DIGEST_DENY,
+    VERB_EDIT,
     VERB_REFRESH,
     Notice,
     Tone,
@@ -36,7 +38,7 @@ from bot.teams.render import (
     render_notice_card,
 )
 from bot.teams.tenants import TenantPolicy, activity_tenant
-from signoff import batch, clicks, lifecycle
+from signoff import batch, clicks, edits, lifecycle
 from signoff.audit import Event
 from signoff.lifecycle import check_decider
 from signoff.models import Status
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 ERROR_TYPE = "application/vnd.microsoft.error"
 VERB_CHOICE = {VERB_APPROVE: "approve", VERB_DENY: "deny", VERB_REFRESH: "details",
+               VERB_EDIT: "approve",
                VERB_DIGEST_APPROVE: "approve", VERB_DIGEST_DENY: "deny"}
 DIGEST_VERBS = (VERB_DIGEST_APPROVE, VERB_DIGEST_DENY)
 # Refusals worth telling a viewer on refresh; others (unknown account, already voted, not
@@ -168,6 +171,22 @@ class CardActions:
                 batch.summary(items)))
         comment = data.get(COMMENT_INPUT_ID)
         comment = str(comment).strip()[:MAX_COMMENT_CHARS] if comment else None
+        if verb == VERB_EDIT:
+            # Edit and approve: the card's Input.Text fields, within the rule's bounds.
+            changes = {k[len(EDIT_INPUT_PREFIX):]: str(v)[:2000] for k, v in data.items()
+                       if isinstance(k, str) and k.startswith(EDIT_INPUT_PREFIX)
+                       and len(k) > len(EDIT_INPUT_PREFIX) and v is not None}
+            shown = await asyncio.to_thread(self.rt.store.get, click.request_id)
+            view_params = view_for(shown, person).params if shown is not None else {}
+            wanted = {k: v for k, v in changes.items() if not isinstance(view_params, dict)
+                      or str(view_params.get(k)) != v.strip()}
+            reply = await asyncio.to_thread(
+                edits.submit_edit, self.rt, click.request_id, person, wanted or changes,
+                channel="teams", comment=comment, nonce=nonce, actor_label=actor,
+                card_version=click.version)
+            tone = Tone.GOOD if reply.ok else Tone.BAD
+            text = reply.message if reply.ok else f"Not recorded: {reply.message}"
+            return await self._current(click.request_id, person, Notice(text, tone))
         # 5. Separation of duties and the atomic vote.
         reply = await asyncio.to_thread(
             lifecycle.submit_vote, self.rt, click.request_id, person, click.choice, comment,

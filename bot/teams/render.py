@@ -49,6 +49,8 @@ COMMENT_INPUT_ID = "comment"
 VERB_APPROVE = "approve"
 VERB_DENY = "deny"
 VERB_REFRESH = "refresh"
+VERB_EDIT = "edit"  # edit the editable params (Input.Text edit.<name>) and approve
+EDIT_INPUT_PREFIX = "edit."
 VERB_DIGEST_APPROVE = "digest_approve"  # "Approve all I may decide" on a digest card
 VERB_DIGEST_DENY = "digest_deny"
 
@@ -252,6 +254,8 @@ def _card(view: CardView, key: bytes, can: bool | None, notice: Notice | None, n
         if can is True:
             if not view.step_up:
                 body.append(_comment_input(view))
+                if view.editable:
+                    body.extend(_edit_inputs(view))
             actions = _vote_actions(view, key) + actions
         elif can is None:
             body.append(_text(REFRESH_HINT, isSubtle=True, size="Small"))
@@ -411,6 +415,22 @@ STEP_UP_TEXT_NO_LINK = ("🔐 This request needs a passkey: a click in Teams is 
                         "your passkey.")
 
 
+def _edit_inputs(view: CardView) -> list[dict[str, Any]]:
+    """An ``Input.Text`` per editable param (``edit.<name>``), its bounds in the label; sent
+    with *Edit and approve* (signoff.edits checks them)."""
+    params = view.params if isinstance(view.params, dict) else {}
+    out: list[dict[str, Any]] = []
+    for name, bounds in list(view.editable.items())[:10]:
+        current = params.get(name)
+        out.append({"type": "Input.Text", "id": EDIT_INPUT_PREFIX + name,
+                    "label": clip(f"{name} (allowed: {json.dumps(bounds, sort_keys=True)})",
+                                  200),
+                    "value": "" if current is None else clip(
+                        current if isinstance(current, str) else json.dumps(current), 2000),
+                    "maxLength": 2000})
+    return out
+
+
 def _vote_actions(view: CardView, key: bytes) -> list[dict[str, Any]]:
     rid, version = view.request_id, view.version
     if view.step_up:  # a passkey proves who votes: the buttons open the inbox's step-up page
@@ -425,7 +445,9 @@ def _vote_actions(view: CardView, key: bytes) -> list[dict[str, Any]]:
         {"type": "Action.Execute", "title": "Deny", "verb": VERB_DENY,
          "style": "destructive", "associatedInputs": "Auto",
          "data": clicks.sign_dict(key, rid, version, "deny")},
-    ]
+    ] + ([{"type": "Action.Execute", "title": "Edit and approve", "verb": VERB_EDIT,
+           "associatedInputs": "Auto",
+           "data": clicks.sign_dict(key, rid, version, "approve")}] if view.editable else [])
 
 
 def _minimal_card(view: CardView, key: bytes, can: bool | None, now: float

@@ -88,4 +88,4 @@ def tokens(rt: Runtime) -> dict[str, dict[str, str]]:
     return out
 
 
-__all__ = ["change_policy", "export", "make_pending", "pending", "reply", "events", "run_intake", "run_jobs"]
+__all__ = ["change_policy", "events", "export", "make_pending", "pending", "reply", "run_intake", "run_jobs"]

@@ -78,7 +78,7 @@ async def test_delegate_decides_for_alice_and_sod_applies_to_both(
             assert resp.status == 403 and (await resp.json())["code"] == "no_delegation"
     decision = reply(rt, "g-1")
     assert decision["status"] == "approved"
-    vote = [e for e in events(rt, "g-1", "vote") if e.actor == "alice@example.com"][0]
+    vote = next(e for e in events(rt, "g-1", "vote") if e.actor == "alice@example.com")
     assert vote.details["delegate"] == "dave@example.com"
     assert vote.details["for_person"] == "alice@example.com"
     assert [e.details["to_person"] for e in rt.audit.entries()
