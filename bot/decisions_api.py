@@ -125,7 +125,7 @@ async def extend(request: web.Request) -> web.Response:
     if error is not None or who is None:
         return error or problem(401, "Unauthorized")
     try:
-        seconds = parse_duration(data.get("by"))
+        seconds = parse_duration(data.get("by", ""))
     except (TypeError, ValueError):
         return problem(400, "Bad Request", "by must be a duration such as 30m or 1h")
     rid = request.match_info["rid"]
@@ -183,7 +183,7 @@ async def create_delegation(request: web.Request) -> web.Response:
     if error is not None or who is None:
         return error or problem(401, "Unauthorized")
     try:
-        seconds = parse_duration(data.get("for") or data.get("duration"))
+        seconds = parse_duration(data.get("for") or data.get("duration") or "")
     except (TypeError, ValueError):
         return problem(400, "Bad Request", "for must be a duration such as 8h or 3d")
     if not isinstance(data.get("to"), str):
