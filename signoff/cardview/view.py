@@ -176,7 +176,9 @@ def build_view(record: Record, *, partial: bool = False) -> CardView:
     evaluation = record.json("evaluation", {}) or {}
     requirement = evaluation.get("requirement", {}) if isinstance(evaluation, dict) else {}
     votes = tuple(
-        VoteLine(safe_name(v.person), v.choice, v.at,
+        # A delegate's vote names both: "dave@example.com for alice@example.com".
+        VoteLine(safe_name(v.person) if not v.by else
+                 f"{safe_name(v.by)} for {safe_name(v.person)}", v.choice, v.at,
                  safe_text(v.comment) if v.comment else v.comment, v.channel)
         for v in sorted(record.votes.values(), key=lambda v: v.at)
     )

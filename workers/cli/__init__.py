@@ -79,6 +79,8 @@ HELP = {
     "mcp": "Serve an MCP approval gateway in front of MCP servers (stdio or HTTP).",
     "secrets": "Print a fresh set of Signoff's secrets as a .env block.",
     "passkeys": "List and revoke people's passkeys (step-up approvals).",
+    "standing": "List and revoke standing approvals (the same request approved for a while).",
+    "delegation": "Delegate a person's approvals to another for a while; list and revoke.",
 }
 
 
