@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from policy import Allowed
 from signoff.cardview.view import CardView, build_view
 from signoff.lifecycle import check_decider
 from signoff.models import RECORD_ID_PATTERN, Status
@@ -164,8 +165,6 @@ def view_for(record: Record, person: Person | None) -> CardView:
 
 def may_decide(rt: Runtime, record: Record, person: Person) -> bool:
     """Whether ``person`` may vote on ``record`` now (the same check a click gets)."""
-    from policy import Allowed
-
     if record.status is not Status.PENDING or not record.get("evaluation"):
         return False
     return isinstance(check_decider(record, person, rt.policy.directory), Allowed)

@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import redis
 
 from policy.identity import canonical_agent
+from signoff.grant_check import _use_script
 from signoff.keys import AGENT_NAME_RE, AgentKeys, Keys, agent_requester
 from signoff.tokens import TokenKind, TokenStore
 
@@ -296,8 +297,6 @@ def sync_public_keys(r: redis.Redis, keys: Keys, name: str, need: str = "") -> b
 
 def load_scripts(r: redis.Redis) -> str:
     """Load the grant-use script into Redis (agents may EVALSHA it, never load one)."""
-    from signoff.grant_check import _use_script
-
     return str(r.script_load(_use_script()))
 
 

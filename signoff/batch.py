@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from policy import Evaluation
 from signoff import lifecycle
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ def submit_many(rt: Runtime, request_ids: list[str], person: Person | None, choi
     """Vote ``choice`` on each of ``request_ids`` (at most :data:`MAX_BATCH`, duplicates
     once), each through ``submit_vote``. ``nonce`` (when given) makes a replayed batch
     change nothing: each request's vote carries ``{nonce}:{id}``."""
-    from policy import Evaluation
-
     out: list[BatchItem] = []
     seen: set[str] = set()
     for rid in request_ids[:MAX_BATCH]:

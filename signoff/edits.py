@@ -21,9 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 
-from signoff import crypto
+from policy import Evaluation, Refused
+from signoff import crypto, lifecycle
 from signoff.audit import Event
+from signoff.delegation import Delegations
 from signoff.lifecycle import CLOSED_TEXT, STALE_TEXT, VoteReply, check_decider, original
+from signoff.masking.display import shown_text
 from signoff.models import Status, canonical_json
 
 if TYPE_CHECKING:
@@ -110,10 +113,6 @@ def submit_edit(rt: Runtime, request_id: str, person: Person | None, changes: di
     chat card). A rule with a passkey step-up takes the edit alone (``approve`` is ignored):
     the vote on the edited version needs a proof made for it.
     """
-    from policy import Evaluation, Refused
-    from signoff import lifecycle
-    from signoff.masking.display import shown_text
-
     record = rt.store.get(request_id)
     who = person.id if person is not None else (actor_label or "unknown")
     if record is None:
@@ -128,8 +127,6 @@ def submit_edit(rt: Runtime, request_id: str, person: Person | None, changes: di
     evaluation = Evaluation.from_dict(record.json("evaluation"))
     editor = person
     if for_person:
-        from signoff.delegation import Delegations
-
         principal = rt.policy.directory.person(for_person)
         if person is None or principal is None or Delegations(rt.redis, rt.keys).active_from_to(
                 principal.id, person.id) is None:

@@ -29,6 +29,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from policy.identity import canonical_agent
+from signoff.agents import AgentRegistry
 from signoff.audit import Event
 from signoff.keys import agent_requester
 
@@ -142,8 +143,6 @@ def fold_one(rt: Runtime, stream: str, agent: str | None, entry_id: str,
 
 def streams(rt: Runtime) -> dict[str, str | None]:
     """Report stream -> the agent that owns it (None: the trusted shared stream)."""
-    from signoff.agents import AgentRegistry
-
     out: dict[str, str | None] = {rt.keys.grant_reports: None}
     for name in AgentRegistry(rt.redis, rt.keys).names():
         out[rt.keys.agent(name).grant_reports] = name

@@ -14,6 +14,7 @@ step-up vote is refused (fail closed).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import time
@@ -30,7 +31,7 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
-from webauthn.helpers import bytes_to_base64url
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 from webauthn.helpers.exceptions import (
     InvalidAuthenticationResponse,
     InvalidJSONStructure,
@@ -109,8 +110,6 @@ UNAVAILABLE = ("Passkeys need the inbox's public address: set SIGNOFF_PUBLIC_URL
 
 
 def _is_ip(host: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(host.strip("[]"))
         return True
@@ -250,7 +249,6 @@ class PasskeyStore:
         """The person's WebAuthn user handle: random, made once (never the email)."""
         key = self.keys.passkey_user(person)
         self.r.set(key, secrets.token_urlsafe(32), nx=True)
-        from webauthn.helpers import base64url_to_bytes
 
         return base64url_to_bytes(str(self.r.get(key)))
 
@@ -321,7 +319,6 @@ def begin_enrolment(rt: Runtime, person: str, display_name: str = "") -> tuple[s
     if len(existing) >= MAX_PASSKEYS:
         raise PasskeyError("full", f"You have {MAX_PASSKEYS} passkeys, the most allowed; "
                                    "remove one first.")
-    from webauthn.helpers import base64url_to_bytes
 
     options = generate_registration_options(
         rp_id=rp.rp_id, rp_name=rp.name, user_name=person,
@@ -368,7 +365,6 @@ def finish_enrolment(rt: Runtime, person: str, ceremony: str, credential: Any,
     if state is None or state.get("purpose") != "enrol" or state.get("person") != person:
         raise PasskeyError("expired", "This passkey prompt expired or was already used; "
                                       "start again.")
-    from webauthn.helpers import base64url_to_bytes
 
     confirmed_by = ""
     if pk.count(person):
@@ -411,8 +407,6 @@ def _confirm(rt: Runtime, rp: RelyingParty, person: str, state: dict[str, Any],
         PasskeyError: missing, for another ceremony, not the person's passkey, no user
             verification, or a sign-count regression.
     """
-    from webauthn.helpers import base64url_to_bytes
-
     if not state.get("confirm") or not isinstance(confirmation, dict):
         raise PasskeyError("confirm_required", "You already have a passkey: confirm adding "
                                                "another with one of them.")

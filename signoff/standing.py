@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from jsonschema import Draft202012Validator
 
+from policy.durations import parse_duration
 from policy.identity import canonical_agent, canonical_environment
 from signoff.audit import Event
 from signoff.keys import Keys
@@ -62,8 +63,6 @@ def window_label(seconds: int) -> str:
 def parse_window(value: Any) -> int | None:
     """A window from a vote: seconds (int) or a duration text (``15m``, ``1h``); None when
     absent or unreadable (the caller refuses unreadable values itself)."""
-    from policy.durations import parse_duration
-
     if value is None or value == "" or value == 0:
         return None
     if isinstance(value, bool):

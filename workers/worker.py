@@ -20,7 +20,10 @@ from typing import Any
 import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.scripts import release_lock
 from rq.serializers import JSONSerializer
+from rq.utils import utcparse
 
 from signoff import lifecycle, tracing
 from signoff.runtime import Runtime, set_current
@@ -81,10 +84,6 @@ def reclaim_scheduler_lock(rt: Runtime, stale_after: float = SCHEDULER_STALE_SEC
     Returns:
         True when a dead scheduler's lock was released.
     """
-    from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
-    from rq.scripts import release_lock
-    from rq.utils import utcparse
-
     conn = rt.redis_bytes
     lock_key = RQScheduler.get_locking_key(rt.keys.queue)
     owner = conn.get(lock_key)

@@ -22,6 +22,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -29,9 +30,12 @@ from bot.appkeys import METRICS
 from bot.cards.view import build_view
 from bot.inbox.context import INBOX
 from bot.web_channel import WebMessenger
+from policy import Allowed, Evaluation, Refused
 from policy.durations import format_duration, parse_duration
+from policy.separation import RefusalCode
 from signoff import batch, edits, history, lifecycle
 from signoff.delegation import Delegations, delegate_as, revoke_delegation_as
+from signoff.lifecycle import check_decider
 from signoff.models import RECORD_ID_PATTERN, Status
 from signoff.standing import StandingApprovals, revoke_standing_as, window_choices, window_label
 from signoff.store import Record
@@ -55,10 +59,6 @@ class Extras:
 
 def load_extras(rt: Runtime, person: Person, record: Record | None) -> Extras:
     """Delegations the person may decide this request under, and the extensions left."""
-    from policy import Allowed, Evaluation, Refused
-    from policy.separation import RefusalCode
-    from signoff.lifecycle import check_decider
-
     if record is None or record.status is not Status.PENDING or not record.get("evaluation"):
         return Extras()
     directory = rt.policy.directory
@@ -281,8 +281,6 @@ def _utc(ts: float) -> str:
 
 
 def _page_query(filters: dict[str, str], page: int) -> str:
-    from urllib.parse import urlencode
-
     return urlencode({**{k: v for k, v in filters.items() if k != "page"}, "page": page})
 
 

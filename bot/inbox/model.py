@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from policy import Refused
 from signoff.audit import Entry
 from signoff.cardview.view import CardView, build_view
 from signoff.lifecycle import check_decider
@@ -77,8 +78,6 @@ def partial_for(record: Record, person: Person) -> bool:
 
 def item_for(record: Record, person: Person, directory: Directory) -> Item:
     """How ``person`` sees ``record`` and whether they may vote on it."""
-    from policy import Refused
-
     partial = partial_for(record, person)
     view = build_view(record, partial=partial)
     mine = next((v.choice for p, v in record.votes.items() if directory.canonical_person(p) == person.id), None)

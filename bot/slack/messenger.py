@@ -43,6 +43,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import render
+from policy import PolicyHolder
 from signoff import batch, clicks
 from signoff.cards import slot
 from signoff.cardview.view import CardView
@@ -389,8 +390,6 @@ class SlackMessenger:
         """The Slack id the policy directory lists for ``person`` (loaded on first use)."""
         try:
             if self._policy is None:
-                from policy import PolicyHolder
-
                 self._policy = PolicyHolder(self.settings.policy_path)
             found = self._policy.get().directory.person(person)
         except Exception as exc:  # a broken policy file must not stop cards

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -129,8 +130,6 @@ class SignoffTeamsBot(ActivityHandler):  # type: ignore[misc]
     def _shared_safe(self, result: commands.CommandResult) -> commands.CommandResult:
         """Everyone in a channel or group chat sees the answer: use the fully masked views
         (never a group's partial view) and leave the buttons to each viewer's refresh."""
-        from dataclasses import replace
-
         def masked(request_id: str) -> Any:
             record = self.rt.store.get(request_id)
             return build_view(record) if record is not None else None

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import json
 import re
 from collections.abc import Iterator
 from typing import Any
+
+import yaml
 
 from signoff.masking.keys import classify_key
 
@@ -82,7 +85,6 @@ def entity_view(text: str) -> tuple[str, list[int], list[int]] | None:
     :func:`percent_view`; None when there are none."""
     if "&" not in text or ";" not in text or not _ENTITY_RE.search(text):
         return None
-    import html
 
     out: list[str] = []
     starts: list[int] = []
@@ -194,8 +196,6 @@ def structured_values(text: str) -> Iterator[tuple[int, int, str]]:
         return
     if _YAML_BLOCK_KEY.search(text):
         try:
-            import yaml
-
             doc = yaml.safe_load(text)
         except Exception:  # not YAML after all (any parser error)
             doc = None

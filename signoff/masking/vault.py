@@ -7,10 +7,12 @@ plaintext may be kept (never in a log, a card or the audit).
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from typing import Any
 
+from signoff.masking.engine import Masker, _Leaf, _Ref
 from signoff.masking.profile import MaskingProfile, Strategy
 
 _PLACEHOLDER = re.compile(r"<?([A-Z][A-Z0-9_]*_[0-9a-f]{6})>?")
@@ -61,8 +63,6 @@ _shared_lock = threading.Lock()
 
 
 def _default_masker() -> Any:
-    from signoff.masking.engine import Masker
-
     with _shared_lock:
         if "masker" not in _shared:
             _shared["masker"] = Masker()
@@ -75,10 +75,6 @@ def sanitize(text: str, key: bytes | str | None = None, masker: Any = None, prof
     With the same ``key`` the same value gets the same placeholder across calls (without one a
     fresh random key is used per call, so placeholders cannot be linked across calls).
     """
-    import os
-
-    from signoff.masking.engine import _Leaf, _Ref
-
     m = masker or _default_masker()
     k = key.encode() if isinstance(key, str) else (key or os.urandom(32))
     prof = profile or PSEUDONYM_PROFILE
