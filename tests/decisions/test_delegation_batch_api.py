@@ -167,3 +167,42 @@ async def test_extend_deadline_within_the_rule(rt: Runtime, server: TestServer,
             assert resp.status == 422
     assert rt.store.get("x-1").deadline == before + 5400  # type: ignore[union-attr]
     assert events(rt, "x-1", "deadline_extended")[0].details["seconds"] == 5400
+
+
+async def test_history_filters_and_search(rt: Runtime, server: TestServer,
+                                          tokens: dict) -> None:
+    base = str(server.make_url(""))
+    make_pending(rt, export("h-1"), export("h-2", params={"rows": 2, "format": "csv"}),
+                 {"id": "h-rd", "action": "db.read", "resource": "warehouse.orders",
+                  "params": {}, "requester": "agent:etl-bot",
+                  "on_behalf_of": "erin@example.com", "context": {}})
+    async with aiohttp.ClientSession(base) as http:
+        await http.post("/api/v1/decisions", json={"ids": ["h-1", "h-rd"],
+                                                   "decision": "approve"},
+                        headers=tokens["alice"])
+        await http.post("/api/v1/decisions", json={"ids": ["h-1"], "decision": "approve"},
+                        headers=tokens["bob"])
+        await http.post("/api/v1/decisions", json={"ids": ["h-2"], "decision": "deny",
+                                                   "comment": "Wrong environment"},
+                        headers=tokens["bob"])
+        from tests.conftest import run_jobs
+
+        run_jobs(rt)
+
+        async def ids(**query: str) -> list[str]:
+            async with http.get("/api/v1/history", params=query,
+                                headers=tokens["carol"]) as resp:
+                assert resp.status == 200, await resp.text()
+                return [i["id"] for i in (await resp.json())["items"]]
+
+        assert sorted(await ids()) == ["h-1", "h-2", "h-rd"]
+        assert sorted(await ids(status="approved")) == ["h-1", "h-rd"]
+        assert await ids(action="db.read") == ["h-rd"]
+        assert await ids(person="bob", status="denied") == ["h-2"]
+        assert await ids(q="wrong environment") == ["h-2"]
+        assert await ids(agent="other-bot") == []
+        async with http.get("/api/v1/history", params={"status": "bogus"},
+                            headers=tokens["carol"]) as resp:
+            assert resp.status == 400
+        async with http.get("/api/v1/history", headers=tokens["agent"]) as resp:
+            assert resp.status == 403

@@ -53,9 +53,14 @@ async def test_standing_covers_the_same_request_and_nothing_else(
             export("x-big", params={"rows": 10001, "format": "csv"}),
             export("x-fmt", params={"rows": 5000, "format": "parquet"}),
             export("x-add", params={"rows": 5000, "format": "csv", "where": "1=1"}),
-            export("x-agent", requester="agent:other-bot"))
+            export("x-agent", requester="agent:other-bot"),
+            export("x-type", params={"rows": "9000", "format": "csv"}),
+            export("x-none", params={"format": "csv"}),
+            # the same person, spelled differently: the same scope (one identity rule)
+            export("s-case", on_behalf_of=" Erin@Example.com"))
         assert outcomes[:2] == ["approved", "approved"]
-        assert outcomes[2:] == ["pending"] * 8, outcomes
+        assert outcomes[2:-1] == ["pending"] * 10, outcomes
+        assert outcomes[-1] == "approved"
         second, third = reply(rt, "s-2"), reply(rt, "s-3")
         assert second["status"] == third["status"] == "approved"
         assert second["standing"] == st["id"]
