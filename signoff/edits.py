@@ -179,6 +179,14 @@ def submit_edit(rt: Runtime, request_id: str, person: Person | None, changes: di
         return VoteReply(False, STALE_TEXT, "stale", record=rt.store.get(request_id))
     if result == "not_found":
         return VoteReply(False, f"There is no request {request_id}.", "not_found")
+    # New requests identical to the original no longer ride on this card (they would be
+    # approved for the edited payload's votes); followers already on it are refused when it
+    # is approved (merging.follower_refusal).
+    from signoff import merging
+
+    slot = rt.keys.dedupe(merging.fingerprint(record, req, evaluation))
+    if rt.redis.get(slot) == request_id:
+        rt.redis.delete(slot)
     dropped = [v.person for v in record.votes.values()]
     rt.audit.append(Event.EDITED, request_id, person.id, channel=channel,
                     **({"for_person": editor.id} if editor is not person and editor else {}),

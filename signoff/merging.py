@@ -118,6 +118,11 @@ def follower_refusal(rt: Runtime, leader: Record, follower: Record) -> str | Non
     evaluation = Evaluation.from_dict(raw)
     if evaluation.rule_id != leader.get("rule_id"):
         return "it was matched by another rule"
+    if leader.status is Status.APPROVED and leader.get("payload_sha256") != follower.get(
+            "payload_sha256"):
+        # An approver edited the leader before approving it (signoff.edits): its approval is
+        # for the edited payload, never the follower's.
+        return "the identical request was edited before it was approved"
     directory = rt.policy.directory
     request = follower.identity_request()
     extra = leader.json("extra_groups", []) or []

@@ -159,3 +159,24 @@ def test_bounds_are_json_schema(value: str, ok: bool) -> None:
                                                   "maximum": 10000}}, {"rows": value})
     assert (not got.error) is ok, got
     assert json.dumps(got.params) or not ok
+
+
+def test_an_edited_request_never_approves_its_identical_followers(rt: Runtime) -> None:
+    big = {"rows": 50000, "format": "csv"}
+    assert make_pending(rt, export("m-1", params=big), export("m-2", params=big)) == [
+        "pending", "merged"]
+    directory = rt.policy.directory
+    assert edits.submit_edit(rt, "m-1", directory.person("alice@example.com"),
+                             {"rows": 9000}).ok
+    # A new request identical to the original gets its own card now.
+    assert make_pending(rt, export("m-3", params=big)) == ["pending"]
+    record = rt.store.get("m-1")
+    assert record is not None
+    assert lifecycle.submit_vote(rt, "m-1", directory.person("bob@example.com"), "approve",
+                                 seen_sha256=record.get("payload_sha256")).code == "final"
+    run_jobs(rt)
+    assert rt.store.get("m-1").status.value == "approved"  # type: ignore[union-attr]
+    follower = rt.store.get("m-2")
+    assert follower is not None and follower.status.value != "approved"
+    assert any(e.event == "merge_refused" for e in rt.audit.for_request("m-2"))
+    assert rt.store.get("m-3").status.value == "pending"  # type: ignore[union-attr]
