@@ -18,10 +18,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
+from bot.slack import render
+from bot.teams.render import render_card
+from policy import Outcome, PolicyError, load_policy
 from policy.identity import canonical_agent, canonical_environment
 from signoff import lifecycle
 from signoff.cardview.view import CardView, build_view
+from signoff.masking import Masker, MaskingConfig
 from signoff.models import AgentRequest, Status
+from signoff.settings import load_settings
 from signoff.store import Record
 
 if TYPE_CHECKING:
@@ -40,8 +45,6 @@ class PreviewRuntime:
 
     def masking_config(self) -> MaskingConfig:
         """The policy's ``masking:`` section as the engine's config (as Runtime builds it)."""
-        from signoff.masking import MaskingConfig
-
         return MaskingConfig.model_validate({
             "profiles": dict(self.policy.masking_profiles),
             "detectors": list(self.policy.custom_detectors)})
@@ -50,8 +53,6 @@ class PreviewRuntime:
 def preview_record(policy: Policy, masker: Masker, request: AgentRequest,
                    now: float | None = None) -> tuple[Record, Evaluation]:
     """The record ``prepare`` would store for ``request`` (pending, version 1), in memory."""
-    from policy import Outcome
-
     now = time.time() if now is None else now
     evaluation = policy.evaluate(request)
     requirement = evaluation.requirement
@@ -104,10 +105,6 @@ def _fail(message: str) -> click.ClickException:
 @click.argument("request_file", type=click.File("r", encoding="utf-8"))
 def card(channel: str, policy_path: Path | None, compact: bool, request_file: Any) -> None:
     """REQUEST_FILE is a request v1 JSON document (``-`` reads standard input)."""
-    from policy import PolicyError, load_policy
-    from signoff.masking import Masker, MaskingConfig
-    from signoff.settings import load_settings
-
     settings = load_settings()
     path = policy_path or settings.policy_path
     raw = request_file.read()
@@ -137,8 +134,6 @@ def card(channel: str, policy_path: Path | None, compact: bool, request_file: An
     hmac_key = secrets.token_bytes(32)
     out: dict[str, Any]
     if channel == "slack":
-        from bot.slack import render
-
         directory = policy.directory
 
         def mention(email: str) -> str | None:
@@ -147,8 +142,6 @@ def card(channel: str, policy_path: Path | None, compact: bool, request_file: An
 
         out = render.render_card(view, hmac_key, now=now, mention=mention)
     else:
-        from bot.teams.render import render_card
-
         out = render_card(view, hmac_key, now=now)
     text = json.dumps(out, ensure_ascii=False, indent=None if compact else 2)
     sys.stdout.write(text + "\n")

@@ -33,6 +33,8 @@ import redis
 import redis.asyncio as aioredis
 
 from policy.identity import canonical_agent
+from signoff.agents import canonical_name, url_user
+from signoff.grant_check import acheck_grant, check_grant, unverified_claims
 from signoff.keys import DEFAULT_PREFIX, AgentKeys, Keys, agent_requester
 from signoff.models import Decision as _DecisionModel
 from signoff.models import Status, payload_sha256
@@ -229,8 +231,6 @@ def check_decision(decision: Decision, request_id: str, sent_payload_sha256: str
         raise DecisionMismatch(f"the approval of {request_id} names no payload hash; it "
                                "was ignored", decision)
     if decision.grant:
-        from signoff.grant_check import unverified_claims
-
         claims = unverified_claims(decision.grant)
         if claims.get("rid") != request_id or claims.get("psh") != sent_payload_sha256:
             raise DecisionMismatch(f"the grant in the approval of {request_id} is for "
@@ -269,8 +269,6 @@ class Handle(_BaseHandle):
         Raises:
             GrantError: why the grant was refused.
         """
-        from signoff.grant_check import check_grant
-
         decision = decision if decision is not None else self._decision
         return check_grant(self.client.redis, self.keys, decision,  # type: ignore[arg-type]
                            action=self.body["action"], consume=consume,
@@ -289,8 +287,6 @@ def agent_identity(url: str | None, agent: str | None, requester: str | None,
     Raises:
         ValueError: the credentials and the names given disagree, or nothing names an agent.
     """
-    from signoff.agents import canonical_name, url_user
-
     keys = Keys(prefix)
     user = url_user(url) if url else None
     from_url = keys.agent_of_acl_user(user) if user else None
@@ -352,8 +348,6 @@ class Client:
         decision's request id, this client's requester, the action, resource and params, and
         (when given) the context the request was sent with. Prefer
         :meth:`Handle.verify_grant`, which binds everything the handle sent."""
-        from signoff.grant_check import check_grant
-
         # AgentKeys has the grant check's key names, in the agent's own namespace.
         check_grant(self.redis, self.keys, decision,  # type: ignore[arg-type]
                     action=action, resource=resource,
@@ -387,8 +381,6 @@ class AsyncHandle(_BaseHandle):
     async def verify_grant(self, decision: Decision | None = None, *, consume: bool = True
                            ) -> dict[str, Any]:
         """The asyncio twin of :meth:`Handle.verify_grant`."""
-        from signoff.grant_check import acheck_grant
-
         decision = decision if decision is not None else self._decision
         return await acheck_grant(self.client.redis, self.keys, decision,  # type: ignore[arg-type]
                                   action=self.body["action"], consume=consume,

@@ -38,6 +38,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from signoff.keys import DEFAULT_PREFIX, Keys
+from signoff.redis_conn import parse_sentinel_url
 from signoff.sink_config import SinkConfig
 
 BOT_FRAMEWORK_OPENID_METADATA = (
@@ -104,8 +105,6 @@ def check_redis_url(url: str) -> None:
     if not sep or scheme not in REDIS_SCHEMES:
         raise ValueError("unknown scheme")
     if scheme == "redis+sentinel":
-        from signoff.redis_conn import parse_sentinel_url
-
         parse_sentinel_url(url)
         return
     parts = urlsplit(url)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from bot.commands import CommandKind
 from signoff import clicks
 from signoff.cardview.view import CardView, VoteLine
 from signoff.models import Status
@@ -515,8 +516,6 @@ def render_command(result: CommandResult, hmac_key: bytes, *, footer: str | None
             :func:`render_card`; ``None`` in shared conversations).
         now: the clock, for "time left".
     """
-    from bot.commands import CommandKind
-
     now = time.time() if now is None else now
     if result.kind is CommandKind.STATUS and result.view is not None:
         return render_card(result.view, hmac_key, viewer_can_decide=viewer_can_decide,

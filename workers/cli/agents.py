@@ -12,12 +12,21 @@ import time
 import click
 import redis
 
+from signoff.agents import (
+    AgentError,
+    AgentRegistry,
+    Credentials,
+    acl_command,
+    canonical_name,
+    redis_major,
+)
+from signoff.redis_conn import connect
+from signoff.runtime import Runtime
+from signoff.settings import Settings
 from workers.cli.run import resolved_settings
 
 
 def _print_credentials(creds: object, as_json: bool) -> None:
-    from signoff.agents import Credentials
-
     assert isinstance(creds, Credentials)
     if as_json:
         click.echo(json.dumps({"agent": creds.name, "requester": f"agent:{creds.name}",
@@ -44,9 +53,6 @@ def agent() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
 def add(name: str, public_url: str | None, as_json: bool) -> None:
     """Register agent NAME; print its Redis URL and API token (once)."""
-    from signoff.agents import AgentError, AgentRegistry
-    from signoff.redis_conn import connect
-
     with resolved_settings() as settings:
         assert settings.redis_url
         registry = AgentRegistry(connect(settings.redis_url), settings.keys)
@@ -64,9 +70,6 @@ def add(name: str, public_url: str | None, as_json: bool) -> None:
 def _warn_if_unknown(settings: object, requester: str) -> None:
     """Say so when the policy's directory does not list the agent (its owner and team then
     stay unknown to the rules)."""
-    from signoff.runtime import Runtime
-    from signoff.settings import Settings
-
     assert isinstance(settings, Settings)
     try:
         known = Runtime(settings).policy.directory.agent(requester) is not None
@@ -84,9 +87,6 @@ def _warn_if_unknown(settings: object, requester: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
 def rotate(name: str, public_url: str | None, as_json: bool) -> None:
     """New credentials for agent NAME; the old ones stop working at once."""
-    from signoff.agents import AgentError, AgentRegistry
-    from signoff.redis_conn import connect
-
     with resolved_settings() as settings:
         assert settings.redis_url
         registry = AgentRegistry(connect(settings.redis_url), settings.keys)
@@ -104,9 +104,6 @@ def rotate(name: str, public_url: str | None, as_json: bool) -> None:
 @click.argument("name")
 def remove(name: str) -> None:
     """Unregister agent NAME: its Redis user and API token stop working."""
-    from signoff.agents import AgentRegistry
-    from signoff.redis_conn import connect
-
     with resolved_settings() as settings:
         assert settings.redis_url
         registry = AgentRegistry(connect(settings.redis_url), settings.keys)
@@ -122,9 +119,6 @@ def remove(name: str) -> None:
 @agent.command("list")
 def list_agents() -> None:
     """List registered agents (never their secrets)."""
-    from signoff.agents import AgentRegistry
-    from signoff.redis_conn import connect
-
     with resolved_settings() as settings:
         assert settings.redis_url
         agents = AgentRegistry(connect(settings.redis_url), settings.keys).list()
@@ -139,9 +133,6 @@ def list_agents() -> None:
 @click.argument("name")
 def acl(name: str) -> None:
     """Print the ACL SETUSER rules Signoff gives agent NAME (password elided)."""
-    from signoff.agents import acl_command, canonical_name, redis_major
-    from signoff.redis_conn import connect
-
     with resolved_settings() as settings:
         assert settings.redis_url
         version = redis_major(connect(settings.redis_url))

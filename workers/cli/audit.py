@@ -12,8 +12,10 @@ delivers every entry to the SIEM.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import signal
 import sys
 from datetime import UTC, datetime
 from enum import Enum
@@ -23,9 +25,15 @@ from typing import Any
 import click
 import jwt
 import redis
+from prometheus_client import CollectorRegistry, start_http_server
 
 from signoff import audit as al
+from signoff.audit.archive import Archive, ArchiveError
 from signoff.audit.proofs import InclusionProof, ProofOutcome, Prover, check_proof
+from signoff.audit.sink import Sink, SinkCollector, status
+from signoff.runtime import Runtime
+from signoff.settings import load_settings
+from workers.cli.run import resolved_settings
 
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -52,9 +60,6 @@ def parse_time(value: str | None, now: float | None = None) -> float | None:
 
 def _runtime() -> Any:
     """The command's runtime, built once per invocation (an embedded Redis starts once)."""
-    from signoff.runtime import Runtime
-    from workers.cli.run import resolved_settings
-
     click_ctx = click.get_current_context()
     if "signoff.runtime" not in click_ctx.meta:
         ctx = resolved_settings()
@@ -133,8 +138,6 @@ def pinned_keys(keys_file: Path | None, keys_url: str | None, *, live: bool
 
 
 def _redis_configured() -> bool:
-    from signoff.settings import load_settings
-
     try:
         return bool(load_settings().redis_url)
     except Exception:  # unusable settings just mean "no Redis to ask"
@@ -276,8 +279,6 @@ def checkpoint_cmd() -> None:
 def prove_cmd(entry_ref: str, out_file: Path | None) -> None:
     """Print an inclusion proof for one entry (its stream id, or seq:N) against a signed
     tree head; check it offline with 'signoff audit verify-proof'."""
-    from signoff.audit.archive import Archive
-
     rt = _runtime()
     prover = Prover(rt, Archive(rt).chunk_reader())
     try:
@@ -363,8 +364,6 @@ def reindex_cmd() -> None:
 def archive_cmd(older: str | None, folder: Path | None) -> None:
     """Move old entries (whole 1,024-entry chunks) to JSON lines files with their checkpoint
     and trim them from Redis."""
-    from signoff.audit.archive import Archive, ArchiveError
-
     rt = _runtime()
     days = None
     if older is not None:
@@ -389,11 +388,6 @@ def archive_cmd(older: str | None, folder: Path | None) -> None:
               help="Also serve this process's /metrics on this port.")
 def sink(show_status: bool, metrics_port: int | None) -> None:
     """Deliver every audit entry, in order, to the SIEM destinations in SIGNOFF_AUDIT_SINKS."""
-    import asyncio
-    import signal
-
-    from signoff.audit.sink import Sink, SinkCollector, status
-
     rt = _runtime()
     if show_status:
         for row in status(rt):
@@ -402,8 +396,6 @@ def sink(show_status: bool, metrics_port: int | None) -> None:
     if not rt.settings.audit_sinks:
         raise click.ClickException("SIGNOFF_AUDIT_SINKS is empty: no destination to deliver to")
     if metrics_port is not None:
-        from prometheus_client import CollectorRegistry, start_http_server
-
         registry = CollectorRegistry()
         registry.register(SinkCollector(rt))
         start_http_server(metrics_port, registry=registry)
@@ -435,13 +427,9 @@ def report_cmd(since: str, until: str | None, fmt: str, out_file: Path | None,
                samples: int) -> None:
     """Evidence per control (SOC 2, ISO 27001, FedRAMP, GDPR Art. 30) with the log's figures
     for the period, charts, sampled inclusion proofs and the chain's verification."""
+    # Imported here: the report loads matplotlib and Jinja, which no other audit command needs.
     from signoff.audit.report import collect
-    from signoff.audit.report_render import (
-        PdfUnavailable,
-        render_html,
-        render_json,
-        render_pdf,
-    )
+    from signoff.audit.report_render import PdfUnavailable, render_html, render_json, render_pdf
 
     start = parse_time(since)
     end = parse_time(until)

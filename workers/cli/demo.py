@@ -29,7 +29,12 @@ from typing import Any
 
 import click
 
+from signoff import lifecycle
+from signoff.agents import AgentRegistry
+from signoff.runtime import Runtime
+from signoff.sdk import Client
 from signoff.settings import Settings, load_service_settings
+from workers.cli.run import Supervisor, resolved_settings, setup_logging
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
 AGENT_WAIT = 3600.0
@@ -151,8 +156,6 @@ class Demo:
 
     def __init__(self, settings: Settings, base_url: str, console: Console,
                  auto_after: float | None, stop: threading.Event) -> None:
-        from signoff.runtime import Runtime
-
         self.settings = settings
         self.rt = Runtime(settings)
         self.base = base_url
@@ -168,7 +171,6 @@ class Demo:
     def send_all(self) -> None:
         import redis
 
-        from signoff.sdk import Client
 
         for step in self.steps:
             connection = redis.Redis.from_url(self.settings.redis_url or "")
@@ -260,8 +262,6 @@ class Demo:
         self.out.say(f"    sign in as {' and then as '.join(names)}, and click Approve.")
 
     def _try_self_approval(self, step: Step) -> None:
-        from signoff import lifecycle
-
         person = self.rt.policy.directory.person(step.self_approver)
         reply = lifecycle.submit_vote(self.rt, step.id, person, "approve", channel="demo",
                                       actor_label=step.self_approver or "")
@@ -275,8 +275,6 @@ class Demo:
 
     def auto_vote(self) -> None:
         """Non-interactive mode: the demo people approve through ``submit_vote``."""
-        from signoff import lifecycle
-
         if self.auto_after is None:
             return
         for step in self.steps:
@@ -327,8 +325,6 @@ class Demo:
     def show_agent_url(self) -> None:
         """Register the README's example agent and print its own Redis URL, so the README's
         ``redis-cli -u "$REDIS_URL" XADD ...`` works against this demo as written."""
-        from signoff.agents import AgentRegistry
-
         url = self.settings.redis_url or ""
         if not url.startswith("redis://"):
             return
@@ -341,8 +337,6 @@ class Demo:
 
     def cancel_leftovers(self) -> None:
         """Cancel pending requests left by an earlier demo run (so the inbox starts clean)."""
-        from signoff import lifecycle
-
         for rid in self.rt.store.pending_ids(limit=500):
             if rid.startswith("demo-"):
                 record = self.rt.store.get(rid, with_votes=False)
@@ -378,8 +372,6 @@ def demo_settings(base: Settings, port: int) -> Settings:
 def demo(port: int | None, auto_after: float | None, exit_when_done: bool,
          timeout: float | None, keep: bool, redis_port: int) -> None:
     """Run everything on an embedded Redis with a scripted agent and the web inbox."""
-    from workers.cli.run import Supervisor, resolved_settings, setup_logging
-
     if not EXAMPLE_POLICY.exists():
         raise click.ClickException(f"the example policy is missing: {EXAMPLE_POLICY}")
     console = Console()

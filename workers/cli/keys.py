@@ -18,12 +18,11 @@ import click
 from signoff import crypto, grants
 from signoff.grant_check import GrantError, unverified_claims
 from signoff.grants import KeyRing, Purpose
+from signoff.runtime import Runtime
+from workers.cli.run import resolved_settings
 
 
 def _runtime() -> Any:
-    from signoff.runtime import Runtime
-    from workers.cli.run import resolved_settings
-
     ctx = resolved_settings()
     settings = ctx.__enter__()
     click.get_current_context().call_on_close(lambda: ctx.__exit__(None, None, None))

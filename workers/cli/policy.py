@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from policy import Outcome, Policy, PolicyError, can_decide, load_policy
 from policy.schema import SCHEMA
 from signoff.masking.profile import MaskingConfig
+from signoff.models import AgentRequest
+from signoff.settings import load_settings
 
 
 def _default_path() -> Path:
     """``SIGNOFF_POLICY`` (environment or ``.env``), else ``examples/policy.yaml`` in the
     working directory; a clear error naming where it looked when that file is not there."""
-    from signoff.settings import load_settings
-
     settings = load_settings()
     path = settings.policy_path
     if path.is_file():
@@ -81,8 +81,6 @@ def check(files: tuple[Path, ...]) -> None:
 
 
 def _read_request(source: str) -> Any:
-    from signoff.models import AgentRequest
-
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as exc:
