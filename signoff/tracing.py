@@ -56,6 +56,7 @@ def configure(settings: Settings, service: str) -> bool:
     global _configured
     if not settings.otlp_endpoint or _configured:
         return _configured
+    # Only when export is configured: the OTLP exporter is slow to import, unused otherwise.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider

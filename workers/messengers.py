@@ -27,10 +27,12 @@ def build_messengers(rt: Runtime) -> dict[str, Messenger]:
     settings = rt.settings
     out: dict[str, Messenger] = {"web": WebMessenger(rt.redis, rt.keys.events)}
     if settings.slack_bot_token is not None:
+        # A channel's SDK is imported only when the deployment configures that channel.
         from bot.slack.messenger import SlackMessenger
 
         out["slack"] = SlackMessenger(settings, rt.hmac_key)
     if settings.microsoft_app_id:
+        # A channel's SDK is imported only when the deployment configures that channel.
         from bot.teams.messenger import TeamsMessenger
 
         out["teams"] = TeamsMessenger(settings, rt)

@@ -104,6 +104,8 @@ class SlackHandlers:
                                  code="bad_button", reason=str(exc))
             return _Outcome(say=NOT_OURS)
         person = self.person(user)
+        if click.choice == "deny" and comment is None and self._deny_reasons(click.request_id):
+            return _Outcome(modal=click.request_id)  # offer the policy's preset reasons
         # The card's version: a click on a card drawn before an approver's edit is stale.
         reply = lifecycle.submit_vote(self.rt, click.request_id, person, click.choice, comment,
                                       channel="slack", nonce=nonce, actor_label=f"slack:{user}",
@@ -111,6 +113,13 @@ class SlackHandlers:
         if reply.code == "comment_required" and comment is None:
             return _Outcome(modal=click.request_id)
         return _Outcome(say=reply.message, ok=reply.ok)
+
+    def _deny_reasons(self, request_id: str) -> bool:
+        """Whether the request's rule offers preset deny reasons (deny_reasons)."""
+        record = self.rt.store.get(request_id, with_votes=False)
+        evaluation = record.json("evaluation", {}) if record is not None else {}
+        requirement = evaluation.get("requirement", {}) if isinstance(evaluation, dict) else {}
+        return bool(requirement.get("deny_reasons"))
 
     async def vote_ack(self, ack: Any, body: dict[str, Any], context: Any) -> None:
         """Approve / Deny buttons: verify, vote atomically, then ack."""
@@ -258,8 +267,13 @@ class SlackHandlers:
             meta = json.loads(view.get("private_metadata") or "{}")
         except json.JSONDecodeError:
             meta = {}
-        reason = (((view.get("state") or {}).get("values") or {}).get(render.REASON_BLOCK) or {}
-                  ).get(render.REASON_INPUT, {}).get("value") or ""
+        values = (view.get("state") or {}).get("values") or {}
+        reason = (values.get(render.REASON_BLOCK) or {}).get(render.REASON_INPUT, {}).get(
+            "value") or ""
+        if not reason.strip():  # a preset reason from the policy (deny_reasons)
+            picked = ((values.get(render.PRESET_BLOCK) or {}).get(render.PRESET_INPUT) or {}
+                      ).get("selected_option") or {}
+            reason = str(picked.get("value") or "")
         if not reason.strip():
             await ack(response_action="errors",
                       errors={render.REASON_BLOCK: "Please give a reason."})
@@ -480,6 +494,7 @@ def setup(app: web.Application, rt: Runtime) -> None:
     if http:
         app.router.add_post(EVENTS_PATH, events)
     if socket:
+        # Socket Mode's client is imported only when Socket Mode is on.
         from bot.slack.socket import attach
 
         attach(app, bolt, settings)

@@ -34,6 +34,7 @@ def load() -> Any:
     with _lock:
         if _nlp is None and not _failed:
             try:
+                # spaCy and its model load on first use (start-up time; absent, names are not detected).
                 import spacy
 
                 keep = {"ner"}

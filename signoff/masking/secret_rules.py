@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from urllib.parse import unquote_plus
 
 from signoff.masking.keys import classify_key, key_words
 from signoff.masking.scanner import Detector
@@ -260,8 +261,6 @@ _QUERY_SECRET_NAMES = frozenset({"code", "key", "k", "authcode", "xamzcredential
 def find_query_params(text: str) -> Iterator[tuple[int, int, float, str]]:
     """``?access_token=…&…``, ``&client_secret=…``, ``?code=…`` (in URLs, form bodies and
     fragments), names URL-encoded or not."""
-    from urllib.parse import unquote_plus
-
     for m in QUERY_PARAM_RE.finditer(text):
         if m.start() == 0 and "&" not in text:
             continue  # a lone "a=b" is an assignment, judged there

@@ -33,10 +33,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from signoff.grant_check import GrantError
 from signoff.mcp.config import WaitConfig
-from signoff.models import Status
-from signoff.sdk import ApprovalTimeout, AsyncClient, AsyncHandle, Decision, DecisionMismatch
+from signoff.models import AgentRequest, Status
+from signoff.sdk import ApprovalTimeout, AsyncClient, AsyncHandle, Decision, DecisionMismatch, _body
 
 log = logging.getLogger("signoff.mcp")
 
@@ -111,6 +113,7 @@ class LocalPolicy:
     """
 
     def __init__(self, path: Path) -> None:
+        # The policy package only for a gateway with local auto rules (config 'policy:').
         from policy import load_policy
 
         self.path = path
@@ -135,8 +138,8 @@ class LocalPolicy:
 
     def auto_approves(self, body: dict[str, Any]) -> str | None:
         """The id of the auto_approve rule matching this request body, else None."""
+        # The policy package only for a gateway with local auto rules (config 'policy:').
         from policy import Outcome as PolicyOutcome
-        from signoff.models import AgentRequest
 
         try:
             request = AgentRequest.model_validate(body)
@@ -180,8 +183,6 @@ class Approvals:
         self._background: set[asyncio.Task[Any]] = set()
 
     def _body(self, call: ToolCall, request_id: str) -> dict[str, Any]:
-        from signoff.sdk import _body
-
         return _body(request_id, call.action, call.resource, call.arguments,
                      self.client.requester, call.on_behalf_of, call.reason, call.context, None)
 
@@ -327,8 +328,6 @@ class Approvals:
     async def _cancel(self, entry: _Pending, reason: str) -> None:
         """Cancel the request in Signoff. Shielded: this runs while the calling task is being
         cancelled (anyio re-raises cancellation at every await inside a cancelled scope)."""
-        import anyio
-
         entry.decision.cancel()
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             try:

@@ -145,6 +145,7 @@ def _expand(value: Any, env: dict[str, str]) -> Any:
 
 def load_config(path: Path, env: dict[str, str]) -> GatewayConfig:
     """Read and validate the file; :class:`ConfigError` says what is wrong in one line."""
+    # PyYAML is the mcp extra's: 'signoff mcp --help' works without it.
     import yaml
 
     try:

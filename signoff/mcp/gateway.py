@@ -275,12 +275,14 @@ class Gateway:
                                             for r in self.tasks.tasks.values()])
 
     async def serve_stdio(self) -> None:
+        # Only the transport this gateway serves is imported.
         from mcp.server.stdio import stdio_server
 
         async with stdio_server() as (read, write):
             await self.server.run(read, write, self.server.create_initialization_options())
 
     async def serve_http(self, host: str, port: int) -> None:
+        # Only the transport this gateway serves is imported.
         import uvicorn
 
         app: Any = DisconnectWatch(self.server.streamable_http_app(host=host))

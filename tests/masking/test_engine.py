@@ -222,7 +222,7 @@ def test_depth_guard(masker: Masker) -> None:
 
 
 def test_cli_json_and_text(tmp_path) -> None:
-    from signoff.masking.cli import mask
+    from workers.cli.mask import mask
 
     runner = CliRunner()
     res = runner.invoke(mask, ["--no-ner"], input='{"user": {"email": "a@b.com"}, "n": 1}')

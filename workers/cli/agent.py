@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from signoff.sdk import ApprovalTimeout, Client
 from workers.cli.config import resolved_settings
 
 
@@ -40,8 +41,6 @@ def request(action: str, resource: str, params: str, requester: str | None,
             reason: str | None, environment: str | None, request_id: str | None, wait: bool,
             timeout: float) -> None:
     """Send an approval request as an agent; print the decision (exit 1 unless approved)."""
-    from signoff.sdk import ApprovalTimeout, Client
-
     raw = Path(params[1:]).read_text() if params.startswith("@") else params
     try:
         payload = json.loads(raw)
@@ -72,6 +71,7 @@ def request(action: str, resource: str, params: str, requester: str | None,
 @click.argument("request_id")
 def status(request_id: str) -> None:
     """Show one request (masked)."""
+    # Server extra: `signoff request` (this module) runs on the agent-only install.
     from bot.api import view_json
     from signoff.cardview.view import build_view
     from signoff.runtime import Runtime
@@ -89,6 +89,7 @@ def status(request_id: str) -> None:
 @click.option("--limit", default=20, show_default=True)
 def pending(person: str | None, limit: int) -> None:
     """List pending requests, newest first."""
+    # Server extra: `signoff request` (this module) runs on the agent-only install.
     from signoff.cardview.view import build_view
     from signoff.runtime import Runtime
 
@@ -119,6 +120,7 @@ def pending(person: str | None, limit: int) -> None:
 @click.option("--reason", default="")
 def cancel(request_id: str, by: str, reason: str) -> None:
     """Cancel a pending request."""
+    # Server extra: `signoff request` (this module) runs on the agent-only install.
     from signoff import lifecycle
     from signoff.runtime import Runtime
 
@@ -136,6 +138,7 @@ def cancel(request_id: str, by: str, reason: str) -> None:
 @click.option("--comment", default=None)
 def decide(request_id: str, choice: str, person_email: str, comment: str | None) -> None:
     """Approve or deny as a person (same rules as every channel)."""
+    # Server extra: `signoff request` (this module) runs on the agent-only install.
     from signoff import lifecycle
     from signoff.runtime import Runtime
 

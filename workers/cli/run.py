@@ -52,8 +52,10 @@ def child_environment(settings: Settings) -> dict[str, str]:
               help="Port (default $PORT or 8000; 0 picks a free one).")
 def web(host: str | None, port: int | None) -> None:
     """Serve Slack, Teams, the HTTP API, the inbox, /healthz and /metrics."""
+    # Imported when the command runs: each process loads only its own stack (start-up time).
     from aiohttp import web as aioweb
 
+    # Imported when the command runs: each process loads only its own stack (start-up time).
     from bot.app import create_app
     from signoff.runtime import Runtime
 
@@ -81,6 +83,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run an rq worker (with the scheduler) for prepare, notify, finalize, expire, remind."""
+    # Imported when the command runs: each process loads only its own stack (start-up time).
     from signoff.runtime import Runtime
     from workers.worker import run_worker
 
@@ -95,6 +98,7 @@ def worker(burst: bool) -> None:
 @click.command()
 def intake() -> None:
     """Consume the agent request stream (consumer group) and enqueue prepare jobs."""
+    # Imported when the command runs: each process loads only its own stack (start-up time).
     from signoff.runtime import Runtime
     from workers.intake import IntakeConsumer
 

@@ -13,11 +13,12 @@ import click
 
 
 def _load_profile(name: str | None, policy: str | None) -> Any:
+    # The masking engine (and PyYAML) are the server extra's, imported when the command runs.
     from signoff.masking.profile import DEFAULT_PROFILE, MaskingConfig
 
     path = policy or os.environ.get("SIGNOFF_POLICY")
     if path and Path(path).exists():
-        import yaml
+        import yaml  # with the masking profile above: only when the command runs
 
         data = yaml.safe_load(Path(path).read_text()) or {}
         config = MaskingConfig.model_validate(data.get("masking") or {})
@@ -43,7 +44,7 @@ def _load_profile(name: str | None, policy: str | None) -> Any:
 @click.option("--no-ner", is_flag=True, help="Do not load spaCy.")
 @click.option("--summary", "show_summary", is_flag=True, help="Also print the one-line summary to stderr.")
 def mask(file: Any, as_text: bool, profile_name: str | None, viewers: tuple[str, ...], policy: str | None, key: str | None, no_ner: bool, show_summary: bool) -> None:
-    from signoff.masking.engine import Masker
+    from signoff.masking.engine import Masker  # the server extra: when the command runs
 
     raw = file.read()
     profile = _load_profile(profile_name, policy)

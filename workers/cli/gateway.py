@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -24,8 +25,6 @@ def _address(value: str | None) -> tuple[str, int] | None:
 
 
 def _loopback(host: str) -> bool:
-    import ipaddress
-
     if host == "localhost":
         return True
     try:
@@ -36,6 +35,7 @@ def _loopback(host: str) -> bool:
 
 async def _main(config: GatewayConfig, redis_url: str, http: tuple[str, int] | None,
                 check: bool) -> None:
+    # The mcp extra, imported when the gateway runs (its config checks and help work without it).
     from signoff.mcp.approvals import Approvals, LocalPolicy
     from signoff.mcp.gateway import Gateway, run_gateway
     from signoff.mcp.upstream import UpstreamError
@@ -112,6 +112,7 @@ def mcp(config_path: Path, http: str | None, redis_url: str | None, check: bool,
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     except Exception as exc:
+        # The policy package (PyYAML, jsonschema) is needed only for local auto rules.
         from policy import PolicyError
 
         if isinstance(exc, PolicyError):
