@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from policy import Evaluation
 from signoff import lifecycle
 
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ def submit_many(rt: Runtime, request_ids: list[str], person: Person | None, choi
         seen.add(rid)
         record = rt.store.get(rid, with_votes=False)
         if choice == "approve" and record is not None and record.get("evaluation"):
-            if Evaluation.from_dict(record.json("evaluation")).requirement.step_up:
+            if record.evaluation.requirement.step_up:
                 out.append(BatchItem(rid, False, "step_up_required",
                                      "Needs a passkey check: decide it on its own page."))
                 continue

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 
-from policy import Evaluation, Refused
+from policy import Refused
 from signoff import crypto, lifecycle
 from signoff.audit import Event
 from signoff.delegation import Delegations
@@ -124,7 +124,7 @@ def submit_edit(rt: Runtime, request_id: str, person: Person | None, changes: di
     if (seen_sha256 and seen_sha256 != current) or (
             card_version is not None and card_version < int(record.number("edited_version"))):
         return VoteReply(False, STALE_TEXT, "stale", record=record)
-    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    evaluation = record.evaluation
     editor = person
     if for_person:
         principal = rt.policy.directory.person(for_person)

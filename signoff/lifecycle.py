@@ -24,7 +24,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from policy import Allowed, Evaluation, Outcome, Refused, can_decide, quorum_met
+from policy import Allowed, Outcome, Refused, can_decide, quorum_met
 from policy.durations import format_duration
 from policy.identity import canonical_agent, canonical_environment, same_agent, same_person
 from policy.separation import RefusalCode
@@ -537,7 +537,7 @@ def create_standing(rt: Runtime, record: Record) -> str | None:
     if record.status is not Status.APPROVED or not votes or any(
             not v.standing for v in votes):
         return None
-    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    evaluation = record.evaluation
     limit = evaluation.requirement.standing_max
     if not limit:
         return None
@@ -690,7 +690,7 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
     if record.status is not Status.PENDING:
         return VoteReply(False, CLOSED_TEXT.get(record.status, "This request is closed."),
                          "closed", record=record)
-    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    evaluation = record.evaluation
     who = person.id if person is not None else (actor_label or "unknown")
     edited_at = int(record.number("edited_version", 0))
     if (card_version is not None and card_version < edited_at) or (
@@ -805,7 +805,7 @@ def extend_deadline(rt: Runtime, request_id: str, person: Person | None, seconds
     if record.status is not Status.PENDING:
         return VoteReply(False, CLOSED_TEXT.get(record.status, "This request is closed."),
                          "closed", record=record)
-    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    evaluation = record.evaluation
     allowance = evaluation.requirement.extend_max
     if not allowance:
         return VoteReply(False, "This rule does not allow extending the deadline.",
@@ -844,7 +844,7 @@ def step_up_options(rt: Runtime, request_id: str, person: Person | None, choice:
     if record.status is not Status.PENDING:
         return stepup.Refusal(stepup.Code.CLOSED,
                               CLOSED_TEXT.get(record.status, "This request is closed."))
-    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    evaluation = record.evaluation
     if not evaluation.requirement.step_up:
         return stepup.Refusal(stepup.Code.NOT_NEEDED, "This request needs no passkey check.")
     verdict = check_decider(record, person, rt.policy.directory, evaluation)
@@ -858,7 +858,7 @@ def check_decider(record: Record, person: Person | None, directory: Any,
     """The separation-of-duties answer for ``person`` on a stored pending request: the one
     check every channel shows and every vote gets (``policy.can_decide`` on the record)."""
     if evaluation is None:
-        evaluation = Evaluation.from_dict(record.json("evaluation"))
+        evaluation = record.evaluation
     return can_decide(record.identity_request(), evaluation, person,
                       {p: v.choice for p, v in record.votes.items()}, directory,
                       extra_groups=record.json("extra_groups", []) or [])
@@ -938,7 +938,7 @@ def escalate(rt: Runtime, request_id: str, index: int, now: float | None = None
         return FollowUp.CLOSED, None
     if _late(rt, record, now):
         return FollowUp.LATE, None
-    steps = Evaluation.from_dict(record.json("evaluation")).requirement.escalation
+    steps = record.evaluation.requirement.escalation
     if index >= len(steps):
         return FollowUp.NO_STEP, None
     stamp = repr(now)
@@ -960,10 +960,9 @@ def followup_job_ids(request_id: str, requirement: Any) -> list[str]:
 def unschedule(rt: Runtime, record: Record) -> int:
     """Drop a closed request's timers from the rq scheduler (they would only run as no-ops,
     each costing a job slot). Returns how many were removed."""
-    raw = record.json("evaluation")
-    if not raw:
+    if not record.get("evaluation"):
         return 0
-    ids = followup_job_ids(record.id, Evaluation.from_dict(raw).requirement)
+    ids = followup_job_ids(record.id, record.evaluation.requirement)
     registry = ScheduledJobRegistry(queue=rt.queue)
     pipe = rt.redis_bytes.pipeline(transaction=False)
     for job_id in ids:

@@ -29,7 +29,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from policy import Evaluation, Refused, can_decide
+from policy import Refused, can_decide
 from signoff.audit import Event
 from signoff.grant_check import context_sha256
 from signoff.job_names import JobName, job_id
@@ -112,10 +112,9 @@ def follower_refusal(rt: Runtime, leader: Record, follower: Record) -> str | Non
     run for each person whose vote decided the leader (its approvers when approved, its
     deniers when denied) against the follower itself.
     """
-    raw = follower.json("evaluation")
-    if not raw:
+    if not follower.get("evaluation"):
         return "it has no policy evaluation of its own"
-    evaluation = Evaluation.from_dict(raw)
+    evaluation = follower.evaluation
     if evaluation.rule_id != leader.get("rule_id"):
         return "it was matched by another rule"
     if leader.status is Status.APPROVED and leader.get("payload_sha256") != follower.get(

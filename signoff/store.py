@@ -15,11 +15,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
 import redis
 
+from policy import Evaluation
 from signoff.keys import Keys
 from signoff.models import AgentRequest, Status, Vote
 
@@ -135,6 +137,12 @@ class Record:
     @property
     def deniers(self) -> list[Vote]:
         return sorted((v for v in self.votes.values() if v.choice == "deny"), key=lambda v: v.at)
+
+    @cached_property
+    def evaluation(self) -> Evaluation:
+        """The policy's evaluation stored when the request was prepared, parsed once per read
+        of the record (the one place it is parsed back)."""
+        return Evaluation.from_dict(self.json("evaluation"))
 
     def identity_request(self) -> AgentRequest:
         """The identity fields of the stored request (no payload), for separation-of-duties

@@ -13,7 +13,6 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from policy import Evaluation
 from signoff import lifecycle, tracing
 from signoff.cards import Card, slot
 from signoff.cardview.view import build_view
@@ -128,7 +127,7 @@ def notify(request_id: str, kind: str | None = None, target: str | None = None) 
 
 
 def _targets(record: Any) -> list[tuple[str, str]]:
-    channels = Evaluation.from_dict(record.json("evaluation")).requirement.channels
+    channels = record.evaluation.requirement.channels
     return [(c.kind.value, c.target) for c in channels]
 
 

@@ -30,7 +30,7 @@ from bot.appkeys import METRICS
 from bot.cards.view import build_view
 from bot.inbox.context import INBOX
 from bot.web_channel import WebMessenger
-from policy import Allowed, Evaluation, Refused
+from policy import Allowed, Refused
 from policy.durations import format_duration, parse_duration
 from policy.separation import RefusalCode
 from signoff import batch, edits, history, lifecycle
@@ -62,7 +62,7 @@ def load_extras(rt: Runtime, person: Person, record: Record | None) -> Extras:
     if record is None or record.status is not Status.PENDING or not record.get("evaluation"):
         return Extras()
     directory = rt.policy.directory
-    evaluation = Evaluation.from_dict(record.json("evaluation"))
+    evaluation = record.evaluation
     own = check_decider(record, person, directory, evaluation)
     principals: list[str] = []
     if not (isinstance(own, Refused) and own.code is not RefusalCode.NOT_ELIGIBLE):
