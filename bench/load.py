@@ -60,9 +60,9 @@ from rq.serializers import JSONSerializer
 
 from bench._stack import SECRETS, BenchStack, summary, wait_until
 from bench.lifecycle import WORKER_CODE
-from bot.cards.view import build_view
 from bot.slack import render as slack_render
 from signoff.cards import Card
+from signoff.cardview.view import build_view
 from signoff.runtime import Runtime
 from signoff.settings import Settings
 from signoff.tokens import TokenKind

@@ -27,13 +27,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from bot.appkeys import METRICS
-from bot.cards.view import build_view
 from bot.inbox.context import INBOX
 from bot.web_channel import WebMessenger
 from policy import Allowed, Refused
 from policy.durations import format_duration, parse_duration
 from policy.separation import RefusalCode
 from signoff import batch, edits, history, lifecycle
+from signoff.cardview.view import build_view
 from signoff.delegation import Delegations, delegate_as, revoke_delegation_as
 from signoff.lifecycle import check_decider
 from signoff.models import RECORD_ID_PATTERN, Status

@@ -25,7 +25,6 @@ from typing import Any
 from aiohttp import web
 
 from bot.appkeys import METRICS
-from bot.cards.view import build_view
 from bot.inbox import auth, decisions
 from bot.inbox import passkeys as passkey_pages
 from bot.inbox.config import InboxConfig
@@ -35,6 +34,7 @@ from bot.inbox.model import load_detail, load_inbox
 from bot.inbox.render import build_environment
 from bot.web_channel import WebMessenger
 from signoff import lifecycle
+from signoff.cardview.view import build_view
 from signoff.models import RECORD_ID_PATTERN
 from signoff.runtime import Runtime
 from signoff.standing import parse_window
