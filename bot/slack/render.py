@@ -66,6 +66,8 @@ PAGE = "signoff_page"
 DENY_CALLBACK = "signoff_deny_reason"
 REASON_BLOCK = "reason"
 REASON_INPUT = "reason_input"
+PRESET_BLOCK = "preset"  # the policy's deny_reasons, when it has any
+PRESET_INPUT = "preset_select"
 # What Signoff writes into message metadata so a retried job can find its own card.
 CARD_EVENT = "signoff_card"
 VOTE_EVENT = "signoff_vote"
@@ -477,8 +479,16 @@ def deny_modal(view: CardView, signed_value: str, channel_id: str | None) -> dic
                 f"*{clip_escaped(view.action, 200)}* on {clip_escaped(view.resource, 800)}\n"
                 f"asked by {_code(clip(view.requester, 200))} · "
                 f"request {_code(clip(view.request_id, 200))}")},
-            {"type": "input", "block_id": REASON_BLOCK,
-             "label": plain("Why are you denying it?", INPUT_LABEL),
+            *([{"type": "input", "block_id": PRESET_BLOCK, "optional": True,
+                "label": plain("Pick a reason", INPUT_LABEL),
+                "element": {"type": "static_select", "action_id": PRESET_INPUT,
+                            "placeholder": plain("The policy's reasons", 150),
+                            "options": [{"text": plain(r, 75), "value": clip(r, 150)}
+                                        for r in view.deny_reasons[:20]]}}]
+              if view.deny_reasons else []),
+            {"type": "input", "block_id": REASON_BLOCK, "optional": bool(view.deny_reasons),
+             "label": plain("Why are you denying it?" if not view.deny_reasons
+                            else "Or in your own words", INPUT_LABEL),
              "element": {"type": "plain_text_input", "action_id": REASON_INPUT,
                          "multiline": True, "min_length": 1, "max_length": 2000,
                          "placeholder": plain("The agent and the requester will see this.",

@@ -26,6 +26,7 @@ from bot.teams.render import (
     CONTENT_TYPE,
     EDIT_INPUT_PREFIX,
     MAX_COMMENT_CHARS,
+    PRESET_INPUT_ID,
     VERB_APPROVE,
     VERB_DENY,
     VERB_DIGEST_APPROVE,
@@ -169,7 +170,8 @@ class CardActions:
             return card_response(render_notice_card(
                 "Decided" if any(i.ok for i in items) else "Nothing decided",
                 batch.summary(items)))
-        comment = data.get(COMMENT_INPUT_ID)
+        comment = data.get(COMMENT_INPUT_ID) or (
+            data.get(PRESET_INPUT_ID) if click.choice == "deny" else None)
         comment = str(comment).strip()[:MAX_COMMENT_CHARS] if comment else None
         if verb == VERB_EDIT:
             # Edit and approve: the card's Input.Text fields, within the rule's bounds.

@@ -46,6 +46,7 @@ MAX_COMMENT_CHARS = 500
 
 DETAILS_ID = "signoff-details"
 COMMENT_INPUT_ID = "comment"
+PRESET_INPUT_ID = "preset"
 
 VERB_APPROVE = "approve"
 VERB_DENY = "deny"
@@ -254,6 +255,12 @@ def _card(view: CardView, key: bytes, can: bool | None, notice: Notice | None, n
                               STEP_UP_TEXT_NO_LINK, weight="Bolder"))
         if can is True:
             if not view.step_up:
+                if view.deny_reasons:  # the policy's preset reasons for denying
+                    body.append({"type": "Input.ChoiceSet", "id": PRESET_INPUT_ID,
+                                 "label": "Reason for denying", "style": "compact",
+                                 "placeholder": "Pick one, or write below",
+                                 "choices": [{"title": clip(r, 100), "value": clip(r, 200)}
+                                             for r in view.deny_reasons[:20]]})
                 body.append(_comment_input(view))
                 if view.editable:
                     body.extend(_edit_inputs(view))

@@ -92,7 +92,7 @@ def click(web: SlackClient, fake: FakeSlack, user: str, message: Any, action_id:
 
 def test_digest_buttons_decide_only_what_each_person_may(
         srt: Runtime, fake_slack: FakeSlack, web: SlackClient) -> None:
-    bodies = [export(f"f-{n}", params={"rows": n, "format": "csv"}) for n in range(1, 13)]
+    bodies = [export(f"f-{n}", params={"rows": n, "format": "csv"}) for n in range(1, 17)]
     for body in bodies[1::2]:
         body["on_behalf_of"] = "alice@example.com"  # Alice may not decide these
     submit(srt, *bodies)
@@ -197,3 +197,37 @@ def test_edit_in_the_slack_modal_within_bounds(
     assert record.json("edits")[0]["changes"] == [{"param": "rows", "from": "50000",
                                                    "to": "9000"}]
     assert record.json("edits")[0]["channel"] == "slack"
+
+
+def test_deny_with_a_preset_reason_in_slack(
+        srt: Runtime, fake_slack: FakeSlack, web: SlackClient) -> None:
+    submit(srt, export("dr-1"))
+    card = until(lambda: fake_slack.cards("dr-1"), what="the card")[0]
+    status, _ = click(web, fake_slack, "U0ALICE", card, render.DENY)
+    assert status == 200
+    modal = until(lambda: fake_slack.views(), what="the deny modal")[-1]
+    assert modal["callback_id"] == render.DENY_CALLBACK
+    select = next(b for b in modal["blocks"] if b.get("block_id") == render.PRESET_BLOCK)
+    options = [o["value"] for o in select["element"]["options"]]
+    assert options == ["Too many rows", "Wrong environment", "Not during a freeze"]
+    assert srt.store.get("dr-1").status is Status.PENDING  # type: ignore[union-attr]
+    payload = {
+        "type": "view_submission", "team": {"id": "T0SIGNOFF", "domain": "signoff-test"},
+        "user": {"id": "U0ALICE", "username": "u0alice", "team_id": "T0SIGNOFF"},
+        "api_app_id": "A0SIGNOFF", "token": "legacy-verification-token",
+        "trigger_id": "1.1.trigger",
+        "view": {**modal, "id": "V0DENYPRESET", "team_id": "T0SIGNOFF", "hash": "1.abc",
+                 "app_id": "A0SIGNOFF", "bot_id": "B0SIGNBOT", "state": {"values": {
+                     render.PRESET_BLOCK: {render.PRESET_INPUT: {
+                         "type": "static_select", "selected_option": {
+                             "text": {"type": "plain_text", "text": "Wrong environment"},
+                             "value": "Wrong environment"}}},
+                     render.REASON_BLOCK: {render.REASON_INPUT: {
+                         "type": "plain_text_input", "value": None}}}}},
+        "response_urls": [],
+    }
+    status, body = web.interact(payload)
+    assert status == 200 and body == "", body
+    record = srt.store.get("dr-1")
+    assert record is not None and record.status is Status.DENIED
+    assert [v.comment for v in record.votes.values()] == ["Wrong environment"]

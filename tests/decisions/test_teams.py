@@ -140,3 +140,18 @@ def test_teams_digest_buttons(trt: Runtime, teams: TeamsClient) -> None:
         want = Status.PENDING if rid == "td-drop" else Status.DENIED
         assert trt.store.get(rid).status is want, rid  # type: ignore[union-attr]
     assert json.dumps(card).count("td-") >= 7
+
+
+def test_deny_with_a_preset_reason_in_teams(trt: Runtime, teams: TeamsClient) -> None:
+    make_pending(trt, export("tp-1"))
+    base = card_for(trt, "tp-1")
+    alice = card_of(teams.invoke("refresh", base["refresh"]["action"]["data"], "alice"))
+    [choice] = [b for b in alice["body"] if b.get("type") == "Input.ChoiceSet"]
+    assert [c["value"] for c in choice["choices"]] == ["Too many rows", "Wrong environment",
+                                                       "Not during a freeze"]
+    done = card_of(teams.invoke("deny", {**button_data(alice, "deny"),
+                                         "preset": "Not during a freeze"}, "alice"))
+    assert "Denied" in texts(done)
+    record = trt.store.get("tp-1")
+    assert record is not None and record.status is Status.DENIED
+    assert [v.comment for v in record.votes.values()] == ["Not during a freeze"]

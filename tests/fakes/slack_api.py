@@ -69,6 +69,9 @@ LIMITS = {
     "input_max_length": 3000,
     "placeholder": 150,
     "message_text": 40000,
+    "select_options": 100,
+    "option_text": 75,
+    "option_value": 150,
 }
 
 _KEYS = {
@@ -86,6 +89,9 @@ _KEYS = {
     "plain_text_input": {"type", "action_id", "initial_value", "multiline", "min_length",
                          "max_length", "placeholder", "dispatch_action_config",
                          "focus_on_load"},
+    "static_select": {"type", "action_id", "options", "option_groups", "initial_option",
+                      "placeholder", "confirm", "focus_on_load"},
+    "option": {"text", "value", "description", "url"},
     "modal": {"type", "title", "blocks", "close", "submit", "private_metadata", "callback_id",
               "clear_on_close", "notify_on_close", "external_id", "submit_disabled"},
 }
@@ -160,6 +166,29 @@ def _element(el: Any, ptr: str, err: _Errors, *, in_input: bool = False) -> str 
         mx = el.get("max_length")
         if mx is not None and (not isinstance(mx, int) or mx > LIMITS["input_max_length"]):
             err.add(f"must be at most {LIMITS['input_max_length']}", f"{ptr}/max_length")
+        if "placeholder" in el:
+            _text(el["placeholder"], f"{ptr}/placeholder", err, LIMITS["placeholder"],
+                  plain_only=True)
+    elif kind == "static_select" and in_input:
+        # https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element
+        _keys(el, "static_select", ptr, err)
+        options = el.get("options")
+        if not isinstance(options, list) or not options:
+            err.add("must provide at least 1 items", f"{ptr}/options")
+            options = []
+        if len(options) > LIMITS["select_options"]:
+            err.add(f"must provide at most {LIMITS['select_options']} items", f"{ptr}/options")
+        for j, option in enumerate(options):
+            optr = f"{ptr}/options/{j}"
+            if not isinstance(option, dict):
+                err.add("must be an object", optr)
+                continue
+            _keys(option, "option", optr, err)
+            _text(option.get("text"), f"{optr}/text", err, LIMITS["option_text"],
+                  plain_only=True)
+            value = option.get("value")
+            if not isinstance(value, str) or not value or len(value) > LIMITS["option_value"]:
+                err.add(f"must be 1 to {LIMITS['option_value']} characters", f"{optr}/value")
         if "placeholder" in el:
             _text(el["placeholder"], f"{ptr}/placeholder", err, LIMITS["placeholder"],
                   plain_only=True)
