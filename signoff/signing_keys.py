@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import jwt
 import redis
@@ -23,10 +23,25 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from signoff import crypto
+from signoff.context import StoreContext
 from signoff.grant_check import GrantError
 
-if TYPE_CHECKING:
-    from signoff.runtime import Runtime
+
+class RotationLog(Protocol):
+    """Where a key ring reports a new key (the audit log: ``AuditLog.key_rotated``)."""
+
+    def key_rotated(self, purpose: str, kid: str, at: float) -> object: ...
+
+
+class KeyContext(StoreContext, Protocol):
+    """What a key ring needs of the runtime: Redis, keys, settings, the data keys that
+    seal private keys at rest, and the audit log it reports rotations to."""
+
+    @property
+    def audit(self) -> RotationLog: ...
+
+    @property
+    def data_keyring(self) -> dict[str, bytes]: ...
 
 # A retired grant key is pruned only this long after its last possible grant expired: covers
 # a process that read the old active kid just before the rotation and signed just after.
@@ -90,7 +105,7 @@ class KeyRing:
         purpose: grant keys (published at ``/.well-known/jwks.json``) or audit checkpoint keys.
     """
 
-    def __init__(self, rt: Runtime, purpose: Purpose | str = Purpose.GRANT) -> None:
+    def __init__(self, rt: KeyContext, purpose: Purpose | str = Purpose.GRANT) -> None:
         self.rt = rt
         # Any: redis-py's stubs cannot express decode_responses=True (replies typed bytes|str).
         self.r: Any = rt.redis

@@ -26,7 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 if TYPE_CHECKING:
-    from signoff.runtime import Runtime
+    from signoff.context import StoreContext
     from signoff.settings import Settings
 
 REQUEST_ID = "signoff.request_id"
@@ -108,7 +108,7 @@ def span(name: str, request_id: str | None = None,
         yield s
 
 
-def remember(rt: Runtime, request_id: str, parent: str | None = None) -> None:
+def remember(rt: StoreContext, request_id: str, parent: str | None = None) -> None:
     """Keep the request's trace context (``parent``, or the current one) for later spans in
     other processes (clicks). Nothing is written when tracing is off."""
     if not enabled():
@@ -118,7 +118,7 @@ def remember(rt: Runtime, request_id: str, parent: str | None = None) -> None:
         rt.redis.set(rt.keys.trace(request_id), value, ex=rt.settings.record_ttl)
 
 
-def recall(rt: Runtime, request_id: str) -> str | None:
+def recall(rt: StoreContext, request_id: str) -> str | None:
     """The request's kept trace context, if tracing is on and one was kept."""
     if not enabled():
         return None

@@ -31,7 +31,7 @@ from signoff.audit.merkle import CHUNK, Frontier, TreeHead, root_of
 from signoff.audit.proofs import ChunkReader
 
 if TYPE_CHECKING:
-    from signoff.runtime import Runtime
+    from signoff.audit.context import AuditContext
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Archive:
         folder: where the files live (default ``SIGNOFF_AUDIT_ARCHIVE_DIR``).
     """
 
-    def __init__(self, rt: Runtime, folder: Path | None = None) -> None:
+    def __init__(self, rt: AuditContext, folder: Path | None = None) -> None:
         self.rt = rt
         self.r: Any = rt.redis
         self.folder = folder if folder is not None else rt.settings.audit_archive_dir
@@ -291,7 +291,7 @@ class Archive:
         return out
 
 
-def archive_if_due(rt: Runtime, now: float | None = None) -> Segment | None:
+def archive_if_due(rt: AuditContext, now: float | None = None) -> Segment | None:
     """The janitor's hook: archive when an age and a folder are configured."""
     if rt.settings.audit_archive_after_days <= 0 or rt.settings.audit_archive_dir is None:
         return None

@@ -18,7 +18,7 @@ from signoff.audit.merkle import TreeHead
 from signoff.keys import Keys
 
 if TYPE_CHECKING:
-    from signoff.runtime import Runtime
+    from signoff.audit.context import AuditContext
     from signoff.signing_keys import SigningKey
 
 # Entries after which a checkpoint is signed at once (SIGNOFF_AUDIT_CHECKPOINT_PER_DECISION),
@@ -60,7 +60,7 @@ class Checkpoint:
                    f.get("kid", ""), f["token"], f.get("exported") == "1", f.get("root", ""))
 
 
-def sign_checkpoint(rt: Runtime, *, exported: bool = False, now: float | None = None,
+def sign_checkpoint(rt: AuditContext, *, exported: bool = False, now: float | None = None,
                     nonempty: bool = False) -> Checkpoint | None:
     """Bring the Merkle tree up to the newest entry and sign its head with the audit key.
 
@@ -95,7 +95,7 @@ def sign_checkpoint(rt: Runtime, *, exported: bool = False, now: float | None = 
     return sign_tree_head(rt, th, exported=exported, now=now)  # nothing new: sign again
 
 
-def _signed(rt: Runtime, key: SigningKey, th: TreeHead, exported: bool, now: float | None
+def _signed(rt: AuditContext, key: SigningKey, th: TreeHead, exported: bool, now: float | None
             ) -> tuple[Checkpoint, dict[str, Any]]:
     now = time.time() if now is None else now
     claims = {"iss": CHECKPOINT_ISSUER, "aud": CHECKPOINT_AUDIENCE, "iat": int(now),
@@ -108,7 +108,7 @@ def _signed(rt: Runtime, key: SigningKey, th: TreeHead, exported: bool, now: flo
                 "root": th.root}
 
 
-def sign_tree_head(rt: Runtime, th: TreeHead, *, exported: bool = False,
+def sign_tree_head(rt: AuditContext, th: TreeHead, *, exported: bool = False,
                    now: float | None = None) -> Checkpoint:
     """Sign and store a checkpoint for the tree head ``th`` (its last entry is the chain head
     it vouches for; an archive signs the head of the part it takes away)."""
@@ -128,7 +128,7 @@ def checkpoints(r: Any, keys: Keys) -> list[Checkpoint]:
     return out
 
 
-def checkpoint_if_due(rt: Runtime, every: float, now: float | None = None) -> Checkpoint | None:
+def checkpoint_if_due(rt: AuditContext, every: float, now: float | None = None) -> Checkpoint | None:
     """Sign a checkpoint when the last one is older than ``every`` seconds and entries were
     appended since (the janitor calls this every few seconds)."""
     now = time.time() if now is None else now
@@ -160,7 +160,7 @@ THIN_AFTER = 86400.0
 THIN_TO = 3600.0
 
 
-def thin_checkpoints(rt: Runtime, now: float, window: float = 86400.0) -> int:
+def thin_checkpoints(rt: AuditContext, now: float, window: float = 86400.0) -> int:
     """Drop superseded checkpoints that aged past a day within the last ``window`` seconds of
     ageing (the janitor calls this every few seconds: after the first pass the window holds
     the hourly survivors and the few that just aged).
@@ -185,8 +185,8 @@ def thin_checkpoints(rt: Runtime, now: float, window: float = 86400.0) -> int:
     return len(drop)
 
 
-def seal_after(rt: Runtime) -> Callable[[Entry], None]:
-    """The hook Runtime installs on its AuditLog: a checkpoint right after every decision."""
+def seal_after(rt: AuditContext) -> Callable[[Entry], None]:
+    """The hook the Runtime installs on its AuditLog: a checkpoint right after every decision."""
 
     def seal(entry: Entry) -> None:
         if entry.event not in SEAL_EVENTS:

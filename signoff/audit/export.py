@@ -14,7 +14,7 @@ from signoff.audit.checkpoints import Checkpoint, sign_checkpoint
 from signoff.audit.entry import Entry
 
 if TYPE_CHECKING:
-    from signoff.runtime import Runtime
+    from signoff.audit.context import AuditContext
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ExportResult:
     last_seq: int
 
 
-def export(rt: Runtime, out_dir: Path, *, start: str = "-") -> ExportResult:
+def export(rt: AuditContext, out_dir: Path, *, start: str = "-") -> ExportResult:
     """Write the log as JSON lines with a fresh signed checkpoint and the public keys.
 
     The checkpoint is signed first, then exactly the entries up to it are written, so the

@@ -20,7 +20,7 @@ from signoff.audit.entry import Entry
 from signoff.audit.merkle import CHUNK, ProofBuilder, leaf_data, leaf_hash, root_from_path
 
 if TYPE_CHECKING:
-    from signoff.runtime import Runtime
+    from signoff.audit.context import AuditContext
 
 PROOF_FORMAT = "signoff-audit-inclusion-proof/1"
 
@@ -115,7 +115,7 @@ def check_proof(proof: InclusionProof, jwks: dict[str, Any] | None,
                        f"entries signed by {cp.kid}")
 
 
-def stream_chunk_reader(rt: Runtime) -> ChunkReader:
+def stream_chunk_reader(rt: AuditContext) -> ChunkReader:
     """Chunk entries from the live stream."""
 
     def read(c: int, after_id: str) -> list[Entry]:
@@ -132,7 +132,7 @@ class Prover:
         reader: reads a chunk's entries (the archive's reader also finds archived ones).
     """
 
-    def __init__(self, rt: Runtime, reader: ChunkReader | None = None) -> None:
+    def __init__(self, rt: AuditContext, reader: ChunkReader | None = None) -> None:
         self.rt = rt
         self.reader = reader or stream_chunk_reader(rt)
         self.chunks = rt.audit.tree.chunks()

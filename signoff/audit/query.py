@@ -18,7 +18,7 @@ from signoff.audit.events import FINAL_EVENTS, Event
 from signoff.audit.index import IndexRow
 
 if TYPE_CHECKING:
-    from signoff.runtime import Runtime
+    from signoff.audit.context import AuditContext
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _stream_bound(ts: float | None, default: str) -> str:
     return default if ts is None else str(int(ts * 1000))
 
 
-def query(rt: Runtime, flt: QueryFilter, limit: int = 1000) -> Iterator[Row]:
+def query(rt: AuditContext, flt: QueryFilter, limit: int = 1000) -> Iterator[Row]:
     """Entries matching ``flt``, oldest first, each joined with its request's facts."""
     log_ = rt.audit
     if flt.request_id:
@@ -131,12 +131,12 @@ def query(rt: Runtime, flt: QueryFilter, limit: int = 1000) -> Iterator[Row]:
             return
 
 
-def _on_resource(rt: Runtime, e: Entry, resource: str) -> bool:
+def _on_resource(rt: AuditContext, e: Entry, resource: str) -> bool:
     return any(r.resource == resource for r in rt.audit.index.for_resource(resource)
                if r.request_id == e.request_id)
 
 
-def _indexed_entries(rt: Runtime, rows: list[IndexRow]) -> Iterator[Entry]:
+def _indexed_entries(rt: AuditContext, rows: list[IndexRow]) -> Iterator[Entry]:
     """The entries behind index rows (read from the stream in one pipeline per thousand; an
     archived entry is rebuilt from its row, without details)."""
     for i in range(0, len(rows), 1000):

@@ -29,7 +29,7 @@ from signoff.audit.sink import status as sink_status
 from signoff.audit.verify import verify_store
 
 if TYPE_CHECKING:
-    from signoff.runtime import Runtime
+    from signoff.audit.context import AuditContext
 
 # Refusal codes that mean "tried to approve their own request".
 SELF_APPROVAL_CODES = frozenset({"requester", "on_behalf_of", "agent_owner", "agent_identity"})
@@ -127,7 +127,7 @@ def _denial(ev: Evidence, reasons: Counter[str], e: Entry, action: str, reason: 
                            "by": e.actor, "reason": reason})
 
 
-def period_entries(rt: Runtime, since: float, until: float) -> Iterator[Entry]:
+def period_entries(rt: AuditContext, since: float, until: float) -> Iterator[Entry]:
     """The entries of the period, from the archive when it reaches back that far."""
     live = rt.audit.r.xrange(rt.keys.audit, "-", "+", count=1)
     oldest_live = live[0][1].get("ts") if live else None
@@ -145,7 +145,7 @@ def period_entries(rt: Runtime, since: float, until: float) -> Iterator[Entry]:
             yield e
 
 
-def collect(rt: Runtime, since: float, until: float | None = None, *, samples: int = 5,
+def collect(rt: AuditContext, since: float, until: float | None = None, *, samples: int = 5,
             seed: int | None = None) -> Evidence:
     """Figures, verification and sampled proofs for the period [since, until]."""
     until = time.time() if until is None else until

@@ -51,7 +51,7 @@ from signoff.audit.entry import Entry
 from signoff.sink_config import FileSink, SinkConfig, SplunkSink, WebhookSink
 
 if TYPE_CHECKING:
-    from signoff.runtime import Runtime
+    from signoff.audit.context import AuditContext
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def destination(cfg: SinkConfig, source: str) -> Destination:
     return FileDestination(cfg, source)
 
 
-def event_source(rt: Runtime) -> str:
+def event_source(rt: AuditContext) -> str:
     return f"urn:signoff:{rt.keys.audit}"
 
 
@@ -240,7 +240,7 @@ class Sink:
         lease_ttl: seconds a destination's lease lasts without renewal.
     """
 
-    def __init__(self, rt: Runtime, destinations: Sequence[Destination] | None = None, *,
+    def __init__(self, rt: AuditContext, destinations: Sequence[Destination] | None = None, *,
                  batch: int = 100, poll: float = 0.5, backoff: tuple[float, float] = (1.0, 60.0),
                  lease_ttl: float = 30.0) -> None:
         self.rt = rt
@@ -364,7 +364,7 @@ class SinkCollector(Collector):
     """``/metrics``: each destination's backlog, delivered and failed counts, read from Redis
     at scrape time (so the web process reports what the sink process did)."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: AuditContext) -> None:
         self.rt = rt
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -400,7 +400,7 @@ class SinkCollector(Collector):
         yield failing
 
 
-def status(rt: Runtime) -> list[dict[str, Any]]:
+def status(rt: AuditContext) -> list[dict[str, Any]]:
     """Each destination's cursor, backlog and last error (``signoff sink --status``)."""
     head = int(rt.redis.hget(rt.keys.audit_head, "seq") or 0)
     out = []

@@ -15,7 +15,7 @@ from signoff.audit.entry import GENESIS, Entry
 from signoff.audit.merkle import Frontier, leaf_data, leaf_hash
 
 if TYPE_CHECKING:
-    from signoff.runtime import Runtime
+    from signoff.audit.context import AuditContext
 
 
 class ProblemKind(str, Enum):
@@ -246,7 +246,7 @@ def verify_chain(entries: Iterable[Entry], *, checkpoints: Sequence[Checkpoint] 
     return report
 
 
-def verify_store(rt: Runtime, extra_checkpoints: Sequence[Checkpoint] = (), *,
+def verify_store(rt: AuditContext, extra_checkpoints: Sequence[Checkpoint] = (), *,
                  jwks: dict[str, Any] | None = None, archive_dir: Path | None = None
                  ) -> VerifyReport:
     """Verify the log against its stored checkpoints (plus any exported ones).
