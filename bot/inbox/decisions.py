@@ -77,6 +77,25 @@ def load_extras(rt: Runtime, person: Person, record: Record | None) -> Extras:
     return Extras(principals=principals, extend_choices=extend)
 
 
+def delegated(rt: Runtime, person: Person, limit: int = 50) -> list[tuple[str, Any]]:
+    """(principal, view) of the pending requests ``person`` may decide for someone who
+    delegated to them (the list page's "For people who delegated to you")."""
+    out: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    for d in Delegations(rt.redis, rt.keys).to(person.id):
+        principal = rt.policy.directory.person(d.from_person)
+        if principal is None or not principal.groups:
+            continue
+        for rid in rt.store.pending_ids(groups=sorted(principal.groups), limit=limit):
+            record = rt.store.get(rid)
+            if rid in seen or record is None:
+                continue
+            if principal.id in load_extras(rt, person, record).principals:
+                seen.add(rid)
+                out.append((principal.id, build_view(record)))
+    return out[:limit]
+
+
 def _back(form: dict[str, str], rid: str = "") -> str:
     return "/inbox" if form.get("back") == "list" or not rid else f"/inbox/r/{rid}"
 
@@ -231,18 +250,8 @@ async def delegations_page(request: web.Request) -> web.StreamResponse:
 
     def _load() -> dict[str, Any]:
         store = Delegations(ctx.rt.redis, ctx.rt.keys)
-        received = store.received_by(person.id)
-        waiting: list[tuple[str, Any]] = []  # (principal, view) the person may decide for
-        for d in store.to(person.id):
-            principal = ctx.rt.policy.directory.person(d.from_person)
-            if principal is None or not principal.groups:
-                continue
-            for rid in ctx.rt.store.pending_ids(groups=sorted(principal.groups), limit=50):
-                record = ctx.rt.store.get(rid)
-                if record is not None and principal.id in load_extras(
-                        ctx.rt, person, record).principals:
-                    waiting.append((principal.id, build_view(record)))
-        return {"given": store.given_by(person.id), "received": received, "waiting": waiting}
+        return {"given": store.given_by(person.id), "received": store.received_by(person.id),
+                "waiting": delegated(ctx.rt, person)}
 
     lists = await asyncio.to_thread(_load)
     return await ctx.render(request, "delegations.html", person=person, **lists)

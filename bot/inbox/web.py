@@ -49,7 +49,8 @@ async def index(request: web.Request) -> web.StreamResponse:
     ctx = request.app[INBOX]
     _session, person = await ctx.require_person(request)
     inbox = await asyncio.to_thread(load_inbox, ctx.rt, person)
-    return await ctx.render(request, "inbox.html", person=person, inbox=inbox)
+    held = await asyncio.to_thread(decisions.delegated, ctx.rt, person)
+    return await ctx.render(request, "inbox.html", person=person, inbox=inbox, delegated=held)
 
 
 async def list_fragment(request: web.Request) -> web.StreamResponse:
@@ -58,7 +59,8 @@ async def list_fragment(request: web.Request) -> web.StreamResponse:
     if found is None:
         raise web.HTTPUnauthorized(text="Signed out.")
     inbox = await asyncio.to_thread(load_inbox, ctx.rt, found[1])
-    return await ctx.render(request, "_list.html", person=found[1], inbox=inbox)
+    held = await asyncio.to_thread(decisions.delegated, ctx.rt, found[1])
+    return await ctx.render(request, "_list.html", person=found[1], inbox=inbox, delegated=held)
 
 
 async def request_page(request: web.Request) -> web.StreamResponse:

@@ -163,6 +163,9 @@ def test_standing_edit_extend_history_delegation(rt: Runtime, app_url: str,
     alice.click('.delegate-form button')  # type: ignore[attr-defined]
     alice.wait_for_selector(".flash-ok")  # type: ignore[attr-defined]
     dave = signed_in(browser, app_url, "dave@example.com")
+    # Dave's own inbox lists what he may decide for Alice.
+    assert "for alice@example.com" in dave.inner_text(  # type: ignore[attr-defined]
+        "#h-delegated + .delegated-requests")
     dave.goto(f"{app_url}/inbox/delegations")  # type: ignore[attr-defined]
     dave.click('.delegated-requests a >> nth=0')  # type: ignore[attr-defined]
     dave.click('.decide-for button[value="approve"]')  # type: ignore[attr-defined]
