@@ -180,3 +180,51 @@ def test_an_edited_request_never_approves_its_identical_followers(rt: Runtime) -
     assert follower is not None and follower.status.value != "approved"
     assert any(e.event == "merge_refused" for e in rt.audit.for_request("m-2"))
     assert rt.store.get("m-3").status.value == "pending"  # type: ignore[union-attr]
+
+
+def test_async_guarded_function_runs_with_the_edited_arguments(rt: Runtime) -> None:
+    import asyncio
+
+    from signoff.sdk import AsyncClient
+
+    rt.__dict__["masker"] = __import__("tests.inbox.conftest", fromlist=["x"]).shared_masker()
+    ran: list[int] = []
+    results: dict[str, object] = {}
+
+    def agent() -> None:
+        async def main() -> object:
+            client = AsyncClient(rt.settings.redis_url, requester="agent:etl-bot")
+
+            @requires_approval("db.export", client=client, resource="warehouse.orders",
+                               on_behalf_of="erin@example.com", reason="nightly",
+                               context={"environment": "prod", "ticket": "OPS-7"}, timeout=30)
+            async def export_rows(rows: int, format: str = "csv") -> int:
+                ran.append(rows)
+                return rows
+
+            try:
+                return await export_rows(rows=50000)
+            finally:
+                await client.aclose()
+
+        try:
+            results["value"] = asyncio.run(main())
+        except Exception as exc:
+            results["value"] = exc
+
+    worker = threading.Thread(target=agent)
+    worker.start()
+    wait_for(lambda: rt.redis.xlen(rt.keys.requests) > 0, timeout=20, message="the request")
+    run_intake(rt)
+    run_jobs(rt)
+    rid = wait_for(lambda: _one_pending(rt), timeout=20, message="a pending request")
+    assert edits.submit_edit(rt, rid, rt.policy.directory.person("alice@example.com"),
+                             {"rows": 250}).ok
+    record = rt.store.get(rid)
+    assert record is not None
+    assert lifecycle.submit_vote(rt, rid, rt.policy.directory.person("bob@example.com"),
+                                 "approve", seen_sha256=record.get("payload_sha256")).ok
+    run_jobs(rt)
+    worker.join(30)
+    assert not worker.is_alive()
+    assert results["value"] == 250 and ran == [250], results
