@@ -22,6 +22,7 @@ from bot.commands import CommandKind, CommandResult
 from signoff import clicks
 from signoff.cardview.view import CardView
 from signoff.models import Status
+from signoff.standing import window_choices, window_label
 
 # --- Slack's documented limits (Block Kit reference, api.slack.com/reference/block-kit) -------------
 MESSAGE_BLOCKS = 50
@@ -55,6 +56,10 @@ STEP_UP_APPROVE = "signoff_step_up_approve"  # link buttons to the inbox's step-
 STEP_UP_DENY = "signoff_step_up_deny"
 DENY = "signoff_deny"
 DETAILS = "signoff_details"
+STANDING = "signoff_standing"  # "Approve for a while…": a modal to choose the window
+STANDING_CALLBACK = "signoff_standing_modal"
+STANDING_BLOCK = "standing"
+STANDING_INPUT = "standing_select"
 EDIT = "signoff_edit"  # "Edit…": a modal with the rule's editable params
 EDIT_CALLBACK = "signoff_edit_modal"
 EDIT_BLOCK = "signoff_edit_"  # + the param's name
@@ -299,6 +304,10 @@ def _actions(view: CardView, hmac_key: bytes) -> dict[str, Any]:
                                style="primary", confirm=_confirm_approve(view)))
         elements.append(button("Deny", DENY, clicks.sign(hmac_key, rid, ver, "deny"),
                                style="danger"))
+        if view.standing_max:
+            # Opens a modal: approve this and the same request again for a chosen window.
+            elements.append(button("Approve for a while…", STANDING,
+                                   clicks.sign(hmac_key, rid, ver, "approve")))
         if view.editable:
             # Opens a modal with the rule's editable params (signoff.edits).
             elements.append(button("Edit…", EDIT, clicks.sign(hmac_key, rid, ver, "approve")))
@@ -493,6 +502,36 @@ def deny_modal(view: CardView, signed_value: str, channel_id: str | None) -> dic
                          "multiline": True, "min_length": 1, "max_length": 2000,
                          "placeholder": plain("The agent and the requester will see this.",
                                               150)}},
+        ],
+    }
+
+
+def standing_modal(view: CardView, signed_value: str, channel_id: str | None
+                   ) -> dict[str, Any]:
+    """The modal approving a request and the same request again for a window the approver
+    picks (up to the rule's ``standing.max``); the signed value is re-verified on submit."""
+    meta = json.dumps({"v": signed_value, "c": channel_id or ""}, separators=(",", ":"))
+    if len(meta) > PRIVATE_METADATA:
+        raise ValueError("private_metadata would exceed Slack's limit")
+    options = [{"text": plain(f"this and the same request again for {window_label(w)}", 75),
+                "value": str(w)} for w in window_choices(view.standing_max)]
+    return {
+        "type": "modal",
+        "callback_id": STANDING_CALLBACK,
+        "private_metadata": meta,
+        "title": plain("Approve for a while", MODAL_TITLE),
+        "submit": plain("Approve", MODAL_BUTTON),
+        "close": plain("Cancel", MODAL_BUTTON),
+        "blocks": [
+            {"type": "section", "text": mrkdwn(
+                f"*{clip_escaped(view.action, 200)}* on {clip_escaped(view.resource, 800)}\n"
+                f"asked by {_code(clip(view.requester, 200))}. Later requests that are the same "
+                "(agent, action, resource, person, context; params within the rule's bounds) are "
+                "approved at once while the window lasts, once every approver chose one.")},
+            {"type": "input", "block_id": STANDING_BLOCK,
+             "label": plain("Approve", INPUT_LABEL),
+             "element": {"type": "static_select", "action_id": STANDING_INPUT,
+                         "options": options, "initial_option": options[0]}},
         ],
     }
 

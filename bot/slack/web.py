@@ -47,6 +47,7 @@ from bot.slack.messenger import client_for
 from signoff import batch, clicks, edits, lifecycle
 from signoff.audit import Event
 from signoff.models import Status
+from signoff.standing import parse_window
 
 if TYPE_CHECKING:
     from policy import Person
@@ -135,6 +136,75 @@ class SlackHandlers:
             log.exception("vote from Slack user %s failed", user)
             outcome = _Outcome(say=TRY_AGAIN)
         context["signoff"] = {"say": outcome.say, "modal": outcome.modal}
+        await ack()
+
+    async def standing_open(self, body: dict[str, Any], client: AsyncWebClient,
+                            respond: Any) -> None:
+        """"Approve for a while…": the modal to choose the window."""
+        action = (body.get("actions") or [{}])[0]
+        user = str((body.get("user") or {}).get("id") or "")
+        value = str(action.get("value") or "")
+
+        def load() -> tuple[str, dict[str, Any] | None]:
+            try:
+                click = clicks.verify(self.key, value)
+            except clicks.ClickError:
+                return NOT_OURS, None
+            record = self.rt.store.get(click.request_id)
+            if record is None or record.status is not Status.PENDING:
+                return "This request is no longer waiting for a decision.", None
+            view = commands.view_for(record, self.person(user))
+            if not view.standing_max:
+                return "This rule does not allow standing approvals.", None
+            return "", render.standing_modal(view, value, _channel_of(body))
+
+        say, modal = await asyncio.to_thread(load)
+        if modal is not None:
+            await _slack(client.views_open(trigger_id=body.get("trigger_id"), view=modal))
+        elif say:
+            await _tell_clicker(body, client, respond, say)
+
+    async def standing_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any],
+                              context: Any) -> None:
+        """Approve with the chosen window, through ``submit_vote`` (the signed value and its
+        card version re-verified)."""
+        user = str((body.get("user") or {}).get("id") or "")
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+        except json.JSONDecodeError:
+            meta = {}
+        values = (view.get("state") or {}).get("values") or {}
+        picked = ((values.get(render.STANDING_BLOCK) or {}).get(render.STANDING_INPUT) or {}
+                  ).get("selected_option") or {}
+        window = parse_window(str(picked.get("value") or ""))
+        nonce = f"slack:{user}:view:{view.get('id') or body.get('trigger_id') or ''}"
+
+        def vote() -> _Outcome:
+            try:
+                click = clicks.verify(self.key, str(meta.get("v") or ""))
+                if click.choice != "approve":
+                    raise clicks.ClickError("not an approve button")
+            except clicks.ClickError as exc:
+                self.rt.audit.append(Event.CLICK_REFUSED, "", f"slack:{user}", channel="slack",
+                                     code="bad_button", reason=str(exc))
+                return _Outcome(say=NOT_OURS)
+            if window is None:
+                return _Outcome(say="Choose how long the approval stands.")
+            reply = lifecycle.submit_vote(self.rt, click.request_id, self.person(user),
+                                          "approve", channel="slack", nonce=nonce,
+                                          actor_label=f"slack:{user}", standing=window,
+                                          card_version=click.version)
+            return _Outcome(say=reply.message, ok=reply.ok)
+
+        try:
+            outcome = await asyncio.to_thread(vote)
+        except Exception:
+            log.exception("standing approval from Slack user %s failed", user)
+            outcome = _Outcome(say=TRY_AGAIN)
+        if not outcome.ok:
+            await ack(response_action="errors", errors={render.STANDING_BLOCK: outcome.say[:150]})
+            return
+        context["signoff"] = {"say": outcome.say, "channel": str(meta.get("c") or "")}
         await ack()
 
     async def edit_open(self, body: dict[str, Any], client: AsyncWebClient,
@@ -418,6 +488,8 @@ def build_bolt_app(rt: Runtime, client: AsyncWebClient | None = None) -> AsyncAp
     bolt.action(render.STEP_UP_APPROVE)(h.details_ack)
     bolt.action(render.STEP_UP_DENY)(h.details_ack)
     bolt.action(render.PAGE)(ack=h.page_ack, lazy=[h.page_respond])
+    bolt.action(render.STANDING)(ack=h.details_ack, lazy=[h.standing_open])
+    bolt.view(render.STANDING_CALLBACK)(ack=h.standing_submit, lazy=[h.deny_after])
     bolt.action(render.EDIT)(ack=h.details_ack, lazy=[h.edit_open])
     bolt.view(render.EDIT_CALLBACK)(ack=h.edit_submit, lazy=[h.deny_after])
     bolt.action(render.DIGEST_APPROVE)(ack=h.digest_ack, lazy=[h.vote_after])

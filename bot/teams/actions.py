@@ -12,6 +12,7 @@ vote, or with a notice saying why the click was refused.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from bot.teams.render import (
     EDIT_INPUT_PREFIX,
     MAX_COMMENT_CHARS,
     PRESET_INPUT_ID,
+    STANDING_INPUT_ID,
     VERB_APPROVE,
     VERB_DENY,
     VERB_DIGEST_APPROVE,
@@ -43,6 +45,7 @@ from signoff import batch, clicks, edits, lifecycle
 from signoff.audit import Event
 from signoff.lifecycle import check_decider
 from signoff.models import Status
+from signoff.standing import parse_window
 from signoff.store import Record
 
 if TYPE_CHECKING:
@@ -189,9 +192,16 @@ class CardActions:
             tone = Tone.GOOD if reply.ok else Tone.BAD
             text = reply.message if reply.ok else f"Not recorded: {reply.message}"
             return await self._current(click.request_id, person, Notice(text, tone))
+        # Approve for a while (the card's window choice, where the rule allows it).
+        raw_window = data.get(STANDING_INPUT_ID) if click.choice == "approve" else None
+        standing = parse_window(str(raw_window)) if raw_window else None
+        if raw_window and standing is None:
+            return await self._current(click.request_id, person, Notice(
+                "Not recorded: choose how long the approval stands.", Tone.BAD))
         # 5. Separation of duties and the atomic vote.
         reply = await asyncio.to_thread(
-            lifecycle.submit_vote, self.rt, click.request_id, person, click.choice, comment,
+            functools.partial(lifecycle.submit_vote, standing=standing),
+            self.rt, click.request_id, person, click.choice, comment,
             channel="teams", nonce=nonce, actor_label=actor, card_version=click.version)
         tone = Tone.GOOD if reply.ok else Tone.BAD
         text = reply.message if reply.ok else f"Not recorded: {reply.message}"

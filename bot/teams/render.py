@@ -24,6 +24,7 @@ from bot.commands import CommandKind
 from signoff import clicks
 from signoff.cardview.view import CardView, VoteLine
 from signoff.models import Status
+from signoff.standing import window_choices, window_label
 
 if TYPE_CHECKING:
     from bot.commands import CommandResult
@@ -47,6 +48,7 @@ MAX_COMMENT_CHARS = 500
 DETAILS_ID = "signoff-details"
 COMMENT_INPUT_ID = "comment"
 PRESET_INPUT_ID = "preset"
+STANDING_INPUT_ID = "standing"
 
 VERB_APPROVE = "approve"
 VERB_DENY = "deny"
@@ -262,6 +264,13 @@ def _card(view: CardView, key: bytes, can: bool | None, notice: Notice | None, n
                                  "choices": [{"title": clip(r, 100), "value": clip(r, 200)}
                                              for r in view.deny_reasons[:20]]})
                 body.append(_comment_input(view))
+                if view.standing_max:  # approve, and the same request again for a while
+                    body.append({"type": "Input.ChoiceSet", "id": STANDING_INPUT_ID,
+                                 "label": "Approve", "style": "compact", "value": "",
+                                 "choices": [{"title": "this request only", "value": ""}] + [
+                                     {"title": "and the same again for " + window_label(w),
+                                      "value": str(w)}
+                                     for w in window_choices(view.standing_max)]})
                 if view.editable:
                     body.extend(_edit_inputs(view))
             actions = _vote_actions(view, key) + actions

@@ -231,3 +231,39 @@ def test_deny_with_a_preset_reason_in_slack(
     record = srt.store.get("dr-1")
     assert record is not None and record.status is Status.DENIED
     assert [v.comment for v in record.votes.values()] == ["Wrong environment"]
+
+
+def test_approve_for_a_while_in_slack(
+        srt: Runtime, fake_slack: FakeSlack, web: SlackClient) -> None:
+    submit(srt, export("sw-1"))
+    card = until(lambda: fake_slack.cards("sw-1"), what="the card")[0]
+    for user, window in (("U0ALICE", "3600"), ("U0BOB", "900")):
+        status, _ = click(web, fake_slack, user, card, render.STANDING)
+        assert status == 200
+        modal = until(lambda: [v for v in fake_slack.views()
+                               if v.get("callback_id") == render.STANDING_CALLBACK],
+                      what="the modal")[-1]
+        options = [o["value"] for o in next(b for b in modal["blocks"] if b.get(
+            "block_id") == render.STANDING_BLOCK)["element"]["options"]]
+        assert options == ["900", "3600", "14400"]
+        payload = {
+            "type": "view_submission", "team": {"id": "T0SIGNOFF", "domain": "signoff-test"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T0SIGNOFF"},
+            "api_app_id": "A0SIGNOFF", "token": "legacy-verification-token",
+            "trigger_id": f"{time.time():.6f}.1.trigger",
+            "view": {**modal, "id": f"V0ST{user}", "team_id": "T0SIGNOFF", "hash": "1.abc",
+                     "app_id": "A0SIGNOFF", "bot_id": "B0SIGNBOT", "state": {"values": {
+                         render.STANDING_BLOCK: {render.STANDING_INPUT: {
+                             "type": "static_select",
+                             "selected_option": {"text": {"type": "plain_text", "text": "x"},
+                                                 "value": window}}}}}},
+            "response_urls": []}
+        status, body = web.interact(payload)
+        assert status == 200 and body == "", body
+    run_jobs(srt)
+    record = srt.store.get("sw-1")
+    assert record is not None and record.status is Status.APPROVED
+    assert record.get("standing_created")
+    submit(srt, export("sw-2"))
+    assert srt.store.get("sw-2").status is Status.APPROVED  # type: ignore[union-attr]
+    assert fake_slack.cards("sw-2") == []  # approved at once: no card to decide

@@ -146,7 +146,7 @@ def test_deny_with_a_preset_reason_in_teams(trt: Runtime, teams: TeamsClient) ->
     make_pending(trt, export("tp-1"))
     base = card_for(trt, "tp-1")
     alice = card_of(teams.invoke("refresh", base["refresh"]["action"]["data"], "alice"))
-    [choice] = [b for b in alice["body"] if b.get("type") == "Input.ChoiceSet"]
+    [choice] = [b for b in alice["body"] if b.get("id") == "preset"]
     assert [c["value"] for c in choice["choices"]] == ["Too many rows", "Wrong environment",
                                                        "Not during a freeze"]
     done = card_of(teams.invoke("deny", {**button_data(alice, "deny"),
@@ -155,3 +155,21 @@ def test_deny_with_a_preset_reason_in_teams(trt: Runtime, teams: TeamsClient) ->
     record = trt.store.get("tp-1")
     assert record is not None and record.status is Status.DENIED
     assert [v.comment for v in record.votes.values()] == ["Not during a freeze"]
+
+
+def test_approve_for_a_while_in_teams(trt: Runtime, teams: TeamsClient) -> None:
+    make_pending(trt, export("tw-1"))
+    base = card_for(trt, "tw-1")
+    for who, window in (("alice", "3600"), ("bob", "14400")):
+        card = card_of(teams.invoke("refresh", base["refresh"]["action"]["data"], who))
+        [choice] = [b for b in card["body"] if b.get("id") == "standing"]
+        assert [c["value"] for c in choice["choices"]] == ["", "900", "3600", "14400"]
+        card_of(teams.invoke("approve", {**button_data(card, "approve"), "standing": window},
+                             who))
+    from tests.conftest import run_jobs
+
+    run_jobs(trt)
+    assert trt.store.get("tw-1").status is Status.APPROVED  # type: ignore[union-attr]
+    assert make_pending(trt, export("tw-2")) == ["approved"]
+    record = trt.store.get("tw-2")
+    assert record is not None and record.get("standing_id")
