@@ -500,8 +500,14 @@ def _standing_cover(rt: Runtime, request_id: str, req: AgentRequest, evaluation:
             log.info("request %s: no standing approval covers it (%s)", request_id,
                      "; ".join(misses))
         return False
+    from signoff.delegation import Delegations
+
     approvals: dict[str, tuple[str, ...]] = {}
     for pid in st.approvers:
+        delegate = st.delegates.get(pid)
+        if delegate and (Delegations(rt.redis, rt.keys).active_from_to(pid, delegate) is None
+                         or _delegate_refused(req, evaluation, directory, delegate)):
+            continue  # a delegate's vote counts only while the delegation lasts
         verdict = can_decide(req, evaluation, directory.person(pid), {}, directory)
         if isinstance(verdict, Allowed):
             approvals[pid] = verdict.groups
@@ -529,6 +535,17 @@ def _standing_cover(rt: Runtime, request_id: str, req: AgentRequest, evaluation:
     return True
 
 
+def _delegate_refused(req: AgentRequest, evaluation: Any, directory: Any,
+                      delegate: str) -> bool:
+    """Whether separation of duties refuses ``delegate`` on ``req`` (eligibility aside: a
+    delegate decides with the eligibility of the person who delegated)."""
+    from policy import Refused, can_decide
+    from policy.separation import RefusalCode
+
+    verdict = can_decide(req, evaluation, directory.person(delegate), {}, directory)
+    return isinstance(verdict, Refused) and verdict.code is not RefusalCode.NOT_ELIGIBLE
+
+
 def create_standing(rt: Runtime, record: Record) -> str | None:
     """After an approval: create the standing approval the votes asked for, once. Only when
     every approving vote chose a window (the quorum approved *for a while*); the smallest
@@ -550,7 +567,8 @@ def create_standing(rt: Runtime, record: Record) -> str | None:
         approvers=[v.person for v in votes], window=window,
         start=record.number("decided_at", time.time()),
         shown={k: str(shown_fields.get(k, "")) for k in ("action", "resource",
-                                                          "on_behalf_of")})
+                                                          "on_behalf_of")},
+        delegates={v.person: v.by for v in votes if v.by})
     sid = StandingApprovals.id_for(record.id)
     if st is not None:
         rt.store.set_fields(record.id, {"standing_created": st.id,

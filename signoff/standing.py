@@ -133,6 +133,7 @@ class Standing:
     revoked_at: float = 0.0
     revoked_by: str = ""
     uses: int = 0
+    delegates: dict[str, str] = field(default_factory=dict)  # approver -> delegate who voted
 
     @property
     def active(self) -> bool:
@@ -193,7 +194,8 @@ class StandingApprovals:
 
     def create(self, *, request_id: str, scope: Scope, params: Mapping[str, Any],
                bounds: Mapping[str, Any], approvers: list[str], window: int,
-               start: float, shown: Mapping[str, str]) -> Standing | None:
+               start: float, shown: Mapping[str, str],
+               delegates: Mapping[str, str] | None = None) -> Standing | None:
         """Create the standing approval of ``request_id`` once; None when it exists already."""
         sid = self.id_for(request_id)
         fixed, present = params_shape(params, bounds)
@@ -202,7 +204,8 @@ class StandingApprovals:
                 "bounded_present": json.dumps(present), "bounds": json.dumps(dict(bounds)),
                 "approvers": json.dumps(approvers), "created_at": repr(start),
                 "expires_at": repr(expires), "source_request": request_id,
-                "shown": json.dumps(dict(shown)), "uses": "0"}
+                "shown": json.dumps(dict(shown)), "uses": "0",
+                "delegates": json.dumps(dict(delegates or {}))}
         key = self.keys.standing(sid)
         if not self.redis.hsetnx(key, "id", sid):
             return None
@@ -229,7 +232,8 @@ class StandingApprovals:
             created_at=float(raw["created_at"]), expires_at=float(raw["expires_at"]),
             source_request=raw["source_request"], shown=json.loads(raw.get("shown") or "{}"),
             revoked_at=float(raw.get("revoked_at") or 0), revoked_by=raw.get("revoked_by", ""),
-            uses=int(raw.get("uses") or 0))
+            uses=int(raw.get("uses") or 0),
+            delegates=json.loads(raw.get("delegates") or "{}"))
 
     def for_scope(self, scope: Scope, now: float | None = None) -> list[Standing]:
         """The active standing approvals of ``scope``, newest first."""

@@ -132,3 +132,25 @@ async def test_standing_stops_when_its_people_may_no_longer_decide(
     change_policy(rt, "00000000-0000-0000-0000-000000000b0b, groups: [dba]",
                   "00000000-0000-0000-0000-000000000b0b, groups: [sre]")
     assert make_pending(rt, export("d-2")) == ["pending"]
+
+
+async def test_a_delegates_part_of_a_standing_approval_ends_with_the_delegation(
+        rt: Runtime, server: TestServer, tokens: dict) -> None:
+    base = str(server.make_url(""))
+    make_pending(rt, export("dg-1"))
+    async with aiohttp.ClientSession(base) as http:
+        async with http.post("/api/v1/delegations", json={"to": "dave@example.com",
+                                                          "for": "8h"},
+                             headers=tokens["alice"]) as resp:
+            did = (await resp.json())["delegation"]["id"]
+        await _approve(http, "dg-1", tokens["dave"], standing="1h", **{"for": "alice@example.com"})
+        await _approve(http, "dg-1", tokens["bob"], standing="1h")
+        assert reply(rt, "dg-1")["status"] == "approved"
+        assert make_pending(rt, export("dg-2")) == ["approved"]
+        created = events(rt, "dg-1", "standing_created")[0]
+        assert created.details["delegates"] == {"alice@example.com": "dave@example.com"}
+        async with http.post(f"/api/v1/delegations/{did}/revoke",
+                             headers=tokens["alice"]) as resp:
+            assert resp.status == 200
+        # Dave's vote for Alice no longer counts: one DBA left, not "2 of dba".
+        assert make_pending(rt, export("dg-3")) == ["pending"]
