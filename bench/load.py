@@ -180,6 +180,7 @@ class Observer:
         self.replied: dict[str, float] = {}
         self.teams_post: dict[str, Any] = {}
         self.ready: queue.Queue[str] = queue.Queue()
+        self.readied: set[str] = set()
         self.watch: set[str] = set()
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -204,7 +205,7 @@ class Observer:
                 for rid in watch:
                     pipe.hgetall(self.rt.keys.cards(rid))
                 for rid, raw in zip(watch, pipe.execute(), strict=True):
-                    first_any = not any(rid in self.first[ch] for ch in SLOTS)
+                    was_ready = self._ready(rid)
                     for ch, slot in SLOTS.items():
                         if slot in raw and rid not in self.first[ch]:
                             card = Card.from_json(raw[slot])
@@ -215,7 +216,7 @@ class Observer:
                             rid in self.replied and time.time() - self.replied[rid] > 5):
                         with self.lock:  # every card, or decided (no card comes later)
                             self.watch.discard(rid)
-                    if first_any and any(rid in self.first[ch] for ch in SLOTS):
+                    if not was_ready and self._ready(rid):
                         self.ready.put(rid)
             posts = self.bf.posts()
             for post in posts[seen_teams:]:
@@ -223,6 +224,18 @@ class Observer:
                 self.teams_post.setdefault(rid.split(":", 1)[0], post)
             seen_teams = len(posts)
             time.sleep(0.01)
+
+    def _ready(self, rid: str) -> bool:
+        """Approvers act once the request is on every channel (Slack may be refusing: then
+        after 2 s), so every channel's first card is measured, not only the fastest's."""
+        if rid in self.readied:
+            return True
+        teams_web = rid in self.first["teams"] and rid in self.first["web"]
+        slack = rid in self.first["slack"] or time.time() - self.sent.get(rid, 0) > 2.0
+        if teams_web and slack:
+            self.readied.add(rid)
+            return True
+        return False
 
     def _replies(self) -> None:
         r = redis.Redis.from_url(self.rt.settings.redis_url or "", decode_responses=True)
