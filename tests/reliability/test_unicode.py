@@ -13,6 +13,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from policy.identity import canonical_agent
 from signoff.cardview.display import HIDDEN_CATEGORIES, safe_name, safe_text, safe_value
 from signoff.runtime import Runtime
 from tests.conftest import run_intake, run_jobs
@@ -87,8 +88,11 @@ def test_tricks_are_escaped_on_every_card(redis_url: str, tmp_path: Path, policy
     run_jobs(rrt)
     record = rrt.store.get("uni-1")
     assert record is not None and record.status.value == "pending"
-    # The stored request keeps the original (hashes and grants bind to it).
-    assert record.requester == f"agent:p{CYRILLIC_A}yroll{RLO}exe.gnp"
+    # The requester is stored in the one canonical form every check compares (invisible and
+    # direction-changing characters dropped, case folded); a look-alike letter is a different
+    # name, so it stays and every card shows it escaped.
+    assert record.requester == canonical_agent(f"agent:p{CYRILLIC_A}yroll{RLO}exe.gnp")
+    assert record.requester == f"agent:p{CYRILLIC_A}yrollexe.gnp"
 
     slack = fake_slack.cards("uni-1")
     assert len(slack) == 1
