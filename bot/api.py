@@ -32,6 +32,7 @@ from signoff.keys import AGENT_NAME_RE, scoped_id
 from signoff.models import RECORD_ID_PATTERN, Status
 from signoff.runtime import Runtime
 from signoff.standing import parse_window
+from signoff.store import Record
 from signoff.tokens import TokenInfo, TokenKind
 
 RID = "{rid:" + RECORD_ID_PATTERN.strip("^$") + "}"
@@ -131,9 +132,11 @@ async def create_request(request: web.Request) -> web.Response:
                               "reply_key": reply_key}, status=202)
 
 
-def _visible(rt: Runtime, who: TokenInfo, view: CardView) -> bool:
+def _visible(who: TokenInfo, record: Record) -> bool:
+    """An agent sees only its own requests (the stored requester, never the masked view's);
+    every known person may see a masked request."""
     if who.kind is TokenKind.AGENT:
-        return view.requester == who.subject
+        return same_agent(record.requester, who.subject)
     return True  # every known person may see a masked request
 
 
@@ -147,10 +150,9 @@ async def get_request(request: web.Request) -> web.Response:
                                                                            rid))
     if record is None:
         return problem(404, "Not Found", f"no request {rid}")
-    view = build_view(record)
-    if not _visible(rt, who, view):
+    if not _visible(who, record):
         return problem(404, "Not Found", f"no request {rid}")
-    return web.json_response(view_json(view))
+    return web.json_response(view_json(build_view(record)))
 
 
 async def list_requests(request: web.Request) -> web.Response:
@@ -179,9 +181,8 @@ async def list_requests(request: web.Request) -> web.Response:
             record = rt.store.get(rid)
             if record is None:
                 continue
-            view = build_view(record)
-            if _visible(rt, who, view):
-                out.append(view_json(view))
+            if _visible(who, record):
+                out.append(view_json(build_view(record)))
         return out
 
     items = await asyncio.to_thread(_load)
