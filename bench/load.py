@@ -205,7 +205,7 @@ class Observer:
                 for rid in watch:
                     pipe.hgetall(self.rt.keys.cards(rid))
                 for rid, raw in zip(watch, pipe.execute(), strict=True):
-                    was_ready = self._ready(rid)
+                    was_ready = rid in self.readied
                     for ch, slot in SLOTS.items():
                         if slot in raw and rid not in self.first[ch]:
                             card = Card.from_json(raw[slot])
