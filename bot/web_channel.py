@@ -20,6 +20,7 @@ class WebMessenger:
     """Messenger for the built-in web inbox."""
 
     kind = "web"
+    repost_safe = True  # a post only publishes the stored request's view again
 
     def __init__(self, client: redis.Redis, channel: str) -> None:
         self.r = client

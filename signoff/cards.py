@@ -121,6 +121,7 @@ class Op:
     since: float
     tries: int = 0
     attempted: bool = False  # a post may have reached the platform: look before posting
+    ambiguous: bool = False  # the last try ended in an ambiguous platform error (not a crash)
     not_before: float = 0.0  # backoff after a failure (5xx, timeout)
     target: str = ""  # the policy channel kind (slack_channel, slack_dm, teams, web)
     trace: str = ""  # W3C traceparent of the job that asked (when tracing is on)
@@ -135,6 +136,7 @@ class Op:
         data = json.loads(raw)
         return cls(request_id=request_id, since=float(data.get("since", 0.0)),
                    tries=int(data.get("tries", 0)), attempted=bool(data.get("attempted")),
+                   ambiguous=bool(data.get("ambiguous")),
                    not_before=float(data.get("not_before", 0.0)),
                    target=str(data.get("target", "")), trace=str(data.get("trace", "")))
 

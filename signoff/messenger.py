@@ -61,6 +61,11 @@ class Messenger(Protocol):
     """One chat platform, as the notify and update jobs see it."""
 
     kind: str
+    #: Whether posting again after a post that a crash interrupted can never leave a second
+    #: card: the platform is looked up first (:meth:`find_posted`) or a post is idempotent.
+    #: False where the platform offers a bot no lookup (Teams): such a post is not repeated,
+    #: so a destination gets at most one card (it may stay unrecorded).
+    repost_safe: bool
 
     async def post(self, view: CardView, destination: str) -> dict[str, Any]:
         """Post a card; return a reference the update needs (e.g. channel and ts)."""

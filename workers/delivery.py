@@ -249,6 +249,11 @@ class Delivery:
                 ref = None
                 if op.attempted:  # an earlier try may have posted it: look first
                     ref = await messenger.find_posted(view, destination)
+                    if ref is None and not op.ambiguous and not messenger.repost_safe:
+                        # A worker or Redis died inside the earlier post, and the platform
+                        # cannot tell whether it went out: never risk a second card.
+                        self._unconfirmed(name, op, messenger.kind)
+                        return
                 if ref is None:
                     if not op.attempted:
                         op.attempted = True
@@ -262,6 +267,9 @@ class Delivery:
             except DeliveryError as exc:
                 if not exc.ambiguous and not was:
                     op.attempted = False
+                # An ambiguous answer (5xx, timeout after sending) is retried even where the
+                # platform has no lookup: the documented limit is a second, unrecorded card.
+                op.ambiguous = exc.ambiguous
                 self._failed(name, op, exc)
                 return
             self._posted(name, op, Card(messenger.kind, destination, ref, view.version,
@@ -413,6 +421,12 @@ class Delivery:
         self.ledger.update_op(name, op)
         log.warning("card for %s to %s failing (%s); trying again in %.0fs", op.request_id,
                     name, exc, pause)
+
+    def _unconfirmed(self, name: str, op: Op, kind: str) -> None:
+        log.warning("a post of %s's card to %s was cut short by a crash; %s offers no lookup, "
+                    "so it is not posted again (at most one card, maybe unrecorded)",
+                    op.request_id, name, kind)
+        self.ledger.done(name, [op.request_id])
 
     def _give_up(self, name: str, op: Op, error: str) -> None:
         record_failure(self.rt, op.request_id, name, error)

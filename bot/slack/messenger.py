@@ -148,6 +148,7 @@ class SlackMessenger:
     """
 
     kind = "slack"
+    repost_safe = True  # find_posted looks the card up by its message metadata
     limit: SendLimit | None = SLACK_LIMIT
 
     def __init__(self, settings: Settings, hmac_key: bytes, *, timeout: int = 10,

@@ -156,6 +156,7 @@ class TeamsMessenger:
     """
 
     kind = "teams"
+    repost_safe = False  # the Bot Connector lists no messages: see find_posted
     limit: SendLimit | None = TEAMS_LIMIT
 
     def __init__(self, settings: Settings, rt: Runtime,

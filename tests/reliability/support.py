@@ -356,7 +356,9 @@ def assert_exactly_once(rt: Runtime, ids: Iterable[str], *, fake: FakeSlack | No
     ``settle`` seconds are waited first, so a duplicate still in flight has time to show.
     ``unposted_ok``: a request decided before its card could be posted has none (notify
     skips closed requests); a card is still never posted twice, nor left unrecorded.
-    ``teams_unrecorded_ok``: after a crash, a Teams card may be posted but unrecorded.
+    ``teams_unrecorded_ok``: a Teams post a crash cut short is never repeated (Teams gives a
+    bot no lookup), so that card may be posted but unrecorded, or missing when the crash came
+    before it left; never two.
     """
     ids = list(ids)
     time.sleep(settle)
@@ -416,7 +418,7 @@ def assert_exactly_once(rt: Runtime, ids: Iterable[str], *, fake: FakeSlack | No
         if bf is not None and "teams" in channels:
             n = len(teams_posts(bf, rid))
             want = 1 if "teams:approvals" in recorded else 0
-            if teams_unrecorded_ok and n == 1 and not want:
+            if teams_unrecorded_ok and n <= 1 and not want:
                 # Known limit: Teams lets a bot look nothing up, so a card posted just before
                 # a crash cannot be found again; never posted twice, though.
                 continue

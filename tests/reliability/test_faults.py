@@ -107,7 +107,10 @@ def test_worker_sigkilled_mid_notify_posts_each_card_once(
         status, _ = slack_click(stack, rid, "U0CAROL", "signoff_approve")
         assert status == 200
     wait_replies(rrt, ids, stack=stack)
-    assert_exactly_once(rrt, ids, fake=fake, bf=stack.bf, status=Status.APPROVED)
+    # The worker may die inside a Teams post too (the delivery posts to every channel at
+    # once): that card is never posted a second time.
+    assert_exactly_once(rrt, ids, fake=fake, bf=stack.bf, status=Status.APPROVED,
+                        teams_unrecorded_ok=True)
     wait_for(lambda: all(slack_card_final(fake, rid) for rid in ids), timeout=30,
              message="every Slack card shows the decision")
 

@@ -175,3 +175,28 @@ def test_messenger_contract(trt: Runtime, bf: FakeBotFramework, teams: TeamsClie
         assert not exc.retryable and "nowhere" in str(exc)
     else:
         raise AssertionError("posting to an unknown conversation must fail")
+
+
+def test_post_cut_short_by_a_crash_is_never_repeated(trt: Runtime, bf: FakeBotFramework,
+                                                     teams: TeamsClient) -> None:
+    # Teams lists no messages, so a post a crash interrupted (marked attempted, no answer
+    # recorded) cannot be checked: it is not posted again, whether or not it went out.
+    assert teams.install(APPROVALS, "Approvals").status_code == 201
+    assert teams.install(OPS, "Ops").status_code == 201
+    open_request(trt, "x4")
+    deliver_until(lambda: len(bf.posts()) >= 2)
+    before = len(bf.posts())
+    # The worker died after the connector stored the card but before Signoff recorded it.
+    trt.redis.hdel(trt.keys.cards("x4"), "teams:approvals")
+    trt.cards.queue("x4", "teams", "approvals", attempted=True)
+    for _ in range(3):
+        jobs.deliver_due()
+    assert len(bf.posts()) == before
+    assert trt.cards.card("x4", "teams:approvals") is None
+    # An ambiguous connector answer (a 5xx after sending) is still retried: that is the
+    # documented limit (a second, unrecorded card), preferred to a card never sent.
+    bf.inject("POST", 503)
+    trt.cards.queue("x4", "teams", "ops", attempted=False)
+    trt.redis.hdel(trt.keys.cards("x4"), "teams:ops")
+    deliver_until(lambda: trt.cards.card("x4", "teams:ops") is not None)
+    assert len(bf.posts()) == before + 1
