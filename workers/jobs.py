@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any
 
 from signoff import lifecycle, tracing
@@ -23,6 +24,23 @@ from signoff.runtime import Runtime, current
 from signoff.store import Change
 from workers import delivery
 from workers.messengers import CHANNEL_MESSENGER, build_messengers, destinations
+
+
+class CardJob(str, Enum):
+    """What a notify or update_cards job found."""
+
+    QUEUED = "queued"  # card work written down for the delivery
+    CLOSED = "closed"  # the request was decided first: only a repair's look-ups were queued
+    NOT_FOUND = "not_found"  # no such request (expired from Redis)
+
+
+@dataclass(frozen=True)
+class CardWork:
+    """A notify or update_cards job's outcome: what it found and how many destinations'
+    card work it queued (the delivery loop does the platform calls)."""
+
+    outcome: CardJob
+    queued: int = 0
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +112,7 @@ def expire(request_id: str, now: float | None = None) -> Change:
     return result
 
 
-def notify(request_id: str, kind: str | None = None, target: str | None = None) -> str:
+def notify(request_id: str, kind: str | None = None, target: str | None = None) -> CardWork:
     """Queue the cards for one policy channel target, or for every target of the request's
     policy when none is given, and have them delivered (each destination once, ever).
 
@@ -111,19 +129,21 @@ def notify(request_id: str, kind: str | None = None, target: str | None = None) 
             # recorded is looked for, recorded and updated (no live buttons on a decision).
             names = _queue(rt, record, ms, [(kind, target)], attempted=True)
             delivery.submit(rt, ms, names)
+            return CardWork(CardJob.CLOSED, len(names))
         elif record is not None and claimed and record.status.final:
             # The request's notify job was cut short (its claim was still there): a card it
             # posted without recording may exist on any channel.
             names = _queue(rt, record, ms, _targets(record), attempted=True)
             delivery.submit(rt, ms, names)
-        return "closed"
+            return CardWork(CardJob.CLOSED, len(names))
+        return CardWork(CardJob.CLOSED)
     targets = [(kind, target)] if kind is not None and target is not None else _targets(record)
     names = _queue(rt, record, ms, targets)
     # Every card is in the outbox (durable): the request's notify claim is done.
     if kind is None or target is None:
         rt.cards.release_request(request_id)
     delivery.submit(rt, ms, names)
-    return f"queued {len(names)}"
+    return CardWork(CardJob.QUEUED, len(names))
 
 
 def _targets(record: Any) -> list[tuple[str, str]]:
@@ -182,14 +202,14 @@ def deliver_due() -> int:
     return delivery.drain_due(rt, messengers(rt))
 
 
-def update_cards(request_id: str) -> str:
+def update_cards(request_id: str) -> CardWork:
     """Bring every posted card of a request up to the current version (the delivery does the
     calls; each destination's updates coalesce), announce the change to open inbox pages, and
     tell the person the agent acts for once it is decided."""
     rt = current()
     record = rt.store.get(request_id)
     if record is None:
-        return "not_found"
+        return CardWork(CardJob.NOT_FOUND)
     ms = messengers(rt)
     cards = rt.cards.cards(request_id)
     trace = tracing.traceparent() or ""
@@ -210,7 +230,7 @@ def update_cards(request_id: str) -> str:
     delivery.submit(rt, ms, names)
     if record.status.final:
         _tell_requester(rt, record, view or build_view(record), ms)
-    return f"queued {len(names)}"
+    return CardWork(CardJob.QUEUED, len(names))
 
 
 def _tell_requester(rt: Runtime, record: Any, view: Any, ms: dict[str, Messenger]) -> None:

@@ -41,6 +41,7 @@ from bot.teams.render import (
     render_notice_card,
 )
 from bot.teams.tenants import TenantPolicy, activity_tenant
+from policy import Refused
 from signoff import batch, clicks, edits, lifecycle
 from signoff.audit import Event
 from signoff.lifecycle import check_decider
@@ -91,8 +92,6 @@ class Verdict:
 
 def verdict(rt: Runtime, record: Record, person: Person | None) -> Verdict:
     """The separation-of-duties answer for this viewer (what a click would get)."""
-    from policy import Refused
-
     if record.status is not Status.PENDING or not record.get("evaluation"):
         return Verdict(False, "closed")
     result = check_decider(record, person, rt.policy.directory)

@@ -61,7 +61,7 @@ def test_card_posted_but_not_recorded_is_found_and_updated_after_the_decision(
     run_jobs(rrt)
     assert not slack_card_final(fake_slack, "rc-2")  # nobody knows where the card is
     # The janitor's repair of the claim: notify for that slot, on a decided request.
-    assert jobs.notify("rc-2", "slack_channel", "#approvals") == "closed"
+    assert jobs.notify("rc-2", "slack_channel", "#approvals").outcome is jobs.CardJob.CLOSED
     assert rrt.redis.hexists(rrt.keys.cards("rc-2"), "slack:#approvals")
     run_jobs(rrt)
     assert len(fake_slack.cards("rc-2")) == 1

@@ -114,7 +114,7 @@ def test_lasting_failures_are_recorded_and_shown_on_the_other_cards(
     assert teams.install(OPS, "Ops").status_code == 201
     bf.inject("POST", 500, times=3)
     monkeypatch.setattr(delivery, "MAX_TRIES", 1)  # this is the card's last try
-    assert jobs.notify("x2", "teams", "ops") == "queued 1"
+    assert jobs.notify("x2", "teams", "ops") == jobs.CardWork(jobs.CardJob.QUEUED, 1)
     record = trt.store.get("x2")
     assert record is not None
     assert any("Bot Connector answered HTTP 500" in f for f in record.json("notify_failures"))
