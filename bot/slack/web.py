@@ -27,7 +27,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ from bot.slack import render
 from bot.slack.messenger import client_for
 from signoff import batch, clicks, edits, lifecycle
 from signoff.audit import Event
+from signoff.cardview.view import CardView
 from signoff.models import Status
 from signoff.standing import parse_window
 
@@ -138,9 +139,11 @@ class SlackHandlers:
         context["signoff"] = {"say": outcome.say, "modal": outcome.modal}
         await ack()
 
-    async def standing_open(self, body: dict[str, Any], client: AsyncWebClient,
-                            respond: Any) -> None:
-        """"Approve for a while…": the modal to choose the window."""
+    async def _open_modal(self, body: dict[str, Any], client: AsyncWebClient, respond: Any,
+                          build: Callable[[CardView, str, str], dict[str, Any] | None],
+                          refusal: str) -> None:
+        """Open the modal ``build`` draws for a signed button's pending request (None from
+        ``build``: the rule does not offer it, and the clicker is told ``refusal``)."""
         action = (body.get("actions") or [{}])[0]
         user = str((body.get("user") or {}).get("id") or "")
         value = str(action.get("value") or "")
@@ -153,16 +156,24 @@ class SlackHandlers:
             record = self.rt.store.get(click.request_id)
             if record is None or record.status is not Status.PENDING:
                 return "This request is no longer waiting for a decision.", None
-            view = commands.view_for(record, self.person(user))
-            if not view.standing_max:
-                return "This rule does not allow standing approvals.", None
-            return "", render.standing_modal(view, value, _channel_of(body))
+            modal = build(commands.view_for(record, self.person(user)), value,
+                          _channel_of(body))
+            return ("", modal) if modal is not None else (refusal, None)
 
         say, modal = await asyncio.to_thread(load)
         if modal is not None:
             await _slack(client.views_open(trigger_id=body.get("trigger_id"), view=modal))
         elif say:
             await _tell_clicker(body, client, respond, say)
+
+    async def standing_open(self, body: dict[str, Any], client: AsyncWebClient,
+                            respond: Any) -> None:
+        """"Approve for a while…": the modal to choose the window."""
+        await self._open_modal(
+            body, client, respond,
+            lambda view, value, channel: (render.standing_modal(view, value, channel)
+                                          if view.standing_max else None),
+            "This rule does not allow standing approvals.")
 
     async def standing_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any],
                               context: Any) -> None:
@@ -210,28 +221,11 @@ class SlackHandlers:
     async def edit_open(self, body: dict[str, Any], client: AsyncWebClient,
                         respond: Any) -> None:
         """"Edit…": the modal with the rule's editable params (for people who may decide)."""
-        action = (body.get("actions") or [{}])[0]
-        user = str((body.get("user") or {}).get("id") or "")
-        value = str(action.get("value") or "")
-
-        def load() -> tuple[str, dict[str, Any] | None]:
-            try:
-                click = clicks.verify(self.key, value)
-            except clicks.ClickError:
-                return NOT_OURS, None
-            record = self.rt.store.get(click.request_id)
-            if record is None or record.status is not Status.PENDING:
-                return "This request is no longer waiting for a decision.", None
-            view = commands.view_for(record, self.person(user))
-            if not view.editable:
-                return "This request has nothing an approver may edit.", None
-            return "", render.edit_modal(view, value, _channel_of(body))
-
-        say, modal = await asyncio.to_thread(load)
-        if modal is not None:
-            await _slack(client.views_open(trigger_id=body.get("trigger_id"), view=modal))
-        elif say:
-            await _tell_clicker(body, client, respond, say)
+        await self._open_modal(
+            body, client, respond,
+            lambda view, value, channel: (render.edit_modal(view, value, channel)
+                                          if view.editable else None),
+            "This request has nothing an approver may edit.")
 
     def _edit_sync(self, user: str, value: str, changes: dict[str, str], nonce: str
                    ) -> _Outcome:
