@@ -123,21 +123,27 @@ class SlackHandlers:
         requirement = evaluation.get("requirement", {}) if isinstance(evaluation, dict) else {}
         return bool(requirement.get("deny_reasons"))
 
-    async def vote_ack(self, ack: Any, body: dict[str, Any], context: Any) -> None:
-        """Approve / Deny buttons: verify, vote atomically, then ack."""
+    async def _decide_ack(self, ack: Any, body: dict[str, Any], context: Any, approve_id: str,
+                          decide: Callable[[str, str, str, str], _Outcome], what: str) -> None:
+        """An Approve / Deny button (a card's or a digest's): ``decide(user, signed value,
+        expected choice, nonce)`` verifies and votes in a thread, then the click is acked."""
         action = (body.get("actions") or [{}])[0]
         user = str((body.get("user") or {}).get("id") or "")
-        expected = "approve" if action.get("action_id") == render.APPROVE else "deny"
+        expected = "approve" if action.get("action_id") == approve_id else "deny"
         # Slack's action_ts is unique per click; with the user it makes the replay nonce.
         nonce = f"slack:{user}:{action.get('action_ts') or body.get('trigger_id') or ''}"
         try:
-            outcome = await asyncio.to_thread(self._vote_sync, user,
-                                              str(action.get("value") or ""), expected, nonce)
+            outcome = await asyncio.to_thread(decide, user, str(action.get("value") or ""),
+                                              expected, nonce)
         except Exception:
-            log.exception("vote from Slack user %s failed", user)
+            log.exception("%s from Slack user %s failed", what, user)
             outcome = _Outcome(say=TRY_AGAIN)
         context["signoff"] = {"say": outcome.say, "modal": outcome.modal}
         await ack()
+
+    async def vote_ack(self, ack: Any, body: dict[str, Any], context: Any) -> None:
+        """Approve / Deny buttons: verify, vote atomically, then ack."""
+        await self._decide_ack(ack, body, context, render.APPROVE, self._vote_sync, "vote")
 
     async def _open_modal(self, body: dict[str, Any], client: AsyncWebClient, respond: Any,
                           build: Callable[[CardView, str, str], dict[str, Any] | None],
@@ -290,18 +296,9 @@ class SlackHandlers:
         return _Outcome(say=batch.summary(items), ok=any(i.ok for i in items))
 
     async def digest_ack(self, ack: Any, body: dict[str, Any], context: Any) -> None:
-        action = (body.get("actions") or [{}])[0]
-        user = str((body.get("user") or {}).get("id") or "")
-        expected = "approve" if action.get("action_id") == render.DIGEST_APPROVE else "deny"
-        nonce = f"slack:{user}:{action.get('action_ts') or body.get('trigger_id') or ''}"
-        try:
-            outcome = await asyncio.to_thread(self._digest_sync, user,
-                                              str(action.get("value") or ""), expected, nonce)
-        except Exception:
-            log.exception("digest decision from Slack user %s failed", user)
-            outcome = _Outcome(say=TRY_AGAIN)
-        context["signoff"] = {"say": outcome.say, "modal": ""}
-        await ack()
+        """A digest's Approve all I may decide / Deny all."""
+        await self._decide_ack(ack, body, context, render.DIGEST_APPROVE, self._digest_sync,
+                               "digest decision")
 
     async def vote_after(self, body: dict[str, Any], client: AsyncWebClient,
                          context: Any, respond: Any) -> None:
