@@ -189,8 +189,10 @@ async def list_requests(request: web.Request) -> web.Response:
     return web.json_response({"items": items, "offset": offset, "limit": limit})
 
 
-async def decide(request: web.Request) -> web.Response:
-    rt = request.app[RT]
+async def _person_decision(request: web.Request
+                           ) -> tuple[TokenInfo, dict[str, Any]] | web.Response:
+    """A person's token and a JSON body naming ``decision: approve | deny``, or the problem
+    answer (agent credentials never decide)."""
     who = await _auth(request)
     if who is None:
         return problem(401, "Unauthorized", "missing or unknown bearer token")
@@ -202,6 +204,15 @@ async def decide(request: web.Request) -> web.Response:
         return problem(400, "Bad Request", "body is not JSON")
     if not isinstance(data, dict) or data.get("decision") not in ("approve", "deny"):
         return problem(400, "Bad Request", "body needs decision: approve | deny")
+    return who, data
+
+
+async def decide(request: web.Request) -> web.Response:
+    rt = request.app[RT]
+    checked = await _person_decision(request)
+    if isinstance(checked, web.Response):
+        return checked
+    who, data = checked
     comment = data.get("comment")
     if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
         return problem(400, "Bad Request", "comment must be a string of at most 2000 characters")
@@ -253,17 +264,10 @@ def step_up_links(rt: Runtime, rid: str) -> dict[str, str]:
 async def step_up_options(request: web.Request) -> web.Response:
     """WebAuthn assertion options for a step-up vote by the token's person."""
     rt = request.app[RT]
-    who = await _auth(request)
-    if who is None:
-        return problem(401, "Unauthorized", "missing or unknown bearer token")
-    if who.kind is not TokenKind.PERSON:
-        return problem(403, "Forbidden", "agent credentials can never decide")
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return problem(400, "Bad Request", "body is not JSON")
-    if not isinstance(data, dict) or data.get("decision") not in ("approve", "deny"):
-        return problem(400, "Bad Request", "body needs decision: approve | deny")
+    checked = await _person_decision(request)
+    if isinstance(checked, web.Response):
+        return checked
+    who, data = checked
     rid = request.match_info["rid"]
     result = await asyncio.to_thread(lifecycle.step_up_options, rt, rid,
                                      rt.policy.directory.person(who.subject), data["decision"])
