@@ -53,18 +53,26 @@ def agent() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
 def add(name: str, public_url: str | None, as_json: bool) -> None:
     """Register agent NAME; print its Redis URL and API token (once)."""
+    _issue(name, public_url, as_json, rotate=False)
+
+
+def _issue(name: str, public_url: str | None, as_json: bool, *, rotate: bool) -> None:
+    """Issue agent NAME's credentials (new, or rotated) and print them once."""
     with resolved_settings() as settings:
         assert settings.redis_url
         registry = AgentRegistry(connect(settings.redis_url), settings.keys)
+        issue = registry.rotate if rotate else registry.add
         try:
-            creds = registry.add(name, public_url or settings.redis_url)
+            creds = issue(name, public_url or settings.redis_url)
         except (AgentError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
         except redis.ResponseError as exc:
-            raise click.ClickException(f"Redis refused to create the agent's ACL user ({exc}); "
+            verb = "change" if rotate else "create"
+            raise click.ClickException(f"Redis refused to {verb} the agent's ACL user ({exc}); "
                                        "Signoff's Redis user needs ACL SETUSER") from exc
         _print_credentials(creds, as_json)
-        _warn_if_unknown(settings, f"agent:{creds.name}")
+        if not rotate:
+            _warn_if_unknown(settings, f"agent:{creds.name}")
 
 
 def _warn_if_unknown(settings: object, requester: str) -> None:
@@ -87,17 +95,7 @@ def _warn_if_unknown(settings: object, requester: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
 def rotate(name: str, public_url: str | None, as_json: bool) -> None:
     """New credentials for agent NAME; the old ones stop working at once."""
-    with resolved_settings() as settings:
-        assert settings.redis_url
-        registry = AgentRegistry(connect(settings.redis_url), settings.keys)
-        try:
-            creds = registry.rotate(name, public_url or settings.redis_url)
-        except (AgentError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        except redis.ResponseError as exc:
-            raise click.ClickException(f"Redis refused to change the agent's ACL user ({exc}); "
-                                       "Signoff's Redis user needs ACL SETUSER") from exc
-        _print_credentials(creds, as_json)
+    _issue(name, public_url, as_json, rotate=True)
 
 
 @agent.command("remove")
