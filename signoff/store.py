@@ -20,8 +20,10 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.client import NEVER_DECODE
 
 from policy import Evaluation
+from signoff import record_codec
 from signoff.keys import Keys
 from signoff.models import AgentRequest, Status, Vote
 
@@ -153,6 +155,16 @@ class Record:
             context={"environment": self.get("environment") or None}, reply_to=None)
 
 
+def _fields(raw: dict[bytes, bytes]) -> dict[str, str]:
+    """A record's fields from its raw hash: the packed ones (:mod:`signoff.record_codec`),
+    then the plain ones (a plain field wins: it is the later write)."""
+    packed = raw.get(record_codec.PACKED.encode())
+    fields = record_codec.unpack(packed)
+    fields.update((k.decode(), v.decode()) for k, v in raw.items()
+                  if k != record_codec.PACKED.encode())
+    return fields
+
+
 class Store:
     """State transitions and reads for approval requests.
 
@@ -203,9 +215,11 @@ class Store:
             (created, current status, body hash of the stored request).
         """
         now = time.time() if now is None else now
+        plain, packable = record_codec.split(fields)
         created, status, body = self._create(
             keys=[self.keys.request(request_id), self.keys.all_requests, self.keys.received],
-            args=[request_id, repr(now), json.dumps(fields)],
+            args=[request_id, repr(now), json.dumps(plain),
+                  record_codec.pack(packable) if packable else b""],
         )
         return bool(created), Status(status), body
 
@@ -214,11 +228,20 @@ class Store:
         """received -> pending, with the prepared view and the group indexes."""
         now = time.time() if now is None else now
         index_keys = [self.keys.pending_for_group(g) for g in sorted(set(index_groups))]
+        plain, packable = record_codec.split(fields)
+        blob, names = b"", []
+        if packable:
+            # One packed field with what create packed and what prepare adds (create's packed
+            # fields never change, and only one open can succeed: the script checks the state).
+            stored = self.r.execute_command("HGET", self.keys.request(request_id),
+                                            record_codec.PACKED, **{NEVER_DECODE: True})
+            merged = {**record_codec.unpack(stored), **packable}
+            blob, names = record_codec.pack(merged), sorted(merged)
         result, status = self._open(
             keys=[self.keys.request(request_id), self.keys.pending, self.keys.deadlines,
                   self.keys.received],
-            args=[request_id, repr(now), repr(deadline), json.dumps(fields),
-                  json.dumps(index_keys)],
+            args=[request_id, repr(now), repr(deadline), json.dumps(plain),
+                  json.dumps(index_keys), blob, json.dumps(names)],
         )
         return result == "changed", Status(status) if status else None
 
@@ -398,13 +421,14 @@ class Store:
     def get(self, request_id: str, with_votes: bool = True) -> Record | None:
         """The stored record, or None."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(self.keys.request(request_id))
+        # Bytes: the packed fields are binary (everything else is UTF-8 text).
+        pipe.execute_command("HGETALL", self.keys.request(request_id), **{NEVER_DECODE: True})
         if with_votes:
             pipe.hgetall(self.keys.votes(request_id))
         out = pipe.execute()
-        fields = out[0]
-        if not fields:
+        if not out[0]:
             return None
+        fields = _fields(out[0])
         votes = {p: Vote.model_validate_json(v) for p, v in (out[1] if with_votes else {}).items()}
         return Record(id=request_id, status=Status(fields["status"]), fields=fields, votes=votes)
 
