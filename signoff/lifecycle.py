@@ -282,7 +282,7 @@ def ingest(rt: Runtime, raw: bytes | str | None, source: str = "stream",
                            allowed_from=(Status.RECEIVED,), now=now)
             rt.audit.append(Event.REJECTED, rid, "intake",
                             errors=[e.model_dump() for e in errors])
-            rt.enqueue(JOB_FINALIZE, rid, job_id=job_names.job_id(JobName.FINALIZE, rid))
+            finalize_here(rt, rid)
             return IngestResult("rejected", rid, errors)
         rt.audit.append(Event.DUPLICATE, rid, "intake", note="invalid body for an existing id")
         return IngestResult("duplicate", rid, errors)
@@ -373,7 +373,7 @@ def _reject_flood(rt: Runtime, rid: str, req: AgentRequest, fields: dict[str, st
     display = json.loads(fields["shown"])
     rt.audit.append(Event.REJECTED, rid, display["requester"], code=refused.code,
                     action=display["action"])
-    rt.enqueue(JOB_FINALIZE, rid, job_id=job_names.job_id(JobName.FINALIZE, rid))
+    finalize_here(rt, rid)
     return IngestResult("rejected", rid, errors, refused.code)
 
 
@@ -419,7 +419,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
         if changed == "changed":
             rt.audit.append(Event.REJECTED, request_id, "policy",
                             errors=[e.model_dump() for e in errors], rule=evaluation.rule_id)
-            rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
+            finalize_here(rt, request_id)
         return Prepared.REJECTED
 
     fields = masked_fields(rt, req, evaluation, agent=record.get("agent") or None)
@@ -444,7 +444,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
                             masking=fields.get("masking_counts"), outcome=to.value)
             rt.audit.append(Event.DECIDED, request_id, "policy", status=to.value,
                             reason=evaluation.reason, automatic=True)
-            rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
+            finalize_here(rt, request_id)
         return Prepared(to.value)
 
     if requirement.standing_max and _standing_cover(rt, request_id, req, evaluation, fields, now):
@@ -531,7 +531,7 @@ def _standing_cover(rt: Runtime, request_id: str, req: AgentRequest, evaluation:
                         status=Status.APPROVED.value, standing=st.id, approvers=st.approvers,
                         standing_until=st.expires_at, standing_request=st.source_request,
                         use=uses, payload_sha256=req.payload_sha256())
-        rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
+        finalize_here(rt, request_id)
     return True
 
 
@@ -803,7 +803,7 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
         rt.audit.append(Event.DECIDED, request_id, person.id, status=outcome.status.value
                         if outcome.status else "", approvals=outcome.approvals,
                         denials=outcome.denials)
-        rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
+        finalize_here(rt, request_id)
         verb = "approved" if outcome.status is Status.APPROVED else "denied"
         message = f"Request {verb}."
     else:
@@ -891,7 +891,7 @@ def expire(rt: Runtime, request_id: str, now: float | None = None) -> Change:
                                     allowed_from=(Status.PENDING,), only_if_due=True, now=now)
     if result == "changed":
         rt.audit.append(Event.EXPIRED, request_id, "clock")
-        rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
+        finalize_here(rt, request_id)
     return result
 
 
@@ -1037,7 +1037,7 @@ def cancel(rt: Runtime, request_id: str, by: str, reason: str = "", *,
         rt.audit.append(Event.CANCELLED, request_id, by, reason_given=bool(reason),
                         reason_sha256=hashlib.sha256(reason.encode()).hexdigest()
                         if reason else "")
-        rt.enqueue(JOB_FINALIZE, request_id, job_id=job_names.job_id(JobName.FINALIZE, request_id))
+        finalize_here(rt, request_id)
     return Cancel(result.value)
 
 
@@ -1134,6 +1134,21 @@ def _edited(rt: Runtime, record: Record) -> dict[str, Any]:
     return {"params": original(rt, record).params,
             "original_payload_sha256": record.get("original_payload_sha256"),
             "edits": record.json("edits", [])}
+
+
+def finalize_here(rt: Runtime, request_id: str) -> Finalized | None:
+    """A request just closed in this process: finalize it here and now, so the agent's reply
+    waits for neither a worker nor the jobs ahead of it (a decision never queues behind card
+    traffic). Should that fail, the urgent ``finalize`` job takes over; a process that dies
+    first leaves the request in the outbox (``Store.undelivered``), which the janitor sweeps.
+    ``finalize`` is idempotent, so a second run anywhere changes nothing."""
+    try:
+        return finalize(rt, request_id)
+    except Exception as exc:  # the job (or the janitor) finishes it
+        log.warning("finalize of %s here failed (%r); queued for a worker", request_id, exc)
+        rt.enqueue(JOB_FINALIZE, request_id,
+                   job_id=job_names.job_id(JobName.FINALIZE, request_id))
+        return None
 
 
 @tracing.traced("finalize")

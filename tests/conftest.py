@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,21 @@ def run_jobs(rt: Runtime, max_rounds: int = 20) -> int:
         worker.work(burst=True, logging_level="WARNING")
         total += queued
     return total
+
+
+@contextmanager
+def finalize_left_to_the_job() -> Iterator[None]:
+    """Within this block, a decision's own finalize (``lifecycle.finalize_here``, run by the
+    process that closed the request) fails, as when that process dies right after the vote:
+    the urgent ``finalize`` job (and the janitor) finish the request later."""
+    from signoff import lifecycle
+
+    def died(rt: Runtime, request_id: str) -> Any:
+        raise RuntimeError("the deciding process died before it finalized")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lifecycle, "finalize", died)
+        yield
 
 
 def run_intake(rt: Runtime) -> int:

@@ -10,4 +10,7 @@ Modules, one idea each:
 - :mod:`bot.teams.actions`: ``adaptiveCard/action`` invokes (votes and per-viewer refresh).
 - :mod:`bot.teams.bot`: the activity handler (installs, commands, invokes).
 - :mod:`bot.teams.web`: ``POST /api/messages`` on the shared aiohttp app.
+- :mod:`bot.teams.msrest_speedup`: a fix to msrest's per-client cost, applied on import.
 """
+
+from bot.teams import msrest_speedup as _msrest_speedup  # noqa: F401  (applied on import)

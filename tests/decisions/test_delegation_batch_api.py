@@ -18,7 +18,9 @@ from tests.decisions.conftest import events, export, make_pending, reply
 async def test_delegate_decides_for_alice_and_sod_applies_to_both(
         rt: Runtime, server: TestServer, tokens: dict) -> None:
     base = str(server.make_url(""))
-    make_pending(rt, export("g-1"), export("g-2"), export("g-3", on_behalf_of="dave@example.com"))
+    # g-2 differs from g-1 (identical requests would share g-1's card and its decision).
+    make_pending(rt, export("g-1"), export("g-2", params={"rows": 6000, "format": "csv"}),
+                 export("g-3", on_behalf_of="dave@example.com"))
     async with aiohttp.ClientSession(base) as http:
         # Dave (sre, not a dba) cannot decide an export himself.
         async with http.post("/api/v1/requests/g-1/decision", json={"decision": "approve"},
@@ -110,7 +112,7 @@ async def test_delegate_cannot_vote_twice_through_two_principals(
 async def test_batch_decides_only_what_the_person_may_decide(
         rt: Runtime, server: TestServer, tokens: dict) -> None:
     base = str(server.make_url(""))
-    make_pending(rt, export("b-1"), export("b-2"),
+    make_pending(rt, export("b-1"), export("b-2", params={"rows": 6000, "format": "csv"}),
                  export("b-mine", on_behalf_of="alice@example.com"),
                  {"id": "b-drop", "action": "db.drop", "resource": "prod.orders",
                   "params": {}, "requester": "agent:etl-bot", "on_behalf_of": "erin@example.com",

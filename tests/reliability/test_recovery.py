@@ -11,7 +11,7 @@ from signoff import lifecycle
 from signoff.grants import GrantIssuer
 from signoff.models import Status
 from signoff.runtime import Runtime
-from tests.conftest import run_intake, run_jobs
+from tests.conftest import finalize_left_to_the_job, run_intake, run_jobs
 from tests.fakes.slack_api import FakeSlack
 from tests.reliability.support import body, send, slack_card_final
 from workers import jobs
@@ -32,9 +32,10 @@ def approve(rt: Runtime, rid: str) -> None:
 def test_grant_stored_but_not_recorded_is_recorded_by_the_retried_finalize(
         rrt: Runtime, fake_slack: FakeSlack) -> None:
     pending(rrt, "rc-1", action="db.drop")
-    for who in ("alice@example.com", "bob@example.com"):
-        lifecycle.submit_vote(rrt, "rc-1", rrt.policy.directory.person(who), "approve")
-    rrt.queue.empty()  # the finalize job ran into the crash
+    with finalize_left_to_the_job():
+        for who in ("alice@example.com", "bob@example.com"):
+            lifecycle.submit_vote(rrt, "rc-1", rrt.policy.directory.person(who), "approve")
+    rrt.urgent_queue.empty()  # the finalize job ran into the crash
     record = rrt.store.get("rc-1")
     assert record is not None and record.status is Status.APPROVED
     # The first finalize stored the grant, then died before registering and auditing it.
