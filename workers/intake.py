@@ -9,7 +9,14 @@ gets the owner. The set of streams is the agent registry, re-read every few seco
 Each message is handled by :func:`signoff.lifecycle.ingest` (validate, store once, enqueue
 ``prepare``) and acknowledged only afterwards, so a crash redelivers it. Entries left pending
 by a dead consumer are reclaimed with XAUTOCLAIM; one that keeps failing is moved to the
-dead-letter stream with the reason after ``MAX_DELIVERIES`` attempts instead of looping.
+dead-letter stream with the reason (and the entry, encrypted) after ``MAX_DELIVERIES``
+attempts instead of looping.
+
+Once acknowledged an entry has served its purpose (the request is stored, with its body
+encrypted): after each acknowledgement the stream is trimmed (``XTRIM MINID``) below the
+oldest entry any consumer group still needs, i.e. its oldest unacknowledged entry or the first
+one it has not read, so a stream holds only what is in flight and a crashed consumer's
+entries stay until they are reclaimed.
 
 Nothing an agent writes can stop the loop: an entry that fails is retried then dead-lettered,
 an agent stream turned into another type (Redis 6 lets an agent SET its own keys) is
@@ -19,6 +26,8 @@ that resets once a round runs clean.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import socket
@@ -28,7 +37,7 @@ from typing import Any
 
 import redis
 
-from signoff import lifecycle, tracing
+from signoff import crypto, lifecycle, tracing
 from signoff.agents import AgentRegistry
 from signoff.keys import INTAKE_GROUP
 from signoff.runtime import Runtime
@@ -38,6 +47,35 @@ log = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 5
 DEAD_MAXLEN = 100_000
+
+# Trim a request stream below the oldest entry any of its consumer groups still needs: the
+# group's oldest pending (read, unacknowledged) entry, or the one after the last it was given.
+# Atomic, so a group's reads and acknowledgements cannot interleave with the computation. A
+# stream with no group is left alone. Returns how many entries were trimmed.
+TRIM_ACKNOWLEDGED = """
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+if #groups == 0 then return 0 end
+local min_ms, min_seq = nil, nil
+for _, row in ipairs(groups) do
+  local g = {}
+  for i = 1, #row, 2 do g[row[i]] = row[i + 1] end
+  local ms, seq
+  if tonumber(g['pending']) > 0 then
+    ms, seq = parse(redis.call('XPENDING', KEYS[1], g['name'])[2])
+  else
+    ms, seq = parse(g['last-delivered-id'])
+    seq = seq + 1
+  end
+  if min_ms == nil or ms < min_ms or (ms == min_ms and seq < min_seq) then
+    min_ms, min_seq = ms, seq
+  end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', min_ms, min_seq))
+"""
 
 
 def _text(value: bytes | str) -> str:
@@ -73,6 +111,8 @@ class IntakeConsumer:
         self.owners: dict[str, str | None] = {}
         self._grouped: set[str] = set()
         self._refreshed = 0.0
+        self._trim = self.r.register_script(TRIM_ACKNOWLEDGED)
+        self.trimmed = 0  # acknowledged entries removed from the streams (tests, metrics)
 
     @property
     def stream(self) -> str:
@@ -186,7 +226,20 @@ class IntakeConsumer:
         for stream, ids in acks.items():
             if ids:
                 self.r.xack(stream, INTAKE_GROUP, *ids)
+                self.trim(stream)
         acks.clear()
+
+    def trim(self, stream: str) -> int:
+        """Remove the stream's entries every consumer group is done with (acknowledged);
+        returns how many. A stream that is not one (an agent spoiled its key) is left to
+        :meth:`_check_streams`."""
+        try:
+            n = int(self._trim(keys=[stream]))
+        except redis.ResponseError as exc:
+            log.warning("could not trim %s: %s", stream, exc)
+            return 0
+        self.trimmed += n
+        return n
 
     def _handle_batch(self, stream: str,
                       messages: list[tuple[bytes, dict[bytes, bytes] | None]],
@@ -210,10 +263,12 @@ class IntakeConsumer:
                 n = (deliveries or {}).get(msg_id, 1)
                 log.exception("intake failed on %s %s (delivery %d)", stream, msg_id.decode(), n)
                 if n >= MAX_DELIVERIES:
+                    source = f"stream:{stream}:{msg_id.decode()}"
                     self.rt.redis.xadd(self.rt.keys.dead, {
                         "reason": f"intake failed {n} times: {type(exc).__name__}",
-                        "source": f"stream:{stream}:{msg_id.decode()}",
-                        "agent": agent or ""}, maxlen=DEAD_MAXLEN, approximate=True)
+                        "source": source, "agent": agent or "",
+                        "entry": self._sealed(fields, source)},
+                        maxlen=DEAD_MAXLEN, approximate=True)
                     acks.setdefault(stream, []).append(msg_id)
                 continue
             if rid is not None and rid not in to_prepare:
@@ -222,6 +277,14 @@ class IntakeConsumer:
         if pending is None:
             self._flush(to_prepare, acks)
         return len(messages)
+
+    def _sealed(self, fields: dict[bytes, bytes], source: str) -> str:
+        """The entry a dead letter stands for, encrypted like a stored request (the stream
+        entry itself is trimmed once acknowledged): JSON of field -> base64 value, sealed with
+        the data keys, the dead letter's ``source`` as associated data."""
+        entry = {k.decode("utf-8", "replace"): base64.b64encode(v).decode()
+                 for k, v in fields.items()}
+        return crypto.encrypt(self.rt.data_keyring, json.dumps(entry).encode(), source.encode())
 
     def _deliveries(self, stream: str, msg_id: bytes) -> int:
         rows = self.r.xpending_range(stream, INTAKE_GROUP, min=msg_id, max=msg_id, count=1)
