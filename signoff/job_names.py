@@ -22,6 +22,8 @@ class JobName(StrEnum):
     DELIVER = "workers.jobs.deliver"
     FINALIZE = "workers.jobs.finalize"
     EXPIRE = "workers.jobs.expire"
+    # The timer of one deadline second, shared by every request due in it (signoff.timeouts).
+    EXPIRE_DUE = "workers.janitor.expire_due"
     UPDATE = "workers.jobs.update_cards"
     REMIND = "workers.jobs.remind"
     ESCALATE = "workers.jobs.escalate"
@@ -46,6 +48,12 @@ def job_id(job: JobName, request_id: str, step: int | str | None = None) -> str:
     n-th deadline extension). Enqueueing the same job twice under it keeps one job."""
     name = f"{job.rsplit('.', 1)[1]}-{job_key(request_id)}"
     return name if step is None else f"{name}-{step}"
+
+
+def timeout_job_id(second: int) -> str:
+    """The rq job id of the timeout timer of one deadline second: ``timeout-{second}`` (no
+    request's job id starts so: they start with their job's name)."""
+    return f"timeout-{second}"
 
 
 def followup_job_ids(request_id: str, reminders: int, escalations: int) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from policy import Allowed, Outcome, Refused, can_decide, quorum_met
 from policy.durations import format_duration
 from policy.identity import canonical_agent, canonical_environment, same_agent, same_person
 from policy.separation import RefusalCode
-from signoff import crypto, job_names, limits, merging, stepup, tracing
+from signoff import crypto, job_names, limits, merging, stepup, timeouts, tracing
 from signoff.audit import Event
 from signoff.delegation import Delegations
 from signoff.grants import GrantIssuer
@@ -460,8 +459,7 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
                                        deadline, [], now=now)
         if opened:
             merging.attach(rt, leader, request_id)
-            rt.enqueue(JOB_EXPIRE, request_id, job_id=job_names.job_id(JobName.EXPIRE, request_id),
-                       at=math.ceil(deadline))
+            timeouts.schedule(rt, deadline)
             rt.enqueue(JOB_UPDATE, leader)
         return Prepared.MERGED if opened else Prepared.UNCHANGED
     opened, _status = rt.store.open(request_id, fields, deadline,
@@ -471,10 +469,8 @@ def prepare(rt: Runtime, request_id: str, now: float | None = None,
     rt.audit.append(Event.PREPARED, request_id, "policy", rule=evaluation.rule_id,
                     summary=evaluation.summary, masking=json.loads(fields["masking_counts"]),
                     deadline=deadline)
-    # rq schedules to whole seconds (it floors); rounding up keeps the timeout from firing
-    # before the deadline, where the deadline-checked close would refuse it as not due.
-    rt.enqueue(JOB_EXPIRE, request_id, job_id=job_names.job_id(JobName.EXPIRE, request_id),
-               at=math.ceil(deadline))
+    # The timer of the deadline's second (shared with every request due in it).
+    timeouts.schedule(rt, deadline)
     schedule_followups(rt, request_id, now, requirement)
     if requirement.channels:
         # One job posts every channel's cards (each destination still recorded once). The
@@ -846,8 +842,8 @@ def extend_deadline(rt: Runtime, request_id: str, person: Person | None, seconds
     n = int(record.number("extended")) + seconds
     rt.audit.append(Event.DEADLINE_EXTENDED, request_id, person.id, channel=channel,
                     seconds=seconds, deadline=deadline, extended_total=n)
-    rt.enqueue(JOB_EXPIRE, request_id, job_id=job_names.job_id(JobName.EXPIRE, request_id, f"x{n}"),
-               at=math.ceil(deadline))
+    timeouts.schedule(rt, deadline)
+    timeouts.drop_unused(rt, record.deadline)  # the old deadline's timer, if nobody else's
     rt.enqueue(JOB_UPDATE, request_id)
     return VoteReply(True, "Deadline extended.", "extended", record=rt.store.get(request_id))
 
@@ -977,9 +973,13 @@ def followup_job_ids(request_id: str, requirement: Any) -> list[str]:
 
 def unschedule(rt: Runtime, record: Record) -> int:
     """Drop a closed request's timers from the rq scheduler (they would only run as no-ops,
-    each costing a job slot). Returns how many were removed."""
+    each costing a job slot): its reminders and escalation steps, and its deadline second's
+    timeout timer when no other open request is due in that second. Returns how many were
+    removed."""
     if not record.get("evaluation"):
         return 0
+    dropped = int(bool(record.deadline) and timeouts.drop_unused(rt, record.deadline))
+    # (the request's own expire job id: timers scheduled before the shared ones)
     ids = followup_job_ids(record.id, record.evaluation.requirement)
     registry = ScheduledJobRegistry(queue=rt.queue)
     pipe = rt.redis_bytes.pipeline(transaction=False)
@@ -991,7 +991,7 @@ def unschedule(rt: Runtime, record: Record) -> int:
             Job.fetch(job_id, connection=rt.redis_bytes, serializer=JSONSerializer).delete()
         except NoSuchJobError:
             pass
-    return len(removed)
+    return len(removed) + dropped
 
 
 def cancel(rt: Runtime, request_id: str, by: str, reason: str = "", *,

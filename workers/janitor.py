@@ -16,6 +16,9 @@ claims (signoff.grant_reports) and signs an audit checkpoint when one is due. Ea
 on its own, so one that fails on a poison entry never stops the others or the intake.
 
 Every action is idempotent, so sweeping twice is harmless.
+
+:func:`expire_due` is the same timeout step run on time: the rq job of one deadline second's
+timer (:mod:`signoff.timeouts`), which rq's scheduler starts in a worker at that second.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ import time
 
 import redis
 
-from signoff import agents, audit, grant_reports, lifecycle
+from signoff import agents, audit, grant_reports, lifecycle, timeouts
 from signoff.job_names import JobName, job_id
-from signoff.runtime import Runtime
+from signoff.runtime import Runtime, current
 from signoff.store import Change
 
 log = logging.getLogger(__name__)
@@ -134,3 +137,21 @@ class Janitor:
         self.rt.audit.index.update(self.rt.audit.read_after, limit=20_000)
         audit.archive_if_due(self.rt, now=now)
         return 0
+
+
+def expire_due(second: int, now: float | None = None) -> int:
+    """The timer of one deadline second (an rq job): time out every request due by now.
+
+    ``now`` is for a controllable clock (tests drive the scheduled jobs with it). Run before
+    its second by this host's clock (another host's clock is ahead), the requests of that
+    second are not due here yet: the next second's timer is scheduled for them.
+
+    Returns:
+        How many requests were timed out.
+    """
+    rt = current()
+    now = time.time() if now is None else now
+    done = lifecycle.catch_up(rt, now=now)
+    if now < second and rt.store.due_ids(second, limit=1):
+        timeouts.schedule(rt, second + 1)
+    return done

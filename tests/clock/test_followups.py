@@ -28,7 +28,7 @@ def test_timers_are_scheduled_at_their_times(crt: Runtime) -> None:
     open_request(crt, "c-1", T0)
     assert scheduled(crt) == [(T0 + 60, "remind-c-1-0"), (T0 + 120, "escalate-c-1-0"),
                               (T0 + 180, "remind-c-1-1"), (T0 + 240, "escalate-c-1-1"),
-                              (T0 + 300, "expire-c-1")]
+                              (T0 + 300, f"timeout-{int(T0) + 300}")]
     assert crt.store.get("c-1").deadline == T0 + 300
 
 
@@ -43,7 +43,7 @@ def test_reminders_escalation_and_timeout_fire_in_order(crt: Runtime) -> None:
     fired = advance(crt, T0 + 10_000)
     assert [(t - T0, f, r) for t, f, r in fired] == [(180, "remind", "reminded"),
                                                     (240, "escalate", "escalated"),
-                                                    (300, "expire", "changed")]
+                                                    (300, "expire_due", 1)]
     trail = audit_trail(crt, "c-2")
     follow = [e for e in trail if e in ("reminded", "escalated", "expired")]
     assert follow == ["reminded", "escalated", "reminded", "escalated", "expired"]
@@ -98,3 +98,39 @@ def test_an_early_expire_job_reschedules_itself(crt: Runtime) -> None:
     assert jobs.expire("c-7", now=T0 + 299.5) == "not_due"
     assert [t - T0 for t, _jid in set(scheduled(crt)) - before] == [301]
     assert crt.store.get("c-7").status is Status.PENDING
+
+
+def test_an_early_timeout_timer_schedules_the_next_second(crt: Runtime) -> None:
+    from workers import janitor
+
+    open_request(crt, "c-8", T0 + 0.5)  # due at T0 + 300.5: the timer of T0 + 301
+    assert janitor.expire_due(int(T0) + 301, now=T0 + 300.2) == 0  # this clock is behind
+    assert (T0 + 302, f"timeout-{int(T0) + 302}") in scheduled(crt)
+    assert crt.store.get("c-8").status is Status.PENDING
+    assert janitor.expire_due(int(T0) + 302, now=T0 + 302) == 1
+    assert crt.store.get("c-8").status is Status.TIMED_OUT
+
+
+def test_requests_due_in_the_same_second_share_one_timer(crt: Runtime) -> None:
+    for i, at in enumerate((T0 + 0.1, T0 + 0.6, T0 + 1.0)):
+        open_request(crt, f"sh-{i}", at, action="fast.export")
+    open_request(crt, "sh-3", T0 + 1.2, action="fast.export")
+    timers = [(t - T0, jid) for t, jid in scheduled(crt) if jid.startswith("timeout-")]
+    assert timers == [(5, f"timeout-{int(T0) + 5}"), (6, f"timeout-{int(T0) + 6}")]
+    erin, alice = (crt.policy.directory.person(p) for p in ("erin@example.com",
+                                                            "alice@example.com"))
+    assert erin is not None and alice is not None
+    # Decided: the timer stays while another request of its second is open...
+    assert lifecycle.submit_vote(crt, "sh-0", alice, "approve").ok
+    run_jobs(crt)
+    assert (T0 + 5, f"timeout-{int(T0) + 5}") in scheduled(crt)
+    # ... and goes with the last one.
+    for rid in ("sh-1", "sh-2"):
+        assert lifecycle.submit_vote(crt, rid, alice, "deny").ok
+    run_jobs(crt)
+    timers = [(t - T0, jid) for t, jid in scheduled(crt) if jid.startswith("timeout-")]
+    assert timers == [(6, f"timeout-{int(T0) + 6}")]
+    fired = advance(crt, T0 + 10)
+    assert [(t - T0, f, r) for t, f, r in fired if f == "expire_due"] == [(6, "expire_due", 1)]
+    assert crt.store.get("sh-3").status is Status.TIMED_OUT
+    assert scheduled(crt) == []
