@@ -37,6 +37,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import sys
 import tempfile
 import threading
@@ -476,10 +477,50 @@ def click_phase(stack: BenchStack, rt: Runtime, fake: FakeSlack, bf: FakeBotFram
     return {"ids": ids, "obs": obs, "clicker": clicker, "rate": achieved}
 
 
+def _key_family(key: str, ids: re.Pattern[str]) -> str:
+    """A key's family: the memory phase's request ids, rq job UUIDs, hex digests and numbers
+    generalised."""
+    key = ids.sub("{id}", key)
+    key = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "{uuid}", key)
+    key = re.sub(r"[0-9a-f]{12,}", "{hex}", key)
+    return re.sub(r"(?<=[:-])\d+(?=[:-]|$)", "{n}", key)
+
+
+def _key_sizes(r: redis.Redis) -> dict[str, int]:
+    """Every key's ``MEMORY USAGE`` (all elements counted: SAMPLES 0)."""
+    keys = [k for k in r.scan_iter(count=1000)]
+    sizes: dict[str, int] = {}
+    for i in range(0, len(keys), 500):
+        pipe = r.pipeline(transaction=False)
+        chunk = keys[i:i + 500]
+        for k in chunk:
+            pipe.memory_usage(k, samples=0)
+        for k, n in zip(chunk, pipe.execute(), strict=True):
+            sizes[str(k)] = int(n or 0)
+    return sizes
+
+
+def _overheads(r: redis.Redis) -> dict[str, int]:
+    """Redis's own accounting beside the keys: the keyspace tables, clients, scripts."""
+    stats = r.memory_stats()
+    db = stats.get("db.0") or {}
+    return {"keyspace table": int(db.get("overhead.hashtable.main", 0)),
+            "expires table": int(db.get("overhead.hashtable.expires", 0)),
+            "clients": int(stats.get("clients.normal", 0)) + int(stats.get("clients.slaves", 0)),
+            "scripts, AOF, replication": int(stats.get("lua.caches", 0))
+            + int(stats.get("aof.buffer", 0)) + int(stats.get("replication.backlog", 0))}
+
+
 def memory_phase(rt: Runtime, count: int, agents: int) -> tuple[float, float]:
-    """Redis memory per pending request through the real path (and the record hash)."""
+    """Redis memory per pending request through the real path (and the record hash).
+
+    The ``used_memory`` delta is divided by ``count``; the breakdown is every key family's
+    ``MEMORY USAGE`` delta (a SCAN of every key before and after, ids generalised) plus
+    Redis's own tables, so it accounts for the whole delta."""
     r = rt.redis
     time.sleep(1)
+    sizes0 = _key_sizes(r)
+    over0 = _overheads(r)
     before = int(r.info("memory")["used_memory"])
     ids = [f"mem-{i}" for i in range(count)]
     pipe = r.pipeline(transaction=False)
@@ -491,21 +532,32 @@ def memory_phase(rt: Runtime, count: int, agents: int) -> tuple[float, float]:
                and r.zcard(rt.keys.pending) >= pending, 300, "memory requests carded")
     wait_until(lambda: not r.zcard(rt.keys.card_outbox_due), 300, "their card work")
     time.sleep(2)
-    per = (int(r.info("memory")["used_memory"]) - before) / count
-    sample = ids[:50]
-
-    def mean(key: Any) -> float:
-        return sum(int(r.memory_usage(key(rid)) or 0) for rid in sample) / len(sample)
-
-    parts = {"record hash": mean(rt.keys.request), "card records": mean(rt.keys.cards),
-             "audit index": mean(rt.keys.audit_for)}
-    audit_len = max(int(r.xlen(rt.keys.audit)), 1)
-    parts["audit entries (stream mean x entries per request)"] = (
-        int(r.memory_usage(rt.keys.audit, samples=0) or 0) / audit_len
-        * len(r.lrange(rt.keys.audit_for(sample[0]), 0, -1)))
-    print("   memory per pending request, parts:",
-          {k: round(v) for k, v in parts.items()}, flush=True)
-    return per, parts["record hash"]
+    after = int(r.info("memory")["used_memory"])
+    per = (after - before) / count
+    sizes1 = _key_sizes(r)
+    over1 = _overheads(r)
+    family = re.compile(r"mem-\d+")
+    parts: Counter[str] = Counter()
+    keys_of: Counter[str] = Counter()
+    for key in set(sizes0) | set(sizes1):
+        name = _key_family(key, family)
+        delta = sizes1.get(key, 0) - sizes0.get(key, 0)
+        if delta:
+            parts[name] += delta
+        keys_of[name] += (key in sizes1) - (key in sizes0)
+    for name in over0:
+        parts[f"({name})"] += over1[name] - over0[name]
+    explained = sum(parts.values())
+    print(f"   memory per pending request: {per:.0f} bytes (used_memory delta "
+          f"{after - before} over {count}); by key family (MEMORY USAGE delta / request, "
+          f"keys added / request):", flush=True)
+    for name, delta in sorted(parts.items(), key=lambda kv: -abs(kv[1])):
+        if abs(delta) / count >= 1:
+            print(f"     {delta / count:8.0f}  {keys_of[name] / count:+5.2f}  {name}")
+    print(f"     {explained / count:8.0f}  explained ({explained / max(after - before, 1):.0%});"
+          f" rest {(after - before - explained) / count:.0f} (allocator, buffers)", flush=True)
+    record = parts[_key_family(rt.keys.request("mem-0"), family)] / count
+    return per, record
 
 
 def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
