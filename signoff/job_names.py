@@ -50,10 +50,11 @@ def job_id(job: JobName, request_id: str, step: int | str | None = None) -> str:
     return name if step is None else f"{name}-{step}"
 
 
-def timeout_job_id(second: int) -> str:
-    """The rq job id of the timeout timer of one deadline second: ``timeout-{second}`` (no
-    request's job id starts so: they start with their job's name)."""
-    return f"timeout-{second}"
+def timeout_job_id(second: int, prefix: str) -> str:
+    """The rq job id of the timeout timer of one deadline second of the deployment with key
+    prefix ``prefix``: ``timeout-{prefix}-{second}`` (rq's job ids are global to a Redis, and
+    no request's job id starts so: they start with their job's name)."""
+    return f"timeout-{job_key(prefix)}-{second}"
 
 
 def followup_job_ids(request_id: str, reminders: int, escalations: int) -> list[str]:

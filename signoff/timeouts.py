@@ -50,7 +50,8 @@ def schedule(rt: Runtime, deadline: float) -> None:
     """Make sure the timer of ``deadline``'s second is scheduled (it may be already: enqueueing
     it again keeps one job). Call after the deadline is in the ``deadlines`` index."""
     second = second_of(deadline)
-    rt.enqueue(JobName.EXPIRE_DUE, second, job_id=timeout_job_id(second), at=second)
+    rt.enqueue(JobName.EXPIRE_DUE, second, job_id=timeout_job_id(second, rt.keys.prefix),
+               at=second)
 
 
 def drop_unused(rt: Runtime, deadline: float, now: float | None = None) -> bool:
@@ -60,7 +61,7 @@ def drop_unused(rt: Runtime, deadline: float, now: float | None = None) -> bool:
     now = time.time() if now is None else now
     if second <= now:
         return False
-    job_id = timeout_job_id(second)
+    job_id = timeout_job_id(second, rt.keys.prefix)
     registry = ScheduledJobRegistry(queue=rt.queue)
     script = rt.redis_bytes.register_script(_DROP_UNUSED)
     return bool(script(keys=[rt.keys.deadlines, registry.key, Job.key_for(job_id)],

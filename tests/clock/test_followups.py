@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from signoff import lifecycle
+from signoff.job_names import timeout_job_id
 from signoff.models import Decision, Status
 from signoff.runtime import Runtime
 from tests.clock.conftest import advance, open_request, scheduled
@@ -12,6 +13,11 @@ from tests.conftest import run_jobs
 
 # A clock far in the future: rq's real scheduler (if one ran) would never reach these timers.
 T0 = float(int(time.time()) + 10 * 86400)
+
+
+def timer(rt: Runtime, after: int) -> str:
+    """The job id of the timeout timer of the second T0 + ``after``."""
+    return timeout_job_id(int(T0) + after, rt.keys.prefix)
 
 
 def audit_trail(rt: Runtime, rid: str) -> list[str]:
@@ -28,7 +34,7 @@ def test_timers_are_scheduled_at_their_times(crt: Runtime) -> None:
     open_request(crt, "c-1", T0)
     assert scheduled(crt) == [(T0 + 60, "remind-c-1-0"), (T0 + 120, "escalate-c-1-0"),
                               (T0 + 180, "remind-c-1-1"), (T0 + 240, "escalate-c-1-1"),
-                              (T0 + 300, f"timeout-{int(T0) + 300}")]
+                              (T0 + 300, timer(crt, 300))]
     assert crt.store.get("c-1").deadline == T0 + 300
 
 
@@ -105,7 +111,7 @@ def test_an_early_timeout_timer_schedules_the_next_second(crt: Runtime) -> None:
 
     open_request(crt, "c-8", T0 + 0.5)  # due at T0 + 300.5: the timer of T0 + 301
     assert janitor.expire_due(int(T0) + 301, now=T0 + 300.2) == 0  # this clock is behind
-    assert (T0 + 302, f"timeout-{int(T0) + 302}") in scheduled(crt)
+    assert (T0 + 302, timer(crt, 302)) in scheduled(crt)
     assert crt.store.get("c-8").status is Status.PENDING
     assert janitor.expire_due(int(T0) + 302, now=T0 + 302) == 1
     assert crt.store.get("c-8").status is Status.TIMED_OUT
@@ -116,21 +122,27 @@ def test_requests_due_in_the_same_second_share_one_timer(crt: Runtime) -> None:
         open_request(crt, f"sh-{i}", at, action="fast.export")
     open_request(crt, "sh-3", T0 + 1.2, action="fast.export")
     timers = [(t - T0, jid) for t, jid in scheduled(crt) if jid.startswith("timeout-")]
-    assert timers == [(5, f"timeout-{int(T0) + 5}"), (6, f"timeout-{int(T0) + 6}")]
+    assert timers == [(5, timer(crt, 5)), (6, timer(crt, 6))]
     erin, alice = (crt.policy.directory.person(p) for p in ("erin@example.com",
                                                             "alice@example.com"))
     assert erin is not None and alice is not None
     # Decided: the timer stays while another request of its second is open...
     assert lifecycle.submit_vote(crt, "sh-0", alice, "approve").ok
     run_jobs(crt)
-    assert (T0 + 5, f"timeout-{int(T0) + 5}") in scheduled(crt)
+    assert (T0 + 5, timer(crt, 5)) in scheduled(crt)
     # ... and goes with the last one.
     for rid in ("sh-1", "sh-2"):
         assert lifecycle.submit_vote(crt, rid, alice, "deny").ok
     run_jobs(crt)
     timers = [(t - T0, jid) for t, jid in scheduled(crt) if jid.startswith("timeout-")]
-    assert timers == [(6, f"timeout-{int(T0) + 6}")]
+    assert timers == [(6, timer(crt, 6))]
     fired = advance(crt, T0 + 10)
     assert [(t - T0, f, r) for t, f, r in fired if f == "expire_due"] == [(6, "expire_due", 1)]
     assert crt.store.get("sh-3").status is Status.TIMED_OUT
     assert scheduled(crt) == []
+
+
+def test_timer_ids_are_per_deployment() -> None:
+    """rq's job ids are global to a Redis: two deployments (key prefixes) never share a timer."""
+    assert timeout_job_id(5, "signoff") != timeout_job_id(5, "other")
+    assert timeout_job_id(5, "a:b").startswith("timeout-a_b-")
