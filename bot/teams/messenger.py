@@ -1,9 +1,14 @@
 """Proactive Teams cards: post, update in place, short messages.
 
-The workers call this through :class:`signoff.messenger.Messenger`. Each call is one proactive
-turn through botbuilder's ``CloudAdapter.continue_conversation`` with a saved conversation
-reference (:mod:`bot.teams.conversations`); posting uses ``send_activity`` and updating uses
-``update_activity`` on the posted activity id.
+The workers call this through :class:`signoff.messenger.Messenger`. Each call goes through
+botbuilder's Bot Connector client (``ConnectorClient.conversations``) with a saved conversation
+reference (:mod:`bot.teams.conversations`) applied to the activity, exactly as a proactive
+turn (``CloudAdapter.continue_conversation``) would send it; posting uses
+``send_to_conversation`` / ``reply_to_activity`` and updating ``update_activity`` on the posted
+activity id. The connector client comes from the adapter's own connector factory (the same
+credentials and token cache) and is kept per service URL: a proactive turn would build a new
+connector client and a user-token client for every call (and open a new connection), which
+was most of a worker's CPU per Teams card (``bench/teams_calls.py``).
 
 Faults: Signoff's own retry policy (tenacity) covers every Bot Connector call: 5xx and
 network errors are retried with a short backoff; what is still failing becomes a retryable
@@ -21,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from copy import copy
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import requests
 from botbuilder.core import MessageFactory, TurnContext
@@ -34,8 +40,10 @@ from botbuilder.schema import (
     ConversationAccount,
     ConversationReference,
     ErrorResponseException,
+    ResourceResponse,
 )
 from botframework.connector import Channels
+from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import BotFrameworkAuthentication
 from msrest.exceptions import ClientRequestError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -131,8 +139,7 @@ def _is_retryable(exc: BaseException) -> bool:
         exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER)
 
 
-def _no_connector_retries(context: TurnContext, adapter: CloudAdapter) -> None:
-    client = context.turn_state.get(adapter.BOT_CONNECTOR_CLIENT_KEY)
+def _no_connector_retries(client: ConnectorClient) -> None:
     config = getattr(client, "config", None)
     if config is None:
         return
@@ -168,19 +175,13 @@ class TeamsMessenger:
         self._public_url = settings.public_url
         self.book = ConversationBook(rt.redis, rt.keys, settings.teams_conversations)
         self.adapter = CloudAdapter(authentication or build_authentication(settings))
+        self._connectors: dict[str, ConnectorClient] = {}
 
     # --- the Messenger protocol ---------------------------------------------------------
     async def post(self, view: CardView, destination: str) -> dict[str, Any]:
         saved = await self._resolve(destination)
         activity = card_activity(render_card(view, self.hmac_key), view)
-
-        async def send(context: TurnContext) -> str:
-            response = await context.send_activity(activity)
-            if response is None or not response.id:
-                raise ConnectorError("the Bot Connector returned no message id", None, False)
-            return str(response.id)
-
-        activity_id = await self._call(saved.reference, send, "post")
+        activity_id = await self._call(saved.reference, _sender(activity), "post")
         reference = saved.reference
         return {"conversation_id": saved.conversation_id, "activity_id": activity_id,
                 "service_url": reference.service_url,
@@ -194,10 +195,12 @@ class TeamsMessenger:
 
     async def _replace(self, ref: dict[str, Any], activity: Activity) -> None:
         reference = await self._reference_for(ref)
-        activity.id = str(ref["activity_id"])
+        activity_id = str(ref["activity_id"])
 
-        async def replace(context: TurnContext) -> None:
-            await context.update_activity(activity)
+        async def replace(client: ConnectorClient, reference: ConversationReference) -> None:
+            sent = TurnContext.apply_conversation_reference(activity, reference)
+            sent.id = activity_id
+            await _connector_call(client, "update_activity", sent, activity_id)
 
         await self._call(reference, replace, "update")
 
@@ -206,14 +209,7 @@ class TeamsMessenger:
         """One card listing several requests (more than the rate allows one card each)."""
         saved = await self._resolve(destination)
         activity = digest_activity(views, **self._digest_buttons(destination, digest_id))
-
-        async def send(context: TurnContext) -> str:
-            response = await context.send_activity(activity)
-            if response is None or not response.id:
-                raise ConnectorError("the Bot Connector returned no message id", None, False)
-            return str(response.id)
-
-        activity_id = await self._call(saved.reference, send, "post")
+        activity_id = await self._call(saved.reference, _sender(activity), "post")
         reference = saved.reference
         return {"conversation_id": saved.conversation_id, "activity_id": activity_id,
                 "service_url": reference.service_url,
@@ -234,12 +230,8 @@ class TeamsMessenger:
 
     async def tell(self, destination: str, text: str) -> None:
         saved = await self._resolve(destination)
-        message = MessageFactory.text(text)
-
-        async def send(context: TurnContext) -> None:
-            await context.send_activity(message)
-
-        await self._call(saved.reference, send, "message")
+        await self._call(saved.reference, _sender(MessageFactory.text(text), need_id=False),
+                         "message")
 
     async def find_posted(self, view: CardView, destination: str) -> dict[str, Any] | None:
         """Teams gives a bot no way to list a conversation's messages, so there is nothing
@@ -273,20 +265,30 @@ class TeamsMessenger:
             bot=ChannelAccount(id=f"28:{self.app_id}"),
         )
 
-    async def _call(self, reference: ConversationReference,
-                    operation: Callable[[TurnContext], Awaitable[T]], what: str) -> T:
-        results: list[T] = []
+    async def _connector(self, service_url: str) -> ConnectorClient:
+        """The Bot Connector client for ``service_url``, built once by the adapter's connector
+        factory for the bot's own identity (as a proactive turn builds it)."""
+        client = self._connectors.get(service_url)
+        if client is None:
+            auth = self.adapter.bot_framework_authentication
+            factory = auth.create_connector_factory(
+                self.adapter.create_claims_identity(self.app_id))
+            client = await factory.create(service_url, auth.get_originating_audience())
+            _no_connector_retries(client)
+            self._connectors[service_url] = client
+        return client
 
-        async def logic(context: TurnContext) -> None:
-            _no_connector_retries(context, self.adapter)
-            results.append(await operation(context))
+    async def _call(self, reference: ConversationReference,
+                    operation: Callable[[ConnectorClient, ConversationReference], Awaitable[T]],
+                    what: str) -> T:
+        results: list[T] = []
 
         async def attempt() -> None:
             results.clear()
             try:
-                await asyncio.wait_for(
-                    self.adapter.continue_conversation(reference, logic, self.app_id),
-                    timeout=CALL_TIMEOUT)
+                client = await self._connector(str(reference.service_url))
+                results.append(await asyncio.wait_for(operation(client, reference),
+                                                      timeout=CALL_TIMEOUT))
             except Exception as exc:
                 raise classify(exc) from exc
 
@@ -307,6 +309,78 @@ class TeamsMessenger:
         if not results:
             raise DeliveryError(f"Teams {what} did not run", retryable=True)
         return results[0]
+
+
+# The Bot Connector operations Signoff calls: (HTTP method, botbuilder's operation whose URL
+# template is used).
+_OPERATIONS = {"send_to_conversation": "POST", "reply_to_activity": "POST",
+               "update_activity": "PUT"}
+
+
+async def _connector_call(client: ConnectorClient, operation: str, activity: Activity,
+                          activity_id: str | None = None) -> ResourceResponse | None:
+    """One Bot Connector operation, as botbuilder's ``client.conversations.<operation>`` sends
+    it (its URL template, headers, credentials, HTTP pipeline and error type), except that
+    an attachment's content (the Adaptive Card, a plain JSON object) goes into the body as it
+    is. botbuilder's generated operation runs the whole activity through msrest's generic
+    deserialize-then-serialize walk, card included, which cost more CPU than everything else
+    in a card post (bench/teams_calls.py); only the activity around the card is serialized
+    by msrest here."""
+    ops = client.conversations
+    template = getattr(ops, operation).metadata["url"]
+    args = {"conversationId": ops._serialize.url("conversation_id", activity.conversation.id,
+                                                 "str")}
+    if activity_id is not None:
+        args["activityId"] = ops._serialize.url("activity_id", activity_id, "str")
+    url = ops._client.format_url(template, **args)
+    headers = {"Accept": "application/json", "Content-Type": "application/json; charset=utf-8"}
+    request = (ops._client.put if _OPERATIONS[operation] == "PUT" else ops._client.post)(
+        url, {}, headers, _wire(activity))
+    response = await ops._client.async_send(request, stream=False)
+    if response.status_code not in (200, 201, 202):
+        raise ErrorResponseException(ops._deserialize, response)
+    if response.status_code == 202 or not response.text():
+        return None
+    return cast(ResourceResponse, ops._deserialize("ResourceResponse", response))
+
+
+def _wire(activity: Activity) -> dict[str, Any]:
+    """The activity's JSON: msrest serializes everything but the attachments' contents,
+    which are JSON objects already and are put in as they are."""
+    attachments = list(activity.attachments or [])
+    contents = [a.content for a in attachments]
+    try:
+        for a in attachments:
+            a.content = None
+        body = cast(dict[str, Any], activity.serialize())
+    finally:
+        for a, content in zip(attachments, contents, strict=True):
+            a.content = content
+    for wire, content in zip(body.get("attachments") or [], contents, strict=True):
+        if content is not None:
+            wire["content"] = content
+    return body
+
+
+def _sender(activity: Activity, need_id: bool = True
+            ) -> Callable[[ConnectorClient, ConversationReference], Awaitable[str]]:
+    """Send ``activity`` into the referenced conversation as a proactive turn's
+    ``send_activity`` does (the reference applied; a reply to the conversation's activity when
+    it names one); returns the new message's id."""
+
+    async def send(client: ConnectorClient, reference: ConversationReference) -> str:
+        sent = TurnContext.apply_conversation_reference(copy(activity), reference)
+        sent.id = None
+        sent.input_hint = sent.input_hint or "acceptingInput"
+        if sent.reply_to_id:
+            response = await _connector_call(client, "reply_to_activity", sent, sent.reply_to_id)
+        else:
+            response = await _connector_call(client, "send_to_conversation", sent)
+        if need_id and (response is None or not response.id):
+            raise ConnectorError("the Bot Connector returned no message id", None, False)
+        return str(response.id) if response is not None and response.id else ""
+
+    return send
 
 
 def card_activity(card: dict[str, Any], view: CardView) -> Activity:
