@@ -100,7 +100,19 @@ class BenchStack:
             wait_until(self._web_up, 60, "web")
 
     def worker_pids(self) -> list[int]:
-        return [p.pid for p in self.workers if p.poll() is None]
+        """The running workers and every process they started (each one's delivery process
+        and rq's scheduler): a worker's CPU is theirs together."""
+        pids = [p.pid for p in self.workers if p.poll() is None]
+        out: list[int] = []
+        while pids:
+            pid = pids.pop()
+            out.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                try:
+                    pids += [int(c) for c in task.read_text().split()]
+                except OSError:
+                    continue
+        return out
 
     def set_workers(self, n: int) -> None:
         """Run exactly ``n`` worker processes (stopping or starting some)."""

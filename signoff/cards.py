@@ -64,6 +64,20 @@ end
 return 0
 """
 
+# Take requests' card work off a destination's outbox only where the card now shows the
+# request's current version: a change that came while a call was in flight (its work merged
+# into the queued entry) stays queued. KEYS: the outbox, then each request's record;
+# ARGV: request id and the version sent, in pairs.
+_DONE_AT = """
+local n = 0
+for i = 2, #KEYS do
+  local rid, sent = ARGV[2 * i - 3], tonumber(ARGV[2 * i - 2])
+  local current = tonumber(redis.call('HGET', KEYS[i], 'version') or '0') or 0
+  if current <= sent then n = n + redis.call('HDEL', KEYS[1], rid) end
+end
+return n
+"""
+
 
 def slot(kind: str, destination: str) -> str:
     """A destination's name in the ledger: messenger kind and destination (``slack:#ops``)."""
@@ -176,6 +190,7 @@ class CardLedger:
         self._take = client.register_script(_TAKE)
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
+        self._done_at = client.register_script(_DONE_AT)
 
     # --- posted cards -----------------------------------------------------------------------
     def cards(self, request_id: str) -> dict[str, Card]:
@@ -266,8 +281,22 @@ class CardLedger:
         self.r.hset(self.keys.card_outbox(name), op.request_id, op.to_json())
 
     def done(self, name: str, request_ids: list[str]) -> None:
+        """Take this work off the destination's outbox, whatever came meanwhile (the request
+        is gone, or its card given up)."""
         if request_ids:
             self.r.hdel(self.keys.card_outbox(name), *request_ids)
+
+    def done_at(self, name: str, sent: dict[str, int]) -> None:
+        """Take this work off the destination's outbox where the card now shows the
+        request's current version (``sent``: request id -> the version the card shows); a
+        change made while the call was in flight keeps its request queued, atomically."""
+        if not sent:
+            return
+        args: list[str | int] = []
+        for rid, version in sent.items():
+            args += [rid, version]
+        self._done_at(keys=[self.keys.card_outbox(name),
+                            *(self.keys.request(rid) for rid in sent)], args=args)
 
     def due(self, now: float | None = None, limit: int = 100) -> list[str]:
         """Destinations whose work may run now."""

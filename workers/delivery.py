@@ -3,11 +3,12 @@
 The jobs only write down what each destination needs (the ledger's outbox, in Redis) and hand
 the destinations to this module; the calls to Slack and Teams run here, concurrently:
 
-- In a worker process, :class:`DeliveryLoop` runs one asyncio loop in a thread next to rq's
-  job loop. Every destination is drained by its own task, so card posts and updates for many
-  requests and channels are in flight together while the rq worker goes on taking jobs
-  (prepare, finalize): a worker's throughput is bound by the platforms' limits and its CPU,
-  not by waiting on one call after another, and a decision never waits behind a card call.
+- In each worker's delivery process (``signoff delivery``, :mod:`workers.delivery_process`),
+  :class:`DeliveryLoop` runs one asyncio loop. Every destination is drained by its own task,
+  so card posts and updates for many requests and channels are in flight together while the
+  rq worker goes on taking jobs (prepare, updates) in its own process: a worker's throughput
+  is bound by the platforms' limits and its CPU, not by waiting on one call after another, and
+  a decision (finalized where it is made) never waits behind a card call.
 - Anywhere else (a job run in-process, tests), :func:`submit` drains the destinations at once
   on a temporary loop.
 
@@ -32,10 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import threading
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
@@ -59,7 +61,7 @@ BACKOFF = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 MAX_TRIES = len(BACKOFF) + 1
 # A digest takes new requests for this long, up to this many.
 DIGEST_OPEN_FOR = 30.0
-DIGEST_MAX = 20
+DIGEST_MAX = 40  # every line shown (the renderers list up to 40)
 POLL_INTERVAL = 0.1
 
 
@@ -83,6 +85,11 @@ class Drained(str, Enum):
     DRAINED = "drained"  # nothing left to do
     HELD = "held"  # the platform or the rate asks to wait: resumed from the due index
     BUSY = "busy"  # another worker holds the destination's lease
+    DISPATCHED = "dispatched"  # calls are in flight; their end drains the destination again
+
+
+# Calls in flight at once for one destination (each round is one or more calls).
+MAX_ROUNDS = 16
 
 
 class Delivery:
@@ -98,44 +105,100 @@ class Delivery:
         self.ledger: CardLedger = rt.cards
         self.messengers = messengers
         self._cache: dict[str, CardView] = {}
+        self._leases: dict[str, str] = {}
+        self._keepers: dict[str, asyncio.Future[None]] = {}
+        self._rounds: dict[str, set[asyncio.Future[bool]]] = {}
+        self._busy: dict[str, set[str]] = {}  # request ids a round in flight holds
+        self._digest_busy: set[str] = set()  # destinations with a digest call in flight
+        # Called when a round ends (the loop drains the destination again).
+        self.on_round_end: Callable[[str], None] | None = None
 
     # --- one destination ----------------------------------------------------------------------
+    # A destination's work goes out in rounds: each takes the ready work no other round holds
+    # and makes its calls together. Rounds overlap (a card posted while earlier posts are in
+    # flight), except where one message is shared: a digest takes one round at a time (its
+    # members and its text are one message), so a destination with a digest call in flight
+    # starts no other round until it ends. The destination's lease is held while any round is
+    # in flight, and every round's end drains the destination again (``on_round_end``). Where
+    # the rate is the destination's own (a Slack channel), one round at a time (_overlaps).
     async def drain(self, name: str) -> Drained:
-        """Do the destination's due work (see :class:`Drained` for how it ends)."""
+        """Start the destination's due work (see :class:`Drained` for how it ends); the
+        calls run as tasks of the running loop."""
         ledger = self.ledger
         kind, destination = split_slot(name)
         messenger = self.messengers.get(kind)
-        lease = ledger.lease(name, LEASE_MS)
-        if lease is None:
-            return Drained.BUSY
-        keeper = asyncio.ensure_future(self._keep(name, lease))
-        try:
-            while True:
-                now = time.time()
-                due = ledger.due_at(name)
-                if due is not None and due > now + 0.001:
-                    return Drained.HELD
-                ops = ledger.ops(name)
-                if not ops:
-                    if ledger.settle(name):
-                        return Drained.DRAINED
-                    continue
-                if messenger is None:
-                    for op in ops:
-                        self._give_up(name, op, f"{kind} is not configured")
-                    continue
-                ready = [op for op in ops if op.not_before <= now]
-                if not ready:
-                    ledger.hold(name, min(op.not_before for op in ops))
-                    return Drained.HELD
-                if await self._round(name, kind, destination, messenger, ready):
-                    return Drained.HELD
-        finally:
-            keeper.cancel()
-            ledger.release(name, lease)
+        if name not in self._leases:
+            lease = ledger.lease(name, LEASE_MS)
+            if lease is None:
+                return Drained.BUSY
+            self._leases[name] = lease
+            self._keepers[name] = asyncio.ensure_future(self._keep(name, lease))
+        rounds = self._rounds.setdefault(name, set())
+        busy = self._busy.setdefault(name, set())
+        while True:
+            now = time.time()
+            due = ledger.due_at(name)
+            if due is not None and due > now + 0.001:
+                return self._idle(name, Drained.HELD)
+            if rounds and (name in self._digest_busy or len(rounds) >= MAX_ROUNDS
+                           or not _overlaps(messenger)):
+                return Drained.DISPATCHED
+            ops = [op for op in ledger.ops(name) if op.request_id not in busy]
+            if not ops:
+                if rounds:
+                    return Drained.DISPATCHED
+                if ledger.settle(name):
+                    return self._idle(name, Drained.DRAINED)
+                continue
+            if messenger is None:
+                for op in ops:
+                    self._give_up(name, op, f"{kind} is not configured")
+                continue
+            ready = [op for op in ops if op.not_before <= now]
+            if not ready:
+                if rounds:
+                    return Drained.DISPATCHED
+                ledger.hold(name, min(op.not_before for op in ops))
+                return self._idle(name, Drained.HELD)
+            ids = {op.request_id for op in ready}
+            busy |= ids
+            task = asyncio.ensure_future(self._round(name, kind, destination, messenger, ready))
+            rounds.add(task)
+            task.add_done_callback(functools.partial(self._round_ended, name, ids))
+            # One round per pass: the next pass sees what this one took (its planning runs
+            # before any other task: the loop is single-threaded).
+            return Drained.DISPATCHED
+
+    async def drain_all(self, name: str) -> Drained:
+        """Drain the destination and wait for every call (a job run outside a worker)."""
+        while True:
+            result = await self.drain(name)
+            rounds = self._rounds.get(name)
+            if result is not Drained.DISPATCHED or not rounds:
+                return result
+            await asyncio.wait(set(rounds))
+
+    def _round_ended(self, name: str, ids: set[str], task: asyncio.Future[bool]) -> None:
+        self._rounds.get(name, set()).discard(task)
+        self._busy.get(name, set()).difference_update(ids)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("card delivery to %s failed: %r", name, task.exception())
+        if not task.cancelled() and self.on_round_end is not None:
+            self.on_round_end(name)
+
+    def _idle(self, name: str, how: Drained) -> Drained:
+        """Nothing more to start: give the lease back once no round is in flight."""
+        if not self._rounds.get(name):
+            lease = self._leases.pop(name, None)
+            keeper = self._keepers.pop(name, None)
+            if keeper is not None:
+                keeper.cancel()
+            if lease is not None:
+                self.ledger.release(name, lease)
+        return how
 
     async def _keep(self, name: str, lease: str) -> None:
-        """Renew the destination's lease while its drain runs (calls may take a while)."""
+        """Renew the destination's lease while its rounds run (calls may take a while)."""
         while True:
             await asyncio.sleep(LEASE_MS / 3000)
             self.ledger.renew(name, lease, LEASE_MS)
@@ -147,12 +210,14 @@ class Delivery:
         posts: list[_Item] = []
         updates: list[_Item] = []
         adopt: list[_Item] = []
-        finished: list[str] = []
+        gone: list[str] = []
+        finished: dict[str, int] = {}  # nothing to send: up to date at this version
         for op in ops:
             record = self.rt.store.get(op.request_id)
             if record is None:
-                finished.append(op.request_id)
+                gone.append(op.request_id)
                 continue
+            version = int(record.get("version") or 0)
             card = ledger.card(op.request_id, name)
             if card is None:
                 if record.status is Status.PENDING:
@@ -160,19 +225,21 @@ class Delivery:
                 elif op.attempted:
                     adopt.append(_Item(op, record))
                 else:
-                    finished.append(op.request_id)  # decided before its card went out
-            elif card.version >= int(record.get("version") or 0):
-                finished.append(op.request_id)
+                    gone.append(op.request_id)  # decided before its card went out
+            elif card.version >= version:
+                finished[op.request_id] = card.version
             else:
                 updates.append(_Item(op, record, card))
-        ledger.done(name, finished)
+        ledger.done(name, gone)
+        ledger.done_at(name, finished)
         limit = getattr(messenger, "limit", None)
         scope = self._scope(name, kind, limit)
         calls: list[Coroutine[Any, Any, None]] = []
         hold_until = 0.0
+        shared = False  # a digest call: no other round for this destination meanwhile
         if posts:
-            calls_posts, hold_until = self._plan_posts(name, destination, messenger, posts,
-                                                       limit, scope)
+            calls_posts, hold_until, shared = self._plan_posts(name, destination, messenger,
+                                                               posts, limit, scope)
             calls += calls_posts
         digests: dict[str, list[_Item]] = {}
         for item in updates:
@@ -186,7 +253,13 @@ class Delivery:
         for digest_id, items in digests.items():
             calls.append(self._update_digest(name, destination, messenger, digest_id, items))
         calls += [self._adopt(name, destination, messenger, item) for item in adopt]
-        results = await asyncio.gather(*calls, return_exceptions=True)
+        if shared or digests:
+            self._digest_busy.add(name)
+        try:
+            results = await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            if shared or digests:
+                self._digest_busy.discard(name)
         refused = 0
         for result in results:
             if isinstance(result, RateLimited):
@@ -213,17 +286,18 @@ class Delivery:
 
     def _plan_posts(self, name: str, destination: str, messenger: Messenger,
                     posts: list[_Item], limit: SendLimit | None, scope: str
-                    ) -> tuple[list[Coroutine[Any, Any, None]], float]:
-        """Posts within the rate: a card each when there is room, else one digest."""
+                    ) -> tuple[list[Coroutine[Any, Any, None]], float, bool]:
+        """Posts within the rate: a card each when there is room, else one digest. Returns
+        the calls, when to try again (0: no hold) and whether a digest is among them."""
         if limit is None:
-            return [self._post(name, destination, messenger, item) for item in posts], 0.0
+            return [self._post(name, destination, messenger, item) for item in posts], 0.0, False
         grant = self.ledger.take(scope, len(posts), limit.per_second, limit.burst)
         if grant.granted >= len(posts):
-            return [self._post(name, destination, messenger, item) for item in posts], 0.0
+            return [self._post(name, destination, messenger, item) for item in posts], 0.0, False
         if not isinstance(messenger, DigestMessenger):
             now_posts = posts[:grant.granted]
             wait = time.time() + max(grant.wait, 0.05) if len(now_posts) < len(posts) else 0.0
-            return [self._post(name, destination, messenger, i) for i in now_posts], wait
+            return [self._post(name, destination, messenger, i) for i in now_posts], wait, False
         # As many cards of their own as the rate allows, the rest on one digest.
         digest = self.ledger.open_digest(name)
         if digest is not None and len(digest.ids) < DIGEST_MAX:
@@ -231,12 +305,13 @@ class Delivery:
             alone, rest = posts[:grant.granted], posts[grant.granted:]
             room = DIGEST_MAX - len(digest.ids)
             return ([self._post(name, destination, messenger, i) for i in alone]
-                    + [self._digest(name, destination, messenger, rest[:room], digest)]), 0.0
+                    + [self._digest(name, destination, messenger, rest[:room], digest)]), 0.0, True
         if grant.granted >= 1:
             alone, rest = posts[:grant.granted - 1], posts[grant.granted - 1:]
             return ([self._post(name, destination, messenger, i) for i in alone]
-                    + [self._digest(name, destination, messenger, rest[:DIGEST_MAX], None)]), 0.0
-        return [], time.time() + max(grant.wait, 0.05)
+                    + [self._digest(name, destination, messenger, rest[:DIGEST_MAX], None)]
+                    ), 0.0, True
+        return [], time.time() + max(grant.wait, 0.05), False
 
     # --- the calls ------------------------------------------------------------------------------
     async def _post(self, name: str, destination: str, messenger: Messenger,
@@ -277,7 +352,7 @@ class Delivery:
 
     def _posted(self, name: str, op: Op, card: Card) -> None:
         self.ledger.record(op.request_id, card)
-        self.ledger.done(name, [op.request_id])
+        self.ledger.done_at(name, {op.request_id: card.version})
         details: dict[str, Any] = {"channel": card.kind, "destination": card.destination}
         if card.digest:
             details["digest"] = card.digest
@@ -301,7 +376,7 @@ class Delivery:
                     self.ledger.done(name, [op.request_id])
                 return
         self.ledger.record(op.request_id, replace(card, version=view.version))
-        self.ledger.done(name, [op.request_id])
+        self.ledger.done_at(name, {op.request_id: view.version})
 
     async def _digest(self, name: str, destination: str, messenger: Messenger,
                       items: list[_Item], digest: Digest | None) -> None:
@@ -359,10 +434,12 @@ class Delivery:
                     else:
                         self.ledger.done(name, [item.op.request_id])
                 return
+        sent: dict[str, int] = {}
         for item in items:
             assert item.card is not None
             self.ledger.record(item.op.request_id, replace(item.card, version=item.view.version))
-        self.ledger.done(name, [item.op.request_id for item in items])
+            sent[item.op.request_id] = item.view.version
+        self.ledger.done_at(name, sent)
 
     async def _adopt(self, name: str, destination: str, messenger: Messenger,
                      item: _Item) -> None:
@@ -433,6 +510,14 @@ class Delivery:
         self.ledger.done(name, [op.request_id])
 
 
+def _overlaps(messenger: Messenger | None) -> bool:
+    """Whether rounds for one destination of this platform may be in flight together: not
+    where the rate is the destination's own (a Slack channel's ``Retry-After`` must hold for
+    every call after it, which a round already on its way could not honour)."""
+    limit = getattr(messenger, "limit", None)
+    return limit is None or limit.per == "app"
+
+
 def may_send(rt: Runtime, messenger: Messenger, destination: str) -> bool:
     """Whether a best-effort message (a reminder, "your request was decided") fits in the
     destination's rate now; over it, the message is skipped rather than queued (the card and
@@ -463,9 +548,13 @@ class DeliveryLoop:
     """A worker process's delivery: one asyncio loop in a thread, one task per destination,
     and a poll of the ledger's due index (held work resumes when the platform allows)."""
 
-    def __init__(self, delivery: Delivery, poll: float = POLL_INTERVAL) -> None:
+    def __init__(self, delivery: Delivery, poll: float = POLL_INTERVAL,
+                 drains: bool = True) -> None:
         self.delivery = delivery
         self.poll = poll
+        # False: this loop runs best-effort messages only (a worker whose delivery process
+        # drains the destinations).
+        self.drains = drains
         self.loop = asyncio.new_event_loop()
         # botbuilder's connector and Redis lookups use the loop's thread pool.
         self.loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(
@@ -474,6 +563,8 @@ class DeliveryLoop:
         self._again: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
         self._stopping = False
+        # (called in the loop's thread)
+        delivery.on_round_end = self._kick
 
     def start(self) -> DeliveryLoop:
         self._thread.start()
@@ -515,7 +606,8 @@ class DeliveryLoop:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self._bind())
-        self.loop.create_task(self._poll())
+        if self.drains:
+            self.loop.create_task(self._poll())
         self.loop.run_forever()
 
     async def _bind(self) -> None:
@@ -561,14 +653,25 @@ def _log_failure(future: concurrent.futures.Future[Any]) -> None:
 
 
 _loop: DeliveryLoop | None = None
+# In a worker whose delivery process drains the destinations: how to tell it of new work.
+_external: Callable[[list[str]], None] | None = None
 
 
-def start_loop(rt: Runtime, messengers: dict[str, Messenger]) -> DeliveryLoop:
-    """Start this process's delivery loop (the worker does, before taking jobs)."""
+def start_loop(rt: Runtime, messengers: dict[str, Messenger], drains: bool = True
+               ) -> DeliveryLoop:
+    """Start this process's delivery loop (the delivery process does; a worker whose delivery
+    process drains its card work starts one with ``drains=False`` for best-effort messages)."""
     global _loop
     if _loop is None:
-        _loop = DeliveryLoop(Delivery(rt, messengers)).start()
+        _loop = DeliveryLoop(Delivery(rt, messengers), drains=drains).start()
     return _loop
+
+
+def use_external(kick: Callable[[list[str]], None] | None) -> None:
+    """Card work queued in this process is drained by another process (the worker's delivery
+    process): :func:`submit` only calls ``kick`` with the destinations (None: undo)."""
+    global _external
+    _external = kick
 
 
 def stop_loop() -> None:
@@ -599,14 +702,17 @@ def submit(rt: Runtime, messengers: dict[str, Messenger], names: Iterable[str]) 
     names = list(dict.fromkeys(names))
     if not names:
         return
+    if _external is not None:
+        _external(names)
+        return
     loop = running_loop()
-    if loop is not None:
+    if loop is not None and loop.drains:
         loop.kick(names)
         return
     delivery = Delivery(rt, messengers)
 
     async def drain_all() -> None:
-        await asyncio.gather(*(delivery.drain(n) for n in names))
+        await asyncio.gather(*(delivery.drain_all(n) for n in names))
 
     run_now(drain_all())
 

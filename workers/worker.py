@@ -1,9 +1,10 @@
 """Running rq workers for Signoff's queue, with rq's scheduler for deadlines and reminders.
 
-Each worker process also runs the card delivery loop (:mod:`workers.delivery`) in a thread:
-rq jobs write down card work and go on to the next job; the loop does the Slack and Teams
-calls concurrently. The queues, in priority order: ``signoff:urgent`` (finalize only: a
-decision never waits behind card traffic), then ``signoff`` (everything else).
+Each worker process runs its card delivery as a child process
+(:mod:`workers.delivery_process`): rq jobs write down card work and go on to the next job; the
+child does the Slack and Teams calls concurrently, on its own GIL. The queues, in priority
+order: ``signoff:urgent`` (finalize, when the process that decided a request could not), then
+``signoff`` (everything else).
 
 ``SimpleWorker`` runs jobs in the worker process itself: the runtime (Redis pools, the
 policy, the spaCy model) is loaded once before the first job instead of once per fork, which
@@ -14,6 +15,7 @@ abandoned-job cleanup (jobs carry retries) and, whatever happens, by the janitor
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -29,6 +31,7 @@ from rq.utils import utcparse
 from signoff import lifecycle, tracing
 from signoff.runtime import Runtime, set_current
 from workers import delivery, jobs
+from workers.delivery_process import DeliveryChild
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,35 @@ def build_worker(rt: Runtime, name: str | None = None,
                         name=name, maintenance_interval=maintenance_interval
                         or rt.settings.worker_maintenance_interval,
                         job_monitoring_interval=5)
+
+
+def close_sockets_in_forks(rt: Runtime) -> None:
+    """In a process forked from this one (rq's scheduler is), close the inherited Redis
+    sockets at once.
+
+    Otherwise the fork keeps a copy of every socket open: when this worker is SIGKILLed
+    inside a blocking pop, Redis still sees that connection waiting and hands the next job
+    pushed to the queue to it, and the job is lost (queued, in no list, run by no one). The
+    sockets are only closed in the fork (no shutdown: that would cut the parent's
+    connection too) and without the pools' locks, which a fork may have inherited held;
+    redis-py opens fresh connections in the fork when it is used (its pid check)."""
+    pools = [rt.redis.connection_pool, rt.redis_bytes.connection_pool]
+
+    def close_inherited() -> None:
+        for pool in pools:
+            # redis-py's pool keeps its connections in these (no public way to reach the
+            # sockets without taking the pool's lock).
+            conns = list(getattr(pool, "_available_connections", []) or [])
+            conns += list(getattr(pool, "_in_use_connections", []) or [])
+            for conn in conns:
+                sock = getattr(conn, "_sock", None)
+                if sock is not None:
+                    try:
+                        sock.close()
+                    except OSError:
+                        pass
+
+    os.register_at_fork(after_in_child=close_inherited)
 
 
 def warm(rt: Runtime) -> None:
@@ -114,13 +146,31 @@ def run_worker(rt: Runtime, burst: bool = False, with_scheduler: bool = True,
     when the connection dropped is recovered by rq's abandoned-job cleanup or the janitor.
     """
     set_current(rt)
+    close_sockets_in_forks(rt)
     warm(rt)
     # The job thread spends its time waiting on Redis; the delivery loop's thread renders and
     # parses. A short switch interval gives the job thread the GIL back soon after each reply
     # (the default 5 ms, paid on every round trip of a finalize, is what a decision would wait).
     sys.setswitchinterval(0.0005)
     tracing.configure(rt.settings, "worker")
-    delivery.start_loop(rt, jobs.messengers(rt))
+    child: DeliveryChild | None = None
+    if burst:
+        delivery.start_loop(rt, jobs.messengers(rt))
+    else:
+        # Card calls in the worker's delivery process; this process keeps a loop for
+        # best-effort messages (reminders, "your request was decided") only.
+        delivery.start_loop(rt, jobs.messengers(rt), drains=False)
+        child = DeliveryChild(rt.settings).start()
+        delivery.use_external(child.kick)
+    try:
+        return _work(rt, burst, with_scheduler, name)
+    finally:
+        if child is not None:
+            delivery.use_external(None)
+            child.stop()
+
+
+def _work(rt: Runtime, burst: bool, with_scheduler: bool, name: str | None) -> bool:
     if with_scheduler:
         reclaim_scheduler_lock(rt)
     caught = lifecycle.catch_up(rt)

@@ -27,7 +27,7 @@ from signoff.runtime import Runtime
 from tests.conftest import free_port, wait_for
 from tests.inbox.conftest import IMG, SECRET_CARD, SECRET_EMAIL, export_body, iam_body
 from tests.inbox.conftest import make_pending as prepare_requests
-from workers.cli.run import child_environment
+from workers.supervisor import child_environment
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -150,7 +150,7 @@ def test_intake_loop_survives_any_error_and_resets_backoff(srt: Runtime,
 def test_supervisor_backoff_grows_then_resets_once_healthy(srt: Runtime) -> None:
     """A child that keeps dying is restarted later and later; once it has run healthy, its
     next crash restarts it after the first delay again."""
-    from workers.cli.run import Supervisor
+    from workers.supervisor import Supervisor
 
     class Proc:
         def __init__(self) -> None:

@@ -32,6 +32,7 @@ CONFIG_EXIT = 2
 COMMANDS: dict[str, str] = {
     "web": "workers.cli.run:web",
     "worker": "workers.cli.run:worker",
+    "delivery": "workers.cli.run:delivery",
     "intake": "workers.cli.run:intake",
     "run": "workers.cli.run:run",
     "demo": "workers.cli.demo:demo",
@@ -60,6 +61,7 @@ HELP = {
     "web": "Serve Slack, Teams, the HTTP API, the inbox, /healthz and /metrics.",
     "worker": "Run rq workers (prepare, notify, finalize, expire, remind) with the scheduler.",
     "intake": "Consume the agent request stream and enqueue prepare jobs.",
+    "delivery": "Deliver cards to Slack and Teams (each worker runs one as its child).",
     "run": "Start web, worker and intake together (local use).",
     "demo": "Run everything on an embedded Redis with a scripted agent.",
     "agent": "Register agents and issue their credentials (Redis ACL user, API token).",

@@ -34,7 +34,8 @@ from signoff.agents import AgentRegistry
 from signoff.runtime import Runtime
 from signoff.sdk import Client
 from signoff.settings import Settings, load_service_settings
-from workers.cli.run import Supervisor, resolved_settings, setup_logging
+from workers.cli.run import resolved_settings, setup_logging
+from workers.supervisor import Supervisor
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
 AGENT_WAIT = 3600.0
