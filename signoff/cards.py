@@ -78,6 +78,10 @@ end
 return n
 """
 
+# No hold is longer than this (the longest backoff is 5 min; Retry-After answers are shorter):
+# a due time further ahead was written by a clock that has since stepped back.
+MAX_HOLD = 900.0
+
 
 def slot(kind: str, destination: str) -> str:
     """A destination's name in the ledger: messenger kind and destination (``slack:#ops``)."""
@@ -299,10 +303,18 @@ class CardLedger:
                             *(self.keys.request(rid) for rid in sent)], args=args)
 
     def due(self, now: float | None = None, limit: int = 100) -> list[str]:
-        """Destinations whose work may run now."""
+        """Destinations whose work may run now (a hold further ahead than :data:`MAX_HOLD`
+        was set by a clock that has since stepped back: it is due too)."""
         now = time.time() if now is None else now
-        return [str(m) for m in self.r.zrangebyscore(self.keys.card_outbox_due, "-inf", now,
-                                                     start=0, num=limit)]
+        names = self.r.zrangebyscore(self.keys.card_outbox_due, "-inf", now, start=0, num=limit)
+        names += self.r.zrangebyscore(self.keys.card_outbox_due, now + MAX_HOLD, "+inf",
+                                      start=0, num=limit)
+        return [str(m) for m in dict.fromkeys(names)]
+
+    @staticmethod
+    def holds(due: float | None, now: float) -> bool:
+        """Whether a destination due at ``due`` is still on hold at ``now``."""
+        return due is not None and now + 0.001 < due <= now + MAX_HOLD
 
     def due_at(self, name: str) -> float | None:
         score = self.r.zscore(self.keys.card_outbox_due, name)

@@ -137,8 +137,7 @@ class Delivery:
         busy = self._busy.setdefault(name, set())
         while True:
             now = time.time()
-            due = ledger.due_at(name)
-            if due is not None and due > now + 0.001:
+            if ledger.holds(ledger.due_at(name), now):
                 return self._idle(name, Drained.HELD)
             if rounds and (name in self._digest_busy or len(rounds) >= MAX_ROUNDS
                            or not _overlaps(messenger)):

@@ -88,3 +88,36 @@ def test_a_notify_job_lost_before_any_card_is_rerun_by_the_janitor(
     assert len(fake_slack.cards("cr-4")) == 1
     assert rrt.redis.hexists(rrt.keys.cards("cr-4"), "web:inbox")
     assert rrt.cards.claims() == []
+
+
+def test_a_decision_made_while_its_card_is_posted_is_not_dropped(
+        rrt: Runtime, fake_slack: FakeSlack) -> None:
+    """The post (version 2) is in flight when the request is decided (version 3): the
+    update job finds the work already queued (merged into it); taking the post's work off
+    the outbox must keep it, so the card still comes to show the decision."""
+    open_read(rrt, "dv-1")
+    name = rrt.cards.queue("dv-1", "slack", "#approvals")
+    record = rrt.store.get("dv-1")
+    assert record is not None
+    posted = int(record.get("version") or 0)
+    person = rrt.policy.directory.person("alice@example.com")
+    assert lifecycle.submit_vote(rrt, "dv-1", person, "approve").ok  # meanwhile, decided
+    rrt.cards.queue("dv-1", "slack", "#approvals")  # update_cards: merged into the queued work
+    rrt.cards.done_at(name, {"dv-1": posted})  # the post ends, showing the older version
+    assert [op.request_id for op in rrt.cards.ops(name)] == ["dv-1"]
+    current = int(rrt.store.get("dv-1").get("version") or 0)  # type: ignore[union-attr]
+    rrt.cards.done_at(name, {"dv-1": current})  # the update brought it up to date
+    assert rrt.cards.ops(name) == []
+
+
+def test_a_hold_set_before_the_clock_stepped_back_is_not_waited_out(rrt: Runtime) -> None:
+    """A destination held "until now + 5 s" by a clock two hours ahead would otherwise wait
+    two hours once the clock is right again."""
+    open_read(rrt, "ck-1")
+    name = rrt.cards.queue("ck-1", "slack", "#approvals")
+    now = time.time()
+    rrt.cards.hold(name, now + 7200 + 5)
+    assert name in rrt.cards.due(now)
+    assert not rrt.cards.holds(rrt.cards.due_at(name), now)
+    rrt.cards.hold(name, now + 5)  # an ordinary hold still holds
+    assert name not in rrt.cards.due(now) and rrt.cards.holds(rrt.cards.due_at(name), now)
