@@ -474,7 +474,16 @@ def click_phase(stack: BenchStack, rt: Runtime, fake: FakeSlack, bf: FakeBotFram
     achieved = len(ids) / (time.time() - start)
     wait_until(lambda: all(rid in obs.replied for rid in clicker.clicked), 60, "click replies")
     obs.close()
-    return {"ids": ids, "obs": obs, "clicker": clicker, "rate": achieved}
+    # Where a click's time goes: until its vote is recorded (the request reaching the web
+    # process and waiting there), then until the reply (the decision: vote, grant, reply).
+    split: dict[str, tuple[list[float], list[float]]] = {}
+    for rid, (t, channel) in clicker.clicked.items():
+        voted = [e.ts for e in rt.audit.for_request(rid) if e.event == "vote"]
+        if voted and rid in obs.replied:
+            before, after = split.setdefault(channel, ([], []))
+            before.append((voted[0] - t) * 1000)
+            after.append((obs.replied[rid] - voted[0]) * 1000)
+    return {"ids": ids, "obs": obs, "clicker": clicker, "rate": achieved, "split": split}
 
 
 def _key_family(key: str, ids: re.Pattern[str]) -> str:
@@ -804,6 +813,9 @@ def report(args: argparse.Namespace, res: dict[str, Any], fake: FakeSlack,
     s_api = row("click -> agent reply, api, ms", click_ms(clicks, "api"))
     for ch in ("slack", "teams"):
         row(f"click -> agent reply, {ch}, ms", click_ms(clicks, ch))
+    for ch, (before, after) in sorted(clicks["split"].items()):
+        row(f"   {ch}: click -> vote recorded, ms", before)
+        row(f"   {ch}: vote recorded -> agent reply, ms", after)
     p(f"{'rq no-op enqueue -> finished (baseline), ms':58} {base['p50']:8.1f} {base['p99']:8.1f}"
       f" {base['max']:8.1f}")
     p(f"   ratio click -> reply (api) / rq no-op: p50 {s_api['p50'] / base['p50']:.2f}, "
