@@ -28,9 +28,11 @@ demo: $(DEMO_STAMP)
 
 # The inbox's browser tests drive Debian's chromium package (never a downloaded browser
 # build); installed only when missing (CI runs `make test` as root on a fresh machine).
+# The audit report test also reads its PDF back as pictures with poppler's pdftoppm.
 CHROMIUM := /usr/bin/chromium
+PDFTOPPM := /usr/bin/pdftoppm
 chromium:
-	@test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	@test -x $(CHROMIUM) -a -x $(PDFTOPPM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium poppler-utils)
 
 test: $(TEST_STAMP) chromium
 	$(BIN)/ruff check .
