@@ -209,6 +209,7 @@ class Delivery:
         posts: list[_Item] = []
         updates: list[_Item] = []
         adopt: list[_Item] = []
+        recover: list[_Item] = []  # an earlier post may be there: look before planning
         gone: list[str] = []
         finished: dict[str, int] = {}  # nothing to send: up to date at this version
         for op in ops:
@@ -220,7 +221,13 @@ class Delivery:
             card = ledger.card(op.request_id, name)
             if card is None:
                 if record.status is Status.PENDING:
-                    posts.append(_Item(op, record))
+                    if op.attempted and messenger.repost_safe:
+                        # A crash may have cut the earlier post short after it went out. Look
+                        # before planning: the plan may put this request on a digest, and a
+                        # digest does not look for a card of its own.
+                        recover.append(_Item(op, record))
+                    else:
+                        posts.append(_Item(op, record))
                 elif op.attempted:
                     adopt.append(_Item(op, record))
                 else:
@@ -252,6 +259,7 @@ class Delivery:
         for digest_id, items in digests.items():
             calls.append(self._update_digest(name, destination, messenger, digest_id, items))
         calls += [self._adopt(name, destination, messenger, item) for item in adopt]
+        calls += [self._recover(name, destination, messenger, item) for item in recover]
         if shared or digests:
             self._digest_busy.add(name)
         try:
@@ -460,6 +468,32 @@ class Delivery:
         self.ledger.record(item.op.request_id, card)
         item.card = card
         await self._update(name, destination, messenger, item, thread=True)
+
+    async def _recover(self, name: str, destination: str, messenger: Messenger,
+                       item: _Item) -> None:
+        """A pending request whose earlier post may have gone out without being recorded
+        (a crash): a card found is recorded (the next round brings it up to date); none
+        found, the work is an ordinary post again (its own card or a digest, as the rate
+        allows)."""
+        op = item.op
+        try:
+            ref = await messenger.find_posted(item.view, destination)
+        except RateLimited:
+            raise
+        except DeliveryError as exc:
+            log.warning("could not look for an unrecorded card of %s: %s", op.request_id, exc)
+            self._backoff(name, op, exc)
+            return
+        if ref is not None:
+            # Recorded at version 0: what the found card shows is not known, so it is redrawn.
+            self.ledger.record(op.request_id, Card(messenger.kind, destination, ref, 0,
+                                                   time.time()))
+            self.rt.audit.append(Event.CARD_POSTED, op.request_id, "signoff",
+                                 channel=messenger.kind, destination=destination)
+            return
+        op.attempted = False
+        op.ambiguous = False
+        self.ledger.update_op(name, op)
 
     def _views(self, request_ids: Iterable[str]) -> list[CardView]:
         """Views of a digest's requests: one round trip for their versions, and a request

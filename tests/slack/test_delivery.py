@@ -140,6 +140,55 @@ def test_retried_job_finds_card_posted_before_a_crash(srt: Runtime,
     assert len(fake_slack.calls()) == before
 
 
+@pytest.mark.parametrize("posted", [True, False], ids=["card-went-out", "card-did-not"])
+def test_crash_cut_post_is_looked_up_before_a_digest_takes_it(
+        srt: Runtime, fake_slack: FakeSlack, posted: bool) -> None:
+    """A crash (a worker or Redis killed) between chat.postMessage and recording the card,
+    and by the time the work runs again the channel's rate has room for only one call: the
+    plan coalesces the posts onto a digest. The request whose earlier post may be out is
+    looked up first: found, it keeps its own card and is on no digest; not found, it is an
+    ordinary post. Either way it is shown exactly once."""
+    from tests.conftest import run_intake
+
+    crashed, others = "r-cut", ["r-late1", "r-late2", "r-late3"]
+    if posted:
+        submit(srt, export_body(crashed))
+        assert len(fake_slack.cards(crashed)) == 1
+        srt.redis.hdel(srt.keys.cards(crashed), "slack:#approvals")
+    bodies = [export_body(rid) for rid in (others if posted else [crashed, *others])]
+    for body in bodies:
+        srt.redis.xadd(srt.keys.requests, {"body": json.dumps(body)})
+    run_intake(srt)
+    for body in bodies:
+        assert lifecycle.prepare(srt, body["id"], notify=False) == "pending"
+    srt.cards.queue(crashed, "slack", "#approvals", attempted=True)
+    for rid in others:
+        srt.cards.queue(rid, "slack", "#approvals")
+    # Room for one call only: the posts have to share a digest.
+    scope = "slack:#approvals"
+    srt.cards.take(scope, 100, 1.0, 6.0)
+    srt.redis.delete(srt.keys.send_rate(scope))
+    srt.cards.take(scope, 5, 1.0, 6.0)
+
+    def settled() -> bool:
+        return srt.cards.pending("slack:#approvals") == 0 and all(
+            srt.cards.has_card(rid, "slack:#approvals") for rid in [crashed, *others])
+
+    deliver_until(srt, settled, timeout=30)
+    for rid in [crashed, *others]:
+        card = srt.cards.card(rid, "slack:#approvals")
+        assert card is not None
+        shown = len(fake_slack.cards(rid)) + (1 if card.digest else 0)
+        assert shown == 1, (rid, fake_slack.cards(rid), card)
+    card = srt.cards.card(crashed, "slack:#approvals")
+    assert card is not None
+    if posted:
+        assert not card.digest
+        assert card.ref["ts"] == fake_slack.cards(crashed)[0].ts
+        assert fake_slack.calls("conversations.history")  # looked, because it was attempted
+    assert any(c.digest for c in (srt.cards.card(r, "slack:#approvals") for r in others) if c)
+
+
 def test_undeliverable_card_is_recorded_and_request_stays_decidable(
         srt: Runtime, fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> None:
     from workers import delivery, jobs
