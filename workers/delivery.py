@@ -226,6 +226,10 @@ class Delivery:
                         # before planning: the plan may put this request on a digest, and a
                         # digest does not look for a card of its own.
                         recover.append(_Item(op, record))
+                    elif op.attempted and not op.ambiguous:
+                        # A crash inside a post to a platform with no lookup: never risk a
+                        # second card, on its own or on a digest.
+                        self._unconfirmed(name, op, messenger.kind)
                     else:
                         posts.append(_Item(op, record))
                 elif op.attempted:
@@ -326,21 +330,15 @@ class Delivery:
         op, view = item.op, item.view
         with tracing.span("card.post", op.request_id, parent=op.trace or None,
                           channel=messenger.kind, destination=destination):
+            # An earlier try that may have posted was dealt with when the round was planned
+            # (looked up where the platform can, given up where it cannot and no ambiguous
+            # answer asks for a retry): what reaches here is posted.
             was = op.attempted
             try:
-                ref = None
-                if op.attempted:  # an earlier try may have posted it: look first
-                    ref = await messenger.find_posted(view, destination)
-                    if ref is None and not op.ambiguous and not messenger.repost_safe:
-                        # A worker or Redis died inside the earlier post, and the platform
-                        # cannot tell whether it went out: never risk a second card.
-                        self._unconfirmed(name, op, messenger.kind)
-                        return
-                if ref is None:
-                    if not op.attempted:
-                        op.attempted = True
-                        self.ledger.update_op(name, op)
-                    ref = await messenger.post(view, destination)
+                if not op.attempted:
+                    op.attempted = True
+                    self.ledger.update_op(name, op)
+                ref = await messenger.post(view, destination)
             except RateLimited:
                 if not was:  # a 429 means nothing was posted
                     op.attempted = False
