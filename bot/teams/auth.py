@@ -25,6 +25,7 @@ import aiohttp
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
 from botframework.connector.auth import (
     AuthenticationConstants,
+    ConnectorFactory,
     ManagedIdentityServiceClientCredentialsFactory,
     MicrosoftAppCredentials,
     ServiceClientCredentialsFactory,
@@ -111,8 +112,76 @@ def build_authentication(settings: Settings) -> ConfigurationBotFrameworkAuthent
     """botbuilder's authentication for these settings, with Signoff's credentials factory."""
     config = config_from_settings(settings)
     install_metadata(config.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL)
-    return ConfigurationBotFrameworkAuthentication(
-        config, credentials_factory=SignoffCredentialsFactory(settings))
+    return ReusingAuthentication(config, credentials_factory=SignoffCredentialsFactory(settings))
+
+
+# How many connector and user-token clients a process keeps (one per app identity, service
+# URL and audience: a deployment has a handful).
+CLIENTS_KEPT = 64
+
+
+class ReusingAuthentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]
+    """botbuilder's authentication, reusing the clients it builds for each inbound activity.
+
+    Hand-written because botbuilder 4.17 builds a new Bot Connector client and a new
+    user-token client for every activity it receives, each an msrest client with its own
+    configuration, retry policy and config parser: about a tenth of the web process's CPU
+    under Teams clicks (bench/load.py). The clients hold nothing of the activity (only the
+    bot's credentials, which cache their token until it expires, and the service URL), so
+    one per app identity, service URL and audience serves every activity. Authentication
+    itself is untouched: every activity's token is still validated first.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connectors: dict[tuple[str, str, str], Any] = {}
+        self._token_clients: dict[str, Any] = {}
+
+    async def authenticate_request(self, activity: Any, auth_header: str) -> Any:
+        result = await super().authenticate_request(activity, auth_header)
+        factory = getattr(result, "connector_factory", None)
+        if factory is not None:
+            result.connector_factory = _ReusedConnectors(
+                factory, self._connectors, _app_id(result.claims_identity))
+        return result
+
+    async def create_user_token_client(self, claims_identity: Any) -> Any:
+        app_id = _app_id(claims_identity)
+        client = self._token_clients.get(app_id)
+        if client is None:
+            client = await super().create_user_token_client(claims_identity)
+            _keep(self._token_clients, app_id, client)
+        return client
+
+
+class _ReusedConnectors(ConnectorFactory):  # type: ignore[misc]
+    """A connector factory that builds one client per (app id, service URL, audience)."""
+
+    def __init__(self, inner: Any, cache: dict[tuple[str, str, str], Any], app_id: str) -> None:
+        self._inner = inner
+        self._cache = cache
+        self._app_id = app_id
+
+    async def create(self, service_url: str, audience: str | None = None) -> Any:
+        key = (self._app_id, service_url, audience or "")
+        client = self._cache.get(key)
+        if client is None:
+            client = await self._inner.create(service_url, audience)
+            _keep(self._cache, key, client)
+        return client
+
+
+def _app_id(claims_identity: Any) -> str:
+    """The bot's app id an activity was sent to (the token's audience), as botbuilder reads it."""
+    value = claims_identity.get_claim_value(AuthenticationConstants.AUDIENCE_CLAIM) or \
+        claims_identity.get_claim_value(AuthenticationConstants.APP_ID_CLAIM)
+    return str(value or "")
+
+
+def _keep(cache: dict[Any, Any], key: Any, client: Any) -> None:
+    if len(cache) >= CLIENTS_KEPT:
+        cache.clear()
+    cache[key] = client
 
 
 # --------------------------------------------------------------------------------------------

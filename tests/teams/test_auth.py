@@ -129,3 +129,39 @@ def test_no_teams_settings_no_route(rt: Runtime) -> None:
     app = create_app(rt)
     assert "/api/messages" not in {r.resource.canonical for r in app.router.routes()
                                    if r.resource is not None}
+
+
+def test_clients_are_reused_across_activities_and_every_token_is_still_checked(
+        trt: Runtime, bf: FakeBotFramework, teams: TeamsClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """botbuilder builds a connector client and a user-token client per activity; Signoff's
+    authentication keeps one of each per app identity and service URL. Reuse never skips the
+    check of the activity's own token."""
+    from botframework.connector.auth import (
+        _connector_factory_impl,
+        _parameterized_bot_framework_authentication,
+    )
+
+    built: dict[str, int] = {"connector": 0, "user_token": 0}
+
+    def counting(cls: Any, name: str) -> Any:
+        class Counted(cls):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                built[name] += 1
+                super().__init__(*args, **kwargs)
+        return Counted
+
+    monkeypatch.setattr(_connector_factory_impl, "ConnectorClient",
+                        counting(_connector_factory_impl.ConnectorClient, "connector"))
+    monkeypatch.setattr(_parameterized_bot_framework_authentication, "_UserTokenClientImpl",
+                        counting(_parameterized_bot_framework_authentication
+                                 ._UserTokenClientImpl, "user_token"))
+    for i in range(4):
+        response = teams.message("help", who="alice")
+        assert response.status_code in (200, 201), response.text
+    assert built == {"connector": 1, "user_token": 1}
+    bad = teams.base("message", "alice", "a:personal-alice", "personal")
+    bad["text"] = "help"
+    assert teams.post(bad, token=bf.mint(key=bf.rogue_key)).status_code == 401
+    assert teams.post(bad, token=bf.mint(audience="someone-elses-bot")).status_code == 401
+    assert built == {"connector": 1, "user_token": 1}
