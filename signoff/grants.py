@@ -126,8 +126,9 @@ class GrantIssuer:
         token = jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
         return token, claims
 
-    def register(self, claims: dict[str, Any], kid: str = "") -> None:
-        """Record an issued grant (state ``issued``) for status, listing and revocation."""
+    def register(self, claims: dict[str, Any], kid: str = "", record: str = "") -> None:
+        """Record an issued grant (state ``issued``) for status, listing and revocation;
+        ``record``: Signoff's id of the request (where the grant names the agent's own)."""
         key = self.rt.keys.grant(claims["jti"])
         ttl = max(int(claims["exp"] - time.time()), 1) + GRANT_RECORD_EXTRA_SECONDS
         pipe = self.rt.redis.pipeline()
@@ -136,6 +137,7 @@ class GrantIssuer:
             "jti": claims["jti"], "rid": request_of(claims), "act": claims["act"],
             "sub": claims["sub"], "psh": claims["psh"], "iat": str(claims["iat"]),
             "exp": str(claims["exp"]), "apr": json.dumps(claims["apr"]), "kid": kid,
+            **({"record": record} if record else {}),
         })
         pipe.expire(key, ttl)
         pipe.execute()

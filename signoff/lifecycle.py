@@ -795,10 +795,12 @@ def submit_vote(rt: Runtime, request_id: str, person: Person | None, choice: str
                     **({"standing_seconds": standing} if vote.standing else {}),
                     payload_sha256=vote.psh)
     if outcome.result is VoteResult.FINAL:
-        rt.audit.append(Event.DECIDED, request_id, person.id, status=outcome.status.value
-                        if outcome.status else "", approvals=outcome.approvals,
-                        denials=outcome.denials)
-        finalize_here(rt, request_id)
+        # One checkpoint covers the decision and its grant, signed before the reply goes out.
+        with rt.audit.one_seal():
+            rt.audit.append(Event.DECIDED, request_id, person.id, status=outcome.status.value
+                            if outcome.status else "", approvals=outcome.approvals,
+                            denials=outcome.denials)
+            finalize_here(rt, request_id)
         verb = "approved" if outcome.status is Status.APPROVED else "denied"
         message = f"Request {verb}."
     else:
@@ -1158,20 +1160,24 @@ def finalize(rt: Runtime, request_id: str) -> Finalized:
         return Finalized.NOT_FOUND
     if not record.status.final:
         return Finalized.OPEN
-    if not record.get("replied_at"):
-        complete_audit(rt, record)
-    grant: str | None = None
-    if record.status is Status.APPROVED:
-        grant = record.get("grant")
-        if grant is None:
-            grant = issue_grant(rt, record)
-        elif not record.get("replied_at"):
-            record_grant(rt, record.id, grant, check=True)  # stored, then a crash?
-        if not record.get("replied_at") and not record.get("standing_created"):
-            create_standing(rt, record)
-    decision = build_decision(rt, record, grant)
-    delivered = rt.store.deliver(request_id, *reply_keys(rt, record), decision.to_json(),
-                                 rt.settings.reply_ttl)
+    with rt.audit.one_seal():
+        if not record.get("replied_at"):
+            complete_audit(rt, record)
+        grant: str | None = None
+        if record.status is Status.APPROVED:
+            grant = record.get("grant")
+            if grant is None:
+                grant = issue_grant(rt, record)
+            elif not record.get("replied_at"):
+                record_grant(rt, record.id, grant, check=True,  # stored, then a crash?
+                             agent=record.get("agent") or "")
+            if not record.get("replied_at") and not record.get("standing_created"):
+                create_standing(rt, record)
+        decision = build_decision(rt, record, grant)
+        # The checkpoint covering the decision and its grant, before the agent hears of it.
+        rt.audit.seal_pending()
+        delivered = rt.store.deliver(request_id, *reply_keys(rt, record), decision.to_json(),
+                                     rt.settings.reply_ttl)
     if delivered:
         log.info("decision %s delivered for %s", record.status.value, request_id)
         # The inbox's history of decided requests (a month of them).
@@ -1250,12 +1256,13 @@ def issue_grant(rt: Runtime, record: Record) -> str:
     stored = rt.store.set_once(record.id, "grant", token)
     if stored == token:
         # Only the grant that won is recorded: a racing finalize's mint is never delivered.
-        record_grant(rt, record.id, token, claims)
+        record_grant(rt, record.id, token, claims, agent=record.get("agent") or "")
     return stored
 
 
 def record_grant(rt: Runtime, request_id: str, token: str,
-                 claims: dict[str, Any] | None = None, check: bool = False) -> bool:
+                 claims: dict[str, Any] | None = None, check: bool = False,
+                 agent: str | None = None) -> bool:
     """Register an issued grant (for status and revocation) and audit it.
 
     With ``check``, only when its audit entry is missing: a finalize killed between storing
@@ -1270,10 +1277,10 @@ def record_grant(rt: Runtime, request_id: str, token: str,
                      for e in rt.audit.for_request(request_id)):
         return False
     kid = str(jwt.get_unverified_header(token).get("kid", ""))
-    GrantIssuer(rt).register(claims, kid)
     # The grant names the agent's own id; the record keeps Signoff's (agent-scoped) one.
-    rt.redis.hset(rt.keys.grant(claims["jti"]), "record", request_id)
-    agent = rt.redis.hget(rt.keys.request(request_id), "agent")
+    GrantIssuer(rt).register(claims, kid, record=request_id)
+    if agent is None:
+        agent = rt.redis.hget(rt.keys.request(request_id), "agent")
     if agent:
         # The agent checks grants against its own copy of the public keys.
         from signoff.agents import sync_public_keys

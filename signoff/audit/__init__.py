@@ -26,7 +26,6 @@ from signoff.audit.archive import Archive, ArchiveError, Segment, archive_if_due
 from signoff.audit.checkpoints import (
     CHECKPOINT_AUDIENCE,
     CHECKPOINT_ISSUER,
-    SEAL_EVENTS,
     Checkpoint,
     check_checkpoint,
     checkpoint_if_due,
@@ -36,7 +35,7 @@ from signoff.audit.checkpoints import (
     sign_tree_head,
 )
 from signoff.audit.entry import GENESIS, Entry, entry_hash
-from signoff.audit.events import FINAL_EVENTS, Event
+from signoff.audit.events import FINAL_EVENTS, SEAL_EVENTS, Event
 from signoff.audit.export import ExportResult, export, read_checkpoint_file, read_export
 from signoff.audit.index import AuditIndex, IndexRow
 from signoff.audit.log import MAX_APPEND_ATTEMPTS, REDACTED, SECRET_KEYS, AuditLog, redact

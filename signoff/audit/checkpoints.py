@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from signoff.audit.entry import Entry
+from signoff.audit.events import SEAL_EVENTS
 from signoff.audit.merkle import TreeHead
 from signoff.keys import Keys
 
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from signoff.audit.context import AuditContext
     from signoff.signing_keys import SigningKey
 
-# Entries after which a checkpoint is signed at once (SIGNOFF_AUDIT_CHECKPOINT_PER_DECISION),
-# so cutting the tail of the log after a decision always breaks a signed tree head.
-SEAL_EVENTS = frozenset({"decided", "expired", "cancelled", "rejected", "grant_issued",
-                         "grant_revoked", "policy_reloaded", "policy_refused"})
 CHECKPOINT_AUDIENCE = "signoff-audit"
 CHECKPOINT_ISSUER = "signoff"
 log = logging.getLogger(__name__)

@@ -47,3 +47,9 @@ class Event(str, Enum):
 
 # Events that settle a request, and the status each one means.
 FINAL_EVENTS = {"rejected": "rejected", "expired": "timed_out", "cancelled": "cancelled"}
+
+
+# Entries after which a checkpoint is signed at once (SIGNOFF_AUDIT_CHECKPOINT_PER_DECISION),
+# so cutting the tail of the log after a decision always breaks a signed tree head.
+SEAL_EVENTS = frozenset({"decided", "expired", "cancelled", "rejected", "grant_issued",
+                         "grant_revoked", "policy_reloaded", "policy_refused"})

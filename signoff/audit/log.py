@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import redis
 
 from signoff.audit.entry import GENESIS, Entry, entry_hash
-from signoff.audit.events import Event
+from signoff.audit.events import SEAL_EVENTS, Event
 from signoff.audit.index import AuditIndex
 from signoff.audit.merkle import MerkleState
 from signoff.keys import Keys
@@ -75,6 +76,39 @@ class AuditLog:
         self._lock = threading.Lock()
         # Called with each appended entry (Runtime signs a checkpoint after decisions here).
         self.after_append: Callable[[Entry], None] | None = None
+        # This thread's open one_seal() blocks and the sealing entry they hold back.
+        self._deferred = threading.local()
+
+    @contextmanager
+    def one_seal(self) -> Iterator[None]:
+        """Entries appended in this block (by this thread) that call for a checkpoint share
+        one: ``after_append`` runs once, for the newest of them, at :meth:`seal_pending` or
+        when the outermost block ends. A decision's entries (decided, grant issued) are then
+        covered by one signed checkpoint, made before its reply goes out, instead of one each.
+        """
+        depth = getattr(self._deferred, "depth", 0)
+        self._deferred.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._deferred.depth = depth
+            if depth == 0:
+                self.seal_pending()
+
+    def seal_pending(self) -> None:
+        """Run ``after_append`` for the sealing entry a :meth:`one_seal` block held back."""
+        entry: Entry | None = getattr(self._deferred, "pending", None)
+        self._deferred.pending = None
+        if entry is not None and self.after_append is not None:
+            self.after_append(entry)
+
+    def _appended(self, entry: Entry) -> None:
+        if self.after_append is None:
+            return
+        if getattr(self._deferred, "depth", 0) and entry.event in SEAL_EVENTS:
+            self._deferred.pending = entry
+            return
+        self.after_append(entry)
 
     def head(self) -> tuple[int, str, str]:
         """(seq, hash, stream id) of the newest entry as the head records it."""
@@ -113,8 +147,7 @@ class AuditLog:
                     self._head = (seq, digest)
                 entry = Entry(str(result[1]), seq, ts, name, request_id, actor, clean, prev,
                               digest)
-                if self.after_append is not None:
-                    self.after_append(entry)
+                self._appended(entry)
                 return entry
             head = (int(result[1]), str(result[2]))
         raise RuntimeError("audit append kept conflicting; is something rewriting the head?")

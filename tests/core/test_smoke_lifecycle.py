@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from signoff import lifecycle
+import pytest
+
+from signoff import audit, lifecycle
 from signoff.models import Status
 from signoff.runtime import Runtime
 from tests.conftest import run_intake, run_jobs
@@ -76,3 +78,34 @@ def test_dev_is_auto_approved(rt: Runtime) -> None:
     decision = json.loads(rt.redis.lpop(rt.keys.reply("r3")))
     assert decision["status"] == "approved"
     assert decision["grant"]
+
+
+def test_a_decision_and_its_grant_share_one_checkpoint_signed_before_the_reply(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final vote's entries (decided, grant issued) are covered by one signed checkpoint,
+    and it exists before the agent's reply is written: cutting the decision from the log
+    afterwards always breaks a signed tree head."""
+    assert rt.settings.audit_checkpoint_per_decision
+    send(rt, export_request("r-seal"))
+    run_intake(rt)
+    run_jobs(rt)
+    d = rt.policy.directory
+    assert lifecycle.submit_vote(rt, "r-seal", d.person("alice@example.com"), "approve").ok
+    before = audit.checkpoints(rt.redis, rt.keys)
+    seen_at_reply: list[list[audit.Checkpoint]] = []
+    deliver = rt.store.deliver
+
+    def watching(*args: object, **kwargs: object) -> bool:
+        seen_at_reply.append(audit.checkpoints(rt.redis, rt.keys))
+        return deliver(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rt.store, "deliver", watching)
+    assert lifecycle.submit_vote(rt, "r-seal", d.person("bob@example.com"), "approve").code \
+        == "final"
+    entries = {e.event: e for e in rt.audit.for_request("r-seal")}
+    grant_seq = entries["grant_issued"].seq
+    assert entries["decided"].seq < grant_seq
+    after = audit.checkpoints(rt.redis, rt.keys)
+    assert len(after) == len(before) + 1, "one checkpoint for the decision and its grant"
+    assert seen_at_reply and seen_at_reply[0][-1].seq >= grant_seq
+    assert audit.verify_store(rt).ok
