@@ -464,6 +464,7 @@ def click_phase(stack: BenchStack, rt: Runtime, fake: FakeSlack, bf: FakeBotFram
                            and rid in obs.first["slack"] for rid in ids), 180, "carded")
     clicker = Clicker(stack, rt, fake, bf, obs, tokens)
     channels = itertools.cycle(["api", "slack", "teams"])
+    print(f"   {n} requests carded; clicking ...", flush=True)
     start = time.time()
     with ThreadPoolExecutor(max_workers=24) as pool:
         for i, rid in enumerate(ids):
