@@ -359,7 +359,8 @@ class CardLedger:
         return Grant(int(float(got)), float(wait))
 
     def give_back(self, scope: str, n: int, burst: float) -> None:
-        """Return ``n`` tokens taken for calls the platform refused (they did nothing)."""
+        """Return ``n`` tokens taken for calls that were not made, or that the platform
+        refused (they did nothing)."""
         key = self.keys.send_rate(scope)
         tokens = float(self.r.hincrbyfloat(key, "t", n))
         if tokens > burst:

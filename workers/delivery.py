@@ -302,18 +302,27 @@ class Delivery:
         the calls, when to try again (0: no hold) and whether a digest is among them."""
         if limit is None:
             return [self._post(name, destination, messenger, item) for item in posts], 0.0, False
-        grant = self.ledger.take(scope, len(posts), limit.per_second, limit.burst)
-        if grant.granted >= len(posts):
+        digest = self.ledger.open_digest(name) if isinstance(messenger, DigestMessenger) else None
+        # While a digest is open (the destination is over its rate), one call of the rate is
+        # kept back: when the digest fills, the next one is posted at once instead of waiting
+        # up to a second for the rate (cards of their own take only what is left).
+        reserve = 1 if digest is not None else 0
+        grant = self.ledger.take(scope, len(posts) + reserve, limit.per_second, limit.burst)
+        if grant.granted >= len(posts) + reserve:
+            if reserve:
+                self.ledger.give_back(scope, reserve, limit.burst)
             return [self._post(name, destination, messenger, item) for item in posts], 0.0, False
         if not isinstance(messenger, DigestMessenger):
             now_posts = posts[:grant.granted]
             wait = time.time() + max(grant.wait, 0.05) if len(now_posts) < len(posts) else 0.0
             return [self._post(name, destination, messenger, i) for i in now_posts], wait, False
         # As many cards of their own as the rate allows, the rest on one digest.
-        digest = self.ledger.open_digest(name)
         if digest is not None and len(digest.ids) < DIGEST_MAX:
             # Joining an open digest is an update of one message: no new post.
-            alone, rest = posts[:grant.granted], posts[grant.granted:]
+            keep = min(reserve, grant.granted)
+            if keep:
+                self.ledger.give_back(scope, keep, limit.burst)
+            alone, rest = posts[:grant.granted - keep], posts[grant.granted - keep:]
             room = DIGEST_MAX - len(digest.ids)
             return ([self._post(name, destination, messenger, i) for i in alone]
                     + [self._digest(name, destination, messenger, rest[:room], digest)]), 0.0, True
