@@ -305,3 +305,44 @@ def test_identical_requests_share_one_card(srt: Runtime, fake_slack: FakeSlack) 
     header = card[0].blocks[0]["text"]["text"]  # type: ignore[index]
     assert header == "db.export ×2"
     assert "2 identical requests" in json.dumps(card[0].blocks)
+
+
+def _opened(srt: Runtime, rids: list[str]) -> None:
+    """Requests pending with their Slack card work queued (no card posted yet)."""
+    from tests.conftest import run_intake
+
+    for rid in rids:
+        srt.redis.xadd(srt.keys.requests, {"body": json.dumps(export_body(rid))})
+    run_intake(srt)
+    for rid in rids:
+        assert lifecycle.prepare(srt, rid, notify=False) == "pending"
+        srt.cards.queue(rid, "slack", "#approvals")
+
+
+def _tokens_left(srt: Runtime, scope: str, n: int) -> None:
+    """Leave exactly ``n`` calls in the destination's rate bucket."""
+    srt.redis.delete(srt.keys.send_rate(scope))
+    srt.cards.take(scope, 6 - n, 1.0, 6.0)
+
+
+def test_an_open_digest_keeps_one_call_of_the_rate_for_the_next_digest(
+        srt: Runtime, fake_slack: FakeSlack) -> None:
+    """Past the channel's rate the requests share a digest; while it is open, cards of their
+    own take only what the rate has beyond one call, which stays for the next digest's post
+    (when this one fills it goes out at once instead of waiting for the rate)."""
+    scope = "slack:#approvals"
+    first = [f"r-flood{i}" for i in range(4)]
+    _opened(srt, first)
+    _tokens_left(srt, scope, 1)
+    deliver_until(srt, lambda: srt.cards.pending(scope) == 0, timeout=30)
+    digest = srt.cards.open_digest(scope)
+    assert digest is not None and len(digest.ids) == 4  # the one call posted the digest
+    more = [f"r-more{i}" for i in range(3)]
+    _opened(srt, more)
+    _tokens_left(srt, scope, 3)
+    deliver_until(srt, lambda: srt.cards.pending(scope) == 0, timeout=30)
+    cards = {rid: srt.cards.card(rid, scope) for rid in more}
+    alone = [rid for rid, c in cards.items() if c is not None and not c.digest]
+    digested = [rid for rid, c in cards.items() if c is not None and c.digest]
+    assert len(alone) == 2 and len(digested) == 1, cards
+    assert srt.cards.take(scope, 1, 1.0, 6.0).granted == 1  # the call kept back
