@@ -59,7 +59,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
-from bench._stack import SECRETS, BenchStack, summary, wait_until
+from bench._stack import SECRETS, BenchStack, freeze_heap, summary, wait_until
 from bench.lifecycle import WORKER_CODE
 from bot.slack import render as slack_render
 from signoff.cards import Card
@@ -340,6 +340,7 @@ def send_paced(rt: Runtime, obs: Observer, prefix: str, rate: float, seconds: fl
     XADD is an agent's span and carries its ``traceparent`` next to the body."""
     r = redis.Redis.from_url(rt.settings.redis_url or "", decode_responses=True)
     ids: list[str] = []
+    freeze_heap()
     start = time.time()
     for i in itertools.count():
         due = start + i / rate
@@ -465,6 +466,7 @@ def click_phase(stack: BenchStack, rt: Runtime, fake: FakeSlack, bf: FakeBotFram
     clicker = Clicker(stack, rt, fake, bf, obs, tokens)
     channels = itertools.cycle(["api", "slack", "teams"])
     print(f"   {n} requests carded; clicking ...", flush=True)
+    freeze_heap()
     start = time.time()
     with ThreadPoolExecutor(max_workers=24) as pool:
         for i, rid in enumerate(ids):

@@ -133,6 +133,12 @@ class Janitor:
 
     def _checkpoint(self, now: float) -> int:
         audit.checkpoint_if_due(self.rt, self.rt.settings.audit_checkpoint_interval, now=now)
+        # The Merkle tree kept up with the log (no signature): a decision's checkpoint then
+        # adds only the entries since this pass, not a quiet spell's thousands.
+        try:
+            self.rt.audit.tree.advance(self.rt.audit.read_after)
+        except ValueError as exc:
+            log.error("audit tree not advanced: %s (run 'signoff audit verify')", exc)
         # The index follows the log (bounded per round); old entries move to the archive.
         self.rt.audit.index.update(self.rt.audit.read_after, limit=20_000)
         audit.archive_if_due(self.rt, now=now)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,16 +186,30 @@ def thin_checkpoints(rt: AuditContext, now: float, window: float = 86400.0) -> i
 def seal_after(rt: AuditContext) -> Callable[[Entry], None]:
     """The hook the Runtime installs on its AuditLog: a checkpoint right after every decision."""
 
+    # One sealer at a time in a process: concurrent decisions would otherwise each read the
+    # same new entries and race on the tree's WATCH, redoing the work on every conflict (the
+    # first decisions after a quiet spell stalled for a third of a second on this). A thread
+    # that waited finds its entry already covered by the checkpoint the one before it signed.
+    lock = threading.Lock()
+    covered = [0]  # the highest seq a checkpoint stored by this process covers
+
     def seal(entry: Entry) -> None:
         if entry.event not in SEAL_EVENTS:
             return
-        try:
-            sign_checkpoint(rt, nonempty=True)
-        # Whatever goes wrong here (Redis, a broken log, an audit key that will not unseal),
-        # the decision already stands and must be answered; the janitor signs later.
-        except Exception as exc:
-            log.warning("audit checkpoint after %s seq %d failed: %s", entry.event, entry.seq,
-                        exc)
+        with lock:
+            if entry.seq <= covered[0]:
+                return
+            try:
+                cp = sign_checkpoint(rt, nonempty=True)
+            # Whatever goes wrong here (Redis, a broken log, an audit key that will not
+            # unseal), the decision already stands and must be answered; the janitor signs
+            # later.
+            except Exception as exc:
+                log.warning("audit checkpoint after %s seq %d failed: %s", entry.event,
+                            entry.seq, exc)
+                return
+            if cp is not None:
+                covered[0] = max(covered[0], cp.seq)
 
     return seal
 

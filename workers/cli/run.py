@@ -15,6 +15,7 @@ import threading
 import click
 
 from workers.cli.config import resolved_settings
+from workers.heap import freeze_startup
 from workers.supervisor import Supervisor
 
 log = logging.getLogger("signoff")
@@ -45,6 +46,7 @@ def web(host: str | None, port: int | None) -> None:
         sock = listen_socket(host, settings.port if port is None else port)
         address = f"http://{host}:{sock.getsockname()[1]}"
         app = create_app(Runtime(settings))
+        freeze_startup()
         aioweb.run_app(app, sock=sock, access_log=None,
                        print=lambda _msg: click.echo(f"web listening on {address}"))
 
@@ -71,7 +73,9 @@ def worker(burst: bool) -> None:
         for platform, why in settings.channels_off().items():
             # Once, here: cards for a platform without credentials are not routed at all.
             log.info("%s: off (%s)", platform, why)
-        run_worker(Runtime(settings), burst=burst)
+        rt = Runtime(settings)
+        freeze_startup()
+        run_worker(rt, burst=burst)
 
 
 @click.command()
@@ -86,7 +90,9 @@ def delivery(parent: int | None) -> None:
 
     with resolved_settings(policy=True) as settings:
         setup_logging(settings.log_level)
-        run_delivery(Runtime(settings), parent)
+        rt = Runtime(settings)
+        freeze_startup()
+        run_delivery(rt, parent)
 
 
 @click.command()
@@ -106,6 +112,7 @@ def intake() -> None:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         consumer = IntakeConsumer(Runtime(settings))
+        freeze_startup()
         log.info("intake consuming %s as %s", consumer.stream, consumer.name)
         consumer.run(stop)
 
