@@ -576,9 +576,18 @@ def memory_phase(rt: Runtime, count: int, agents: int) -> tuple[float, float]:
     return per, record
 
 
+def _cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
-                agents: int) -> list[tuple[int, float, float]]:
-    """A burst of requests with N workers: requests/s to pending, and to every card."""
+                agents: int) -> list[tuple[int, float, float, float]]:
+    """A burst of requests with N workers: requests/s to pending, and to every card, and how
+    busy the machine's cores were until pending (100 %: every core)."""
     out = []
     r = rt.redis
     for n in counts:
@@ -591,6 +600,7 @@ def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
         pipe = r.pipeline(transaction=False)
         for i, rid in enumerate(ids):
             pipe.xadd(rt.keys.requests, {"body": request_body(rid, f"agent:load-{i % agents}")})
+        busy0, total0 = _cpu_times()
         t0 = time.time()
         pipe.execute()
 
@@ -602,6 +612,8 @@ def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
 
         wait_until(pending_all, 300, f"{n} workers: pending")
         t_pending = time.time() - t0
+        busy1, total1 = _cpu_times()
+        busy = (busy1 - busy0) / max(total1 - total0, 1.0) * 100
 
         def carded() -> bool:
             p = r.pipeline(transaction=False)
@@ -611,7 +623,7 @@ def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
 
         wait_until(carded, 300, f"{n} workers: cards")
         t_cards = time.time() - t0
-        out.append((n, burst / t_pending, burst / t_cards))
+        out.append((n, burst / t_pending, burst / t_cards, busy))
     return out
 
 
@@ -850,9 +862,12 @@ def report(args: argparse.Namespace, res: dict[str, Any], fake: FakeSlack,
         p("-- stages, from the processes' OpenTelemetry spans (every phase)")
         for name, values in sorted(res["stages"].items()):
             row(f"span {name}, ms", values)
-    for n, pend, cards in res["scale"]:
+    for n, pend, cards, busy in res["scale"]:
         p(f"{f'scale-out, {n} worker(s): requests/s to pending / to every card':58} "
-          f"{pend:8.1f} {cards:8.1f}")
+          f"{pend:8.1f} {cards:8.1f}  (cores busy until pending: {busy:.0f} %)")
+    if res["scale"]:
+        p("   every card includes a Teams post per request: Teams allows 50 requests/s per "
+          "app, so no number of workers carries more than about 50 requests/s to every card")
 
 
 if __name__ == "__main__":
