@@ -4,6 +4,7 @@ write access would (a stream entry cannot be edited in place, so the stream is r
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,15 @@ from signoff import audit
 from signoff.runtime import Runtime
 
 Raw = list[tuple[str, dict[str, str]]]
+
+
+def run_together(target: Callable[[int], None], n: int, timeout: float = 30.0) -> None:
+    """Run ``target(0)`` … ``target(n - 1)`` in threads at once and wait for them all."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
 
 
 def fill(rt: Runtime, n: int, prefix: str = "req") -> list[audit.Entry]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,7 +9,7 @@ from hypothesis import strategies as st
 from signoff import audit
 from signoff.audit import AuditLog, ProblemKind
 from signoff.runtime import Runtime
-from tests.audit.helpers import edit, fill, raw, rebuild, rechain, set_head
+from tests.audit.helpers import edit, fill, raw, rebuild, rechain, run_together, set_head
 
 
 def verify(rt: Runtime) -> audit.VerifyReport:
@@ -29,11 +27,7 @@ def test_clean_chain_verifies_and_concurrent_writers_never_fork_it(rt: Runtime) 
         except Exception as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_together(writer, 4)
     assert not errors
     report = verify(rt)
     assert report.ok, report.to_dict()

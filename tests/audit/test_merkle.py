@@ -29,7 +29,7 @@ from signoff.audit.merkle import (
 from signoff.audit.proofs import InclusionProof, ProofOutcome, Prover, check_proof
 from signoff.runtime import Runtime
 from signoff.signing_keys import public_jwk
-from tests.audit.helpers import fill, raw, set_head
+from tests.audit.helpers import fill, raw, run_together, set_head
 from tests.conftest import TEST_SECRETS, make_settings
 from workers.cli.audit import audit as audit_cli
 
@@ -275,11 +275,7 @@ def test_concurrent_decisions_share_checkpoints_and_each_is_covered_when_its_app
         if newest.seq < entry.seq:
             uncovered.append(entry.seq)
 
-    threads = [threading.Thread(target=decide, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_together(decide, 8)
     assert not uncovered
     assert 1 <= len(audit.checkpoints(rt.redis, rt.keys)) - before < 8
     assert audit.verify_store(rt).ok
