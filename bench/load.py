@@ -185,6 +185,8 @@ class Observer:
         self.watch: set[str] = set()
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        newest = rt.redis.xrevrange(rt.keys.decisions, count=1)
+        self._start = str(newest[0][0]) if newest else "0-0"
         self.threads = [threading.Thread(target=self._cards, daemon=True),
                         threading.Thread(target=self._replies, daemon=True)]
         for t in self.threads:
@@ -240,7 +242,9 @@ class Observer:
 
     def _replies(self) -> None:
         r = redis.Redis.from_url(self.rt.settings.redis_url or "", decode_responses=True)
-        last = "$"
+        # From the stream's newest entry now, not "$": a read that times out would leave "$",
+        # and a reply written before the next read would never be seen.
+        last = self._start
         while not self.stop.is_set():
             got = r.xread({self.rt.keys.decisions: last}, block=200, count=500)
             now = time.time()

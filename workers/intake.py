@@ -350,12 +350,14 @@ class IntakeConsumer:
         self.refresh()
         return self._read("0", None)
 
-    def run(self, stop: threading.Event | None = None, reclaim_every: float = 5.0) -> None:
+    def run(self, stop: threading.Event | None = None, reclaim_every: float = 5.0,
+            follow_every: float = 1.0) -> None:
         """Consume until ``stop`` is set; survives Redis restarts by reconnecting, and any
         other error by logging it and retrying (back-off reset once a round runs clean)."""
         stop = stop or threading.Event()
         tracing.configure(self.rt.settings, "intake")
         last_reclaim = 0.0
+        last_follow = 0.0
         backoff = 0.2
         while not stop.is_set():
             try:
@@ -367,7 +369,10 @@ class IntakeConsumer:
                 if now - last_reclaim >= reclaim_every:
                     self.reclaim()
                     self.janitor.tick()
-                    last_reclaim = now
+                    last_reclaim = last_follow = now
+                elif now - last_follow >= follow_every:
+                    self.janitor.follow_log()
+                    last_follow = now
                 self.poll()
                 backoff = 0.2
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
