@@ -455,18 +455,26 @@ class Delivery:
             sent[item.op.request_id] = item.view.version
         self.ledger.done_at(name, sent)
 
-    async def _adopt(self, name: str, destination: str, messenger: Messenger,
-                     item: _Item) -> None:
-        """A decided request whose card may have been posted without being recorded (a
-        crash): find it, record it and bring it up to date, so it keeps no live buttons."""
+    async def _look(self, name: str, destination: str, messenger: Messenger,
+                    item: _Item) -> tuple[bool, dict[str, Any] | None]:
+        """Look for the card a crash-cut post may have left: (whether the lookup answered,
+        the card's reference). A lookup that failed backs the work off."""
         try:
-            ref = await messenger.find_posted(item.view, destination)
+            return True, await messenger.find_posted(item.view, destination)
         except RateLimited:
             raise
         except DeliveryError as exc:
             log.warning("could not look for an unrecorded card of %s: %s",
                         item.op.request_id, exc)
             self._backoff(name, item.op, exc)
+            return False, None
+
+    async def _adopt(self, name: str, destination: str, messenger: Messenger,
+                     item: _Item) -> None:
+        """A decided request whose card may have been posted without being recorded (a
+        crash): find it, record it and bring it up to date, so it keeps no live buttons."""
+        looked, ref = await self._look(name, destination, messenger, item)
+        if not looked:
             return
         if ref is None:
             self.ledger.done(name, [item.op.request_id])
@@ -483,13 +491,8 @@ class Delivery:
         found, the work is an ordinary post again (its own card or a digest, as the rate
         allows)."""
         op = item.op
-        try:
-            ref = await messenger.find_posted(item.view, destination)
-        except RateLimited:
-            raise
-        except DeliveryError as exc:
-            log.warning("could not look for an unrecorded card of %s: %s", op.request_id, exc)
-            self._backoff(name, op, exc)
+        looked, ref = await self._look(name, destination, messenger, item)
+        if not looked:
             return
         if ref is not None:
             # Recorded at version 0: what the found card shows is not known, so it is redrawn.
