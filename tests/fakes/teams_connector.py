@@ -252,6 +252,11 @@ class FakeBotFramework:
         with self.state.lock:
             return list(self.state.activities)
 
+    def activities_after(self, n: int) -> list[Recorded]:
+        """The activities recorded after the first ``n`` (a poller's increment)."""
+        with self.state.lock:
+            return self.state.activities[n:]
+
     def posts(self) -> list[Recorded]:
         return [a for a in self.activities if a.method == "POST"]
 
