@@ -54,13 +54,14 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def wait_until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+def wait_until(pred: Callable[[], Any], timeout: float, what: str,
+               every: float = 0.01) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = pred()
         if v:
             return v
-        time.sleep(0.01)
+        time.sleep(every)
     raise SystemExit(f"benchmark gave up waiting for {what} after {timeout}s")
 
 

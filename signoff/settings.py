@@ -219,6 +219,13 @@ class Settings(BaseSettings):
         default=60,
         validation_alias=_alias("SIGNOFF_WORKER_MAINTENANCE_INTERVAL", "worker_maintenance_interval"),
     )
+    worker_nice: int = Field(
+        default=10, ge=0, le=19,
+        validation_alias=_alias("SIGNOFF_WORKER_NICE", "worker_nice"),
+        description="The Unix nice value the worker and delivery processes run at (0: the "
+        "same priority as the web): on a shared machine, decisions go first and card traffic "
+        "takes the rest of the CPU.",
+    )
     log_level: str = Field(default="INFO", validation_alias=_alias("LOG_LEVEL", "log_level"))
     otlp_endpoint: str | None = Field(
         default=None,

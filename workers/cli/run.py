@@ -16,6 +16,7 @@ import click
 
 from workers.cli.config import resolved_settings
 from workers.heap import freeze_startup
+from workers.priority import lower_priority
 from workers.supervisor import Supervisor
 
 log = logging.getLogger("signoff")
@@ -75,6 +76,7 @@ def worker(burst: bool) -> None:
             log.info("%s: off (%s)", platform, why)
         rt = Runtime(settings)
         freeze_startup()
+        lower_priority(settings.worker_nice)  # inherited by its scheduler and delivery
         run_worker(rt, burst=burst)
 
 
@@ -92,6 +94,7 @@ def delivery(parent: int | None) -> None:
         setup_logging(settings.log_level)
         rt = Runtime(settings)
         freeze_startup()
+        lower_priority(settings.worker_nice)
         run_delivery(rt, parent)
 
 
