@@ -95,16 +95,17 @@ def test_every_problem_at_once_and_no_secret_echoed(tmp_path: Path) -> None:
                      SIGNOFF_HMAC_SECRET=short, SIGNOFF_MASKING_KEY=short + "2",
                      SIGNOFF_DATA_KEYS="k1:" + "B" * 43, SIGNOFF_PUBLIC_URL="signoff.example.com",
                      SIGNOFF_TEAMS_LOGIN_URL="ftp://login.example", PORT="99999",
-                     SIGNOFF_GRANT_TTL="-5", LOG_LEVEL="chatty",
+                     SIGNOFF_GRANT_TTL="-5", LOG_LEVEL="chatty", SIGNOFF_WORKER_NICE="25",
                      SIGNOFF_POLICY=str(tmp_path / "missing.yaml"))
     lines = by_variable(refused(result))
     assert set(lines) == {"REDIS_URL", "SIGNOFF_HMAC_SECRET", "SIGNOFF_MASKING_KEY", "PORT",
                           "SIGNOFF_PUBLIC_URL", "SIGNOFF_TEAMS_LOGIN_URL", "SIGNOFF_GRANT_TTL",
-                          "LOG_LEVEL", "SIGNOFF_POLICY"}
+                          "LOG_LEVEL", "SIGNOFF_POLICY", "SIGNOFF_WORKER_NICE"}
     assert "redis://" in lines["REDIS_URL"]
     assert "at least 32 bytes" in lines["SIGNOFF_HMAC_SECRET"]
     assert "http:// or https://" in lines["SIGNOFF_PUBLIC_URL"]
     assert "missing.yaml does not exist" in lines["SIGNOFF_POLICY"]
+    assert "19" in lines["SIGNOFF_WORKER_NICE"]
     assert "hunter2" not in result.stderr and short not in result.stderr
 
 

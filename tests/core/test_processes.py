@@ -143,6 +143,33 @@ def test_agent_decorator_runs_only_after_two_dbas_approve(rt: Runtime, stack: St
     assert rt.redis.keys(rt.keys.grant_used("*"))
 
 
+def test_card_traffic_yields_the_cpu_to_decisions(stack: Stack) -> None:
+    """The worker and the delivery process it starts run at SIGNOFF_WORKER_NICE (10 by
+    default), so on a shared machine the web's decisions get the cores first; the web and
+    the intake keep the priority they were started with."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    background = max(base, 10)
+    worker = stack.procs["worker"].pid
+
+    def delivery_child() -> int | None:
+        for task in Path(f"/proc/{worker}/task").glob("*/children"):
+            try:
+                for pid in task.read_text().split():
+                    if b"delivery" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                        return int(pid)
+            except OSError:  # a thread or child that just ended
+                continue
+        return None
+
+    child = wait_for(delivery_child, timeout=30, message="the worker's delivery process")
+    wait_for(lambda: os.getpriority(os.PRIO_PROCESS, worker) == background, timeout=30,
+             message="the worker at its nice value")
+    wait_for(lambda: os.getpriority(os.PRIO_PROCESS, child) == background, timeout=30,
+             message="the delivery process at its nice value")
+    assert os.getpriority(os.PRIO_PROCESS, stack.procs["web"].pid) == base
+    assert os.getpriority(os.PRIO_PROCESS, stack.procs["intake"].pid) == base
+
+
 def test_worker_sigkilled_mid_job_loses_nothing(rt: Runtime, stack: Stack) -> None:
     n = 20
     for i in range(n):
