@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -604,6 +605,26 @@ def _quiet(window: float = 0.5, below: float = 25.0) -> bool:
     return (busy1 - busy0) / max(total1 - total0, 1.0) * 100 < below
 
 
+def _all_there(r: redis.Redis, ids: list[str], ask: Callable[[Any, str], Any],
+               there: Callable[[Any], bool]) -> Callable[[], bool]:
+    """A check that ``there`` holds for every request, ``ask`` queuing the command that tells
+    on a pipeline. Each call asks only about the requests not yet there: asking about the
+    whole burst every few ms cost the load generator and Redis more CPU than a worker uses,
+    taken from the workers being measured (at a lower priority)."""
+    waiting = set(ids)
+
+    def check() -> bool:
+        left = sorted(waiting)
+        pipe = r.pipeline(transaction=False)
+        for rid in left:
+            ask(pipe, rid)
+        waiting.difference_update(
+            rid for rid, got in zip(left, pipe.execute(), strict=True) if there(got))
+        return not waiting
+
+    return check
+
+
 def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
                 agents: int) -> list[tuple[int, float, float, float]]:
     """A burst of requests with N workers: requests/s to pending, and to every card, and how
@@ -626,35 +647,14 @@ def scale_phase(stack: BenchStack, rt: Runtime, counts: list[int], burst: int,
         t0 = time.time()
         pipe.execute()
 
-        # The checks ask only about requests not yet there, every 20 ms: a check of the
-        # whole burst every 10 ms cost the load generator and Redis more CPU than a worker
-        # uses, taken from the workers it is measuring (which run at a lower priority).
-        waiting = set(ids)
-
-        def pending_all() -> bool:
-            left = sorted(waiting)
-            p = r.pipeline(transaction=False)
-            for rid in left:
-                p.hget(rt.keys.request(rid), "status")
-            waiting.difference_update(
-                rid for rid, s in zip(left, p.execute(), strict=True) if s == "pending")
-            return not waiting
-
-        wait_until(pending_all, 300, f"{n} workers: pending", every=0.02)
+        pending = _all_there(r, ids, lambda p, rid: p.hget(rt.keys.request(rid), "status"),
+                             lambda status: status == "pending")
+        wait_until(pending, 300, f"{n} workers: pending", every=0.02)
         t_pending = time.time() - t0
         busy1, total1 = _cpu_times()
         busy = (busy1 - busy0) / max(total1 - total0, 1.0) * 100
-        waiting = set(ids)
-
-        def carded() -> bool:
-            left = sorted(waiting)
-            p = r.pipeline(transaction=False)
-            for rid in left:
-                p.hlen(rt.keys.cards(rid))
-            waiting.difference_update(
-                rid for rid, c in zip(left, p.execute(), strict=True) if c >= 3)
-            return not waiting
-
+        carded = _all_there(r, ids, lambda p, rid: p.hlen(rt.keys.cards(rid)),
+                            lambda cards: int(cards) >= 3)
         wait_until(carded, 300, f"{n} workers: cards", every=0.02)
         t_cards = time.time() - t0
         out.append((n, burst / t_pending, burst / t_cards, busy))
